@@ -1,0 +1,170 @@
+"""Fixtures that fake the world only at its edge: executables on PATH, never our own modules.
+
+The autouse guard gives every test an empty HOME, no Android SDK variables and a PATH whose first
+entry is tests/fakes, so no test can reach a real emulator, device or the user's ~/.maestro.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import textwrap
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+FAKES = REPO / "tests" / "fakes"
+REAL_TOOLS = ("adb", "maestro", "emulator", "avdmanager", "sdkmanager")
+
+
+def _clean_path() -> str:
+    keep = []
+    for entry in os.environ.get("PATH", "").split(os.pathsep):
+        if entry and not any((Path(entry) / tool).exists() for tool in REAL_TOOLS):
+            keep.append(entry)
+    return os.pathsep.join(keep)
+
+
+@pytest.fixture(autouse=True)
+def guard(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    home.mkdir()
+    monkeypatch.setenv("HOME", str(home))
+    for name in list(os.environ):
+        if name.startswith(("ANDROID_", "GITHUB_", "INVOKE_", "MAESTRO_", "FAKE_", "RUNNER_")) or name in (
+            "SLACK_WEBHOOK_URL", "PAGERDUTY_ROUTING_KEY", "SMTP_PASSWORD", "CI",
+        ):
+            monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("PATH", _clean_path())
+
+
+class World:
+    """A project folder with flows, a fake device state and the fake toolchain on PATH."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.flows = root / ".maestro"
+        self.flows.mkdir()
+        self.results = root / "build" / "validation"
+        self.adb_state = root / "fake-adb-state.json"
+        self.scenario_path = root / "fake-maestro-scenario.json"
+        self.state_dir = root / "fake-state"
+        self.state_dir.mkdir()
+        self.maestro_log = root / "fake-maestro-log.jsonl"
+        self.adb_log = root / "fake-adb-log.jsonl"
+        self.bin = root / "bin"  # fakes are linked here, so a test can take one away
+        self.bin.mkdir()
+        for tool in ("adb", "maestro"):
+            (self.bin / tool).symlink_to(FAKES / tool)
+        self.devices: dict[str, dict[str, Any]] = {}
+        self.extra_env: dict[str, str] = {}
+
+    # the device state the fake adb and maestro share
+    def device(self, serial: str = "emulator-5554", state: str = "device", booted: bool = True,
+               **extra: Any) -> World:
+        self.devices[serial] = {"state": state, "boot_completed": "1" if booted else "", "packages": {}, **extra}
+        self.adb_state.write_text(json.dumps({"devices": self.devices}))
+        return self
+
+    def scenario(self, flows: Mapping[str, list[str]] | None = None, default: str = "pass", **extra: Any) -> World:
+        self.scenario_path.write_text(json.dumps({"default": default, "flows": dict(flows or {}), **extra}))
+        return self
+
+    def flow(self, name: str, *, app_id: str = "com.example.exerciselog", tags: tuple[str, ...] = (),
+             commands: str = '- launchApp\n- assertVisible: "Exercises"\n', header: str = "") -> Path:
+        lines = [f"appId: {app_id}"] if app_id else []
+        if tags:
+            lines.append("tags:\n" + "".join(f"  - {t}\n" for t in tags).rstrip("\n"))
+        if header:
+            lines.append(textwrap.dedent(header).strip("\n"))
+        path = self.flows / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text("\n".join(lines) + "\n---\n" + textwrap.dedent(commands))
+        return path
+
+    def env(self, **overrides: str) -> dict[str, str]:
+        env = dict(os.environ)
+        env["PATH"] = f"{self.bin}{os.pathsep}{env['PATH']}"
+        env.update({
+            "FAKE_ADB_STATE": str(self.adb_state),
+            "FAKE_MAESTRO_SCENARIO": str(self.scenario_path),
+            "FAKE_MAESTRO_STATE_DIR": str(self.state_dir),
+            "FAKE_MAESTRO_LOG": str(self.maestro_log),
+            "FAKE_ADB_LOG": str(self.adb_log),
+            "PYTHONDONTWRITEBYTECODE": "1",
+        })
+        env.update(self.extra_env)
+        env.update(overrides)
+        return env
+
+    def invoke_argv(self, *args: str) -> list[str]:
+        return [sys.executable, "-m", "invoke", "--search-root", str(REPO), *args]
+
+    def invoke(self, *args: str, timeout: float = 120, **env: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(self.invoke_argv(*args), cwd=self.root, env=self.env(**env), capture_output=True,
+                              text=True, timeout=timeout)
+
+    def start(self, *args: str, **env: str) -> subprocess.Popen[str]:
+        return subprocess.Popen(self.invoke_argv(*args), cwd=self.root, env=self.env(**env),
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+    def record(self) -> dict[str, Any]:
+        data: dict[str, Any] = json.loads((self.results / "results.json").read_text())
+        return data
+
+    def flow_result(self, file_name: str) -> dict[str, Any]:
+        return next(f for f in self.record()["flows"] if f["flowFileName"] == file_name)
+
+    def maestro_calls(self) -> list[dict[str, Any]]:
+        if not self.maestro_log.exists():
+            return []
+        return [json.loads(line) for line in self.maestro_log.read_text().splitlines() if line.strip()]
+
+    def adb_calls(self) -> list[list[str]]:
+        if not self.adb_log.exists():
+            return []
+        return [json.loads(line)["argv"] for line in self.adb_log.read_text().splitlines() if line.strip()]
+
+    def hung_pids(self) -> list[int]:
+        return [int(p) for f in self.state_dir.glob("hang-*.pids") for p in f.read_text().split()]
+
+    def files_text(self) -> str:
+        """Everything the run wrote, as one string (for secret checks)."""
+        return "\n".join(p.read_text(errors="replace") for p in self.results.rglob("*") if p.is_file())
+
+
+def alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    # a zombie is dead for our purposes
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            return fh.read().split(")")[-1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+@pytest.fixture
+def world(tmp_path: Path) -> Iterator[World]:
+    project = tmp_path / "project"
+    project.mkdir()
+    w = World(project)
+    yield w
+    for pid in w.hung_pids():  # never leave a fake behind, even when a test fails
+        if alive(pid):
+            os.kill(pid, signal.SIGKILL)
+
+
+def which_fake(tool: str) -> str:
+    found = shutil.which(tool, path=str(FAKES))
+    assert found, f"tests/fakes/{tool} is missing"
+    return found

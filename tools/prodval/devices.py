@@ -1,0 +1,98 @@
+"""Android devices through adb: discovery, selection, boot state and APK install."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from .commands import Completed, find_tool, run
+from .console import Console
+from .errors import ConfigError, DeviceError
+
+ADB_INSTALL_HINT = (
+    "install the Android SDK platform-tools (`sdkmanager platform-tools`, or `invoke setup`) and set "
+    "ANDROID_HOME, or set validation.adb in invoke.yaml to the adb executable"
+)
+
+
+def find_adb(configured: str, environ: Mapping[str, str]) -> Path:
+    """Configured path, else $ANDROID_HOME (or $ANDROID_SDK_ROOT)/platform-tools/adb, else PATH."""
+    candidates: list[tuple[str, str | Path | None]] = []
+    if configured:
+        candidates.append((f"validation.adb ({configured})", configured))
+    for var in ("ANDROID_HOME", "ANDROID_SDK_ROOT"):
+        home = environ.get(var)
+        candidates.append((f"${var}/platform-tools" if home else f"${var} (unset)",
+                           Path(home) / "platform-tools" / "adb" if home else None))
+    candidates.append(("PATH", "adb"))
+    return find_tool("adb", candidates, ADB_INSTALL_HINT)
+
+
+@dataclass(frozen=True)
+class DeviceState:
+    serial: str
+    state: str
+    booted: bool
+
+
+class Adb:
+    def __init__(self, path: Path, console: Console, environ: Mapping[str, str]) -> None:
+        self.path = path
+        self.console = console
+        # `-s SERIAL` beats $ANDROID_SERIAL; drop it so a stale value cannot pick a device for us.
+        self.env = {k: v for k, v in environ.items() if k != "ANDROID_SERIAL"}
+
+    def _run(self, *args: str, check: bool = True, timeout: float = 60, echo: bool = True,
+             what: str = "", fix: str = "") -> Completed:
+        return run(self.console, [self.path, *args], check=check, env=self.env, timeout=timeout,
+                   echo=echo, what=what, fix=fix, stage="device")
+
+    def devices(self) -> list[tuple[str, str]]:
+        out = self._run("devices", what="adb could not list devices",
+                        fix="restart the adb server with `adb kill-server && adb start-server`").stdout
+        found = []
+        for line in out.splitlines():
+            if "\t" not in line or line.startswith(("List of devices", "*")):
+                continue
+            serial, state = line.split("\t", 1)
+            found.append((serial.strip(), state.strip()))
+        return found
+
+    def boot_completed(self, serial: str) -> bool:
+        done = self._run("-s", serial, "shell", "getprop", "sys.boot_completed", check=False, timeout=30, echo=False)
+        return done.returncode == 0 and done.stdout.strip() == "1"
+
+    def states(self) -> list[DeviceState]:
+        return [DeviceState(s, st, st == "device" and self.boot_completed(s)) for s, st in self.devices()]
+
+    def select(self, requested: str) -> str:
+        """The device to run on: `requested`, else the single booted device."""
+        states = self.states()
+        listing = ", ".join(f"{d.serial} ({d.state}{', booted' if d.booted else ''})" for d in states) or "none"
+        if requested:
+            match = next((d for d in states if d.serial == requested), None)
+            if match is None:
+                raise DeviceError(f"device '{requested}' is not connected (adb sees: {listing})",
+                                  fix="check the serial with `adb devices`, or leave --device out to use the booted device")
+            if not match.booted:
+                raise DeviceError(f"device '{requested}' is {match.state} and not booted (sys.boot_completed != 1)",
+                                  fix="wait for it to finish booting, or `invoke emulator.start`")
+            return requested
+        booted = [d for d in states if d.booted]
+        if not booted:
+            raise DeviceError(f"no booted device is connected (adb sees: {listing})",
+                              fix="start an emulator (`invoke emulator.start`) or connect a device, then check `adb devices`")
+        if len(booted) > 1:
+            raise DeviceError(f"{len(booted)} booted devices are connected ({listing}); which one should run the flows?",
+                              fix=f"pass --device SERIAL, e.g. --device {booted[0].serial}")
+        return booted[0].serial
+
+    def install(self, serial: str, apk: Path) -> None:
+        if not apk.is_file():
+            raise ConfigError(f"the APK '{apk}' does not exist",
+                              fix="pass --apk with the path of a built APK, or run `invoke build-apk` first")
+        self._run("-s", serial, "install", "-r", "-g", str(apk), timeout=600,
+                  what=f"installing {apk.name} on {serial} failed",
+                  fix="read adb's message above: INSTALL_FAILED_UPDATE_INCOMPATIBLE means uninstall the app first "
+                      "(signature changed); INSTALL_FAILED_VERSION_DOWNGRADE means an older versionCode")

@@ -1,0 +1,103 @@
+"""Every error the harness raises on purpose, each with its exit code and a fix.
+
+Only the entry point (`prodval.cli`) turns these into exit codes. Exit codes follow the verdict:
+0 pass, 1 fail (a flow failed its assertions), 2 error (the run could not validate).
+"""
+
+from __future__ import annotations
+
+EXIT_PASS = 0
+EXIT_FAIL = 1
+EXIT_ERROR = 2
+
+
+class ValidationError(Exception):
+    """Base class: the run could not validate. `stage` says where it stopped."""
+
+    exit_code = EXIT_ERROR
+    stage = "validate"
+
+    def __init__(self, message: str, *, fix: str = "") -> None:
+        super().__init__(message)
+        self.message = message
+        self.fix = fix
+
+    def __str__(self) -> str:
+        return f"{self.message}\n  fix: {self.fix}" if self.fix else self.message
+
+
+class ConfigError(ValidationError):
+    """A setting in invoke.yaml, the environment or on the command line is wrong."""
+
+    stage = "config"
+
+
+class ToolNotFound(ValidationError):
+    """An external tool (maestro, adb, ...) is not installed where we looked."""
+
+    stage = "tools"
+
+    def __init__(self, tool: str, looked_in: list[str], install: str) -> None:
+        places = ", ".join(looked_in) if looked_in else "nowhere"
+        super().__init__(f"Couldn't find '{tool}' (looked in {places})", fix=install)
+        self.tool = tool
+
+
+class FlowError(ValidationError):
+    """One or more flow files are malformed; the message lists every problem as file:line."""
+
+    stage = "preflight"
+
+    def __init__(self, problems: list[str], *, fix: str = "") -> None:
+        count = len(problems)
+        head = "a flow is malformed" if count == 1 else f"{count} problems in the flows"
+        super().__init__(f"{head}:\n" + "\n".join(f"  {p}" for p in problems), fix=fix)
+        self.problems = problems
+
+
+class DeviceError(ValidationError):
+    """No usable device, several without --device, or a device that went away."""
+
+    stage = "device"
+
+
+class CommandFailed(ValidationError):
+    """An external command exited non-zero where success was required."""
+
+    def __init__(
+        self,
+        argv_display: str,
+        exit_code: int,
+        stdout: str,
+        stderr: str,
+        *,
+        what: str = "",
+        fix: str = "",
+        stage: str = "validate",
+    ) -> None:
+        lines = [f"{what or 'command failed'}: `{argv_display}` exited with code {exit_code}"]
+        for label, text in (("stdout", stdout), ("stderr", stderr)):
+            tail = _tail(text)
+            if tail:
+                lines.append(f"  {label}:\n" + "\n".join(f"    {ln}" for ln in tail))
+        super().__init__("\n".join(lines), fix=fix)
+        self.returncode = exit_code
+        self.stdout = stdout
+        self.stderr = stderr
+        self.stage = stage
+
+
+class Interrupted(ValidationError):
+    """The run was stopped by Ctrl-C or SIGTERM; everything gathered so far is kept."""
+
+    stage = "interrupted"
+
+    def __init__(self, signal_name: str) -> None:
+        super().__init__(
+            f"validation interrupted by {signal_name}; finished flows are kept in results.json",
+            fix="run it again; nothing needs cleaning up",
+        )
+
+
+def _tail(text: str, lines: int = 15) -> list[str]:
+    return [ln for ln in text.strip().splitlines()][-lines:]

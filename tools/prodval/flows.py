@@ -1,0 +1,302 @@
+"""Finding the flows Maestro would run, and checking them before anything runs.
+
+Discovery follows Maestro: a folder means its top-level `*.yml`/`*.yaml` files (files in sub-folders
+are sub-flows), narrowed by the workspace `config.yaml` (`flows` globs, `includeTags`, `excludeTags`)
+and the tag flags, which add to the config's tags. A file means that one flow.
+
+The preflight parses every flow (a header document, `---`, then a list of commands), requires `appId`
+(or `url`) in the header, and checks that every `runFlow`/`runScript` file exists, recursively.
+Every problem is reported as `file:line: message`, all at once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from .errors import ConfigError, FlowError
+
+FLOW_SUFFIXES = (".yaml", ".yml")
+WORKSPACE_CONFIGS = ("config.yaml", "config.yml")
+# Commands whose value (or whose `file:` key) names another file, resolved next to the flow.
+FILE_COMMANDS = ("runFlow", "runScript", "retry")
+
+
+@dataclass(frozen=True)
+class Flow:
+    path: Path
+    file_name: str  # path relative to the flows folder, as Maestro and our record name it
+    name: str
+    app_id: str
+    tags: tuple[str, ...] = ()
+    env: tuple[tuple[str, str], ...] = ()
+    launch_line: int = 0  # line of the first launchApp, for annotations
+
+    @property
+    def key(self) -> str:
+        """A filesystem-safe identifier, unique within a run."""
+        return self.file_name.rsplit(".", 1)[0].replace("/", "__")
+
+
+@dataclass
+class Selection:
+    root: Path
+    flows: list[Flow]
+    config_path: Path | None = None
+    include_tags: tuple[str, ...] = ()
+    exclude_tags: tuple[str, ...] = ()
+    filtered_out: list[str] = field(default_factory=list)
+
+
+@dataclass
+class _Parsed:
+    header: dict[str, Any]
+    header_node: yaml.Node | None
+    commands_node: yaml.Node | None
+
+
+class _Problems:
+    def __init__(self, base: Path) -> None:
+        self.base = base
+        self.items: list[str] = []
+
+    def add(self, path: Path, line: int, message: str) -> None:
+        try:
+            shown = path.resolve().relative_to(self.base.resolve())
+        except ValueError:
+            shown = path
+        self.items.append(f"{shown}:{line}: {message}")
+
+
+def _parse(path: Path, problems: _Problems, *, sub_flow: bool) -> _Parsed | None:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        problems.add(path, 1, f"cannot read the file: {exc}")
+        return None
+    loader = yaml.SafeLoader(text)
+    try:
+        nodes: list[yaml.Node] = []
+        while loader.check_node():
+            node = loader.get_node()
+            if node is not None:
+                nodes.append(node)
+        values = [loader.construct_document(n) for n in nodes]
+    except yaml.MarkedYAMLError as exc:
+        problems.add(path, *_yaml_problem(exc))
+        return None
+    except yaml.YAMLError as exc:
+        problems.add(path, 1, f"invalid YAML: {exc}")
+        return None
+    finally:
+        loader.dispose()
+
+    if not nodes:
+        problems.add(path, 1, "the file is empty; a flow is a header (appId: ...), then ---, then a list of commands")
+        return None
+    if len(nodes) == 1:
+        if sub_flow and isinstance(values[0], list):
+            return _Parsed({}, None, nodes[0])
+        if isinstance(values[0], list):
+            problems.add(path, 1, "the header is missing: start the file with 'appId: <package>' and a '---' line")
+        else:
+            problems.add(path, _line(nodes[0], end=True),
+                         "no commands: add a '---' line after the header, then the list of commands")
+        return None
+    if len(nodes) > 2:
+        problems.add(path, _line(nodes[2]), "more than two YAML documents: a flow is one header and one command list")
+        return None
+    header, commands = values
+    if header is None:
+        header = {}
+    if not isinstance(header, dict):
+        problems.add(path, _line(nodes[0]), "the header (before '---') must be a mapping such as 'appId: com.example.app'")
+        return None
+    if not isinstance(commands, list):
+        problems.add(path, _line(nodes[1]), "the commands (after '---') must be a list, one '- command' per line")
+        return None
+    return _Parsed(header, nodes[0], nodes[1])
+
+
+def _yaml_problem(exc: yaml.MarkedYAMLError) -> tuple[int, str]:
+    """(line, message): the line where the broken construct starts, which is where to look."""
+    context, problem = exc.context_mark, exc.problem_mark
+    line = (context or problem).line + 1 if (context or problem) else 1
+    message = f"invalid YAML: {exc.problem or exc.context}"
+    if context and problem and problem.line != context.line:
+        message += f" (at line {problem.line + 1}, {exc.context} started on line {line})"
+    return line, message
+
+
+def _line(node: yaml.Node, *, end: bool = False) -> int:
+    return (node.end_mark.line if end else node.start_mark.line + 1) or 1
+
+
+def _file_refs(node: yaml.Node | None) -> Iterator[tuple[str, int]]:
+    """Every file a command names, with its line, anywhere in a command tree (nested commands too)."""
+    if isinstance(node, yaml.SequenceNode):
+        for item in node.value:
+            yield from _file_refs(item)
+    elif isinstance(node, yaml.MappingNode):
+        for key, value in node.value:
+            name = key.value if isinstance(key, yaml.ScalarNode) else ""
+            if name in FILE_COMMANDS:
+                if isinstance(value, yaml.ScalarNode) and name != "retry":
+                    yield value.value, _line(value)
+                elif isinstance(value, yaml.MappingNode):
+                    for sub_key, sub_value in value.value:
+                        if getattr(sub_key, "value", None) == "file" and isinstance(sub_value, yaml.ScalarNode):
+                            yield sub_value.value, _line(sub_value)
+            yield from _file_refs(value)
+
+
+def _first_line_of(node: yaml.Node | None, command: str) -> int:
+    if isinstance(node, yaml.SequenceNode):
+        for item in node.value:
+            if isinstance(item, yaml.ScalarNode) and item.value == command:
+                return _line(item)
+            if isinstance(item, yaml.MappingNode) and any(getattr(k, "value", None) == command for k, _ in item.value):
+                return _line(item)
+    return 0
+
+
+def _check_refs(path: Path, parsed: _Parsed, problems: _Problems, seen: set[Path]) -> None:
+    nodes = [parsed.commands_node, parsed.header_node]  # header: onFlowStart / onFlowComplete
+    for node in nodes:
+        for ref, line in _file_refs(node):
+            if "${" in ref:
+                continue  # resolved by Maestro at run time
+            target = (path.parent / ref).resolve()
+            if not target.is_file():
+                problems.add(path, line, f"'{ref}' does not exist (looked for {target})")
+                continue
+            if target in seen or target.suffix not in FLOW_SUFFIXES:
+                continue
+            seen.add(target)
+            sub = _parse(target, problems, sub_flow=True)
+            if sub is not None:
+                _check_refs(target, sub, problems, seen)
+
+
+def _tags(value: Any) -> tuple[str, ...]:
+    if value is None:
+        return ()
+    if isinstance(value, str):
+        return (value,)
+    if isinstance(value, list):
+        return tuple(str(v) for v in value)
+    return ()
+
+
+def load_flow(path: Path, root: Path, problems: _Problems) -> Flow | None:
+    parsed = _parse(path, problems, sub_flow=False)
+    if parsed is None:
+        return None
+    header = parsed.header
+    app_id = header.get("appId") or header.get("url")
+    if not app_id or not isinstance(app_id, str):
+        problems.add(path, 1, "the header has no 'appId' (or 'url'): add 'appId: <your.package.name>'")
+    tags = header.get("tags")
+    if tags is not None and not isinstance(tags, (list, str)):
+        problems.add(path, 1, "'tags' must be a list of strings")
+    env = header.get("env") or {}
+    if not isinstance(env, dict):
+        problems.add(path, 1, "'env' in the header must be a mapping of NAME: value")
+        env = {}
+    _check_refs(path, parsed, problems, {path.resolve()})
+    try:
+        file_name = path.resolve().relative_to(root.resolve()).as_posix()
+    except ValueError:
+        file_name = path.name
+    return Flow(
+        path=path,
+        file_name=file_name,
+        name=str(header.get("name") or path.stem),
+        app_id=str(app_id or ""),
+        tags=_tags(tags),
+        env=tuple((str(k), str(v)) for k, v in env.items()),
+        launch_line=_first_line_of(parsed.commands_node, "launchApp"),
+    )
+
+
+def _workspace_config(folder: Path, problems: _Problems) -> tuple[Path | None, dict[str, Any]]:
+    for name in WORKSPACE_CONFIGS:
+        path = folder / name
+        if path.is_file():
+            try:
+                data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+            except yaml.MarkedYAMLError as exc:
+                problems.add(path, *_yaml_problem(exc))
+                return path, {}
+            if not isinstance(data, dict):
+                problems.add(path, 1, "the workspace config must be a mapping (flows:, includeTags:, ...)")
+                return path, {}
+            return path, data
+    return None, {}
+
+
+def _as_list(value: Any) -> list[str]:
+    if value is None:
+        return []
+    if isinstance(value, str):
+        return [value]
+    return [str(v) for v in value]
+
+
+def _candidates(folder: Path, patterns: list[str], config_path: Path | None) -> list[Path]:
+    found: set[Path] = set()
+    for pattern in patterns:
+        # Maestro's `**` means every file below; Python's bare `**` only yields folders.
+        glob = pattern + "/*" if pattern.endswith("**") else pattern
+        for path in folder.glob(glob):
+            if path.is_file() and path.suffix in FLOW_SUFFIXES and path != config_path:
+                found.add(path)
+    return sorted(found)
+
+
+def discover(
+    flows_path: Path, include_tags: tuple[str, ...] = (), exclude_tags: tuple[str, ...] = ()
+) -> Selection:
+    """Select and preflight the flows to run; raise FlowError listing every problem."""
+    if not flows_path.exists():
+        raise ConfigError(
+            f"the flows path '{flows_path}' does not exist",
+            fix="pass --flows PATH (a folder of Maestro flows or one flow file) or set validation.flows in invoke.yaml",
+        )
+    root = flows_path if flows_path.is_dir() else flows_path.parent
+    problems = _Problems(Path.cwd())
+    config_path: Path | None = None
+    config: dict[str, Any] = {}
+    if flows_path.is_dir():
+        config_path, config = _workspace_config(flows_path, problems)
+        candidates = _candidates(flows_path, _as_list(config.get("flows")) or ["*"], config_path)
+    else:
+        candidates = [flows_path]
+    include = tuple(_as_list(config.get("includeTags"))) + include_tags
+    exclude = tuple(_as_list(config.get("excludeTags"))) + exclude_tags
+
+    selected: list[Flow] = []
+    filtered: list[str] = []
+    for path in candidates:
+        flow = load_flow(path, root, problems)
+        if flow is None:
+            continue
+        tags = set(flow.tags)
+        if (include and not tags & set(include)) or (exclude and tags & set(exclude)):
+            filtered.append(flow.file_name)
+            continue
+        selected.append(flow)
+    if problems.items:
+        raise FlowError(problems.items, fix="correct the lines above; `invoke lint-flows` re-checks without a device")
+    if not selected:
+        why = f"{len(filtered)} flow(s) filtered out by tags" if filtered else "no *.yaml or *.yml flow found"
+        tag_text = f" (include: {','.join(include) or '-'}; exclude: {','.join(exclude) or '-'})" if filtered else ""
+        raise ConfigError(
+            f"no flow selected in '{flows_path}': {why}{tag_text}",
+            fix="check --flows, the workspace config.yaml 'flows' globs and the --include-tags/--exclude-tags filters",
+        )
+    return Selection(root, selected, config_path, include, exclude, filtered)

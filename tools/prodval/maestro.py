@@ -1,0 +1,171 @@
+"""The Maestro CLI: where it is, how we call it for one flow, and what its exit means.
+
+Maestro exits 1 both for a failed assertion and for a broken environment, and writes no report after
+an infrastructure exception (see shared/reference/maestro-cli.md), so an attempt is classified from
+the JUnit report and the output, never from the exit code alone.
+"""
+
+from __future__ import annotations
+
+import re
+import xml.etree.ElementTree as ET
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from .commands import find_tool
+
+MAESTRO_INSTALL_HINT = (
+    "install Maestro with `invoke setup` (or `curl -Ls \"https://get.maestro.mobile.dev\" | bash`), "
+    "or set validation.maestro in invoke.yaml to the maestro executable"
+)
+
+# Output that means "the environment broke", not "the app regressed". Matched case-insensitively;
+# keep this the one list (shared/reference/maestro-cli.md, "Typical infrastructure signatures").
+INFRA_SIGNATURES = tuple(
+    re.compile(p, re.I)
+    for p in (
+        r"Android driver did not start up in time",
+        r"DriverTimeoutException",
+        r"device '[^']*' not found",
+        r"device offline",
+        r"UNAVAILABLE: io exception",
+        r"Unable to launch app",
+        r"Not enough devices connected",
+        r"io\.grpc\.StatusRuntimeException",
+        r"No flows returned from the tag filter used",
+        r"Device .* (?:was requested, but it )?is not connected",
+    )
+)
+_STACK_FRAME = re.compile(r"^\s+at [\w.$<>]+\(.*\)\s*$")
+_EXCEPTION_LINE = re.compile(r"^(?:Exception in thread \"[^\"]*\" )?([\w.$]+(?:Exception|Error))(?::\s*(.*))?$")
+
+# The statuses an attempt can end with.
+PASSED, FAILED, ERROR, TIMED_OUT = "passed", "failed", "error", "timed_out"
+
+
+def find_maestro(configured: str, environ: Mapping[str, str]) -> Path:
+    """Configured path, else PATH, else ~/.maestro/bin/maestro."""
+    home = environ.get("HOME", "")
+    candidates: list[tuple[str, str | Path | None]] = []
+    if configured:
+        candidates.append((f"validation.maestro ({configured})", configured))
+    candidates.append(("PATH", "maestro"))
+    candidates.append(("~/.maestro/bin", Path(home) / ".maestro" / "bin" / "maestro" if home else None))
+    return find_tool("maestro", candidates, MAESTRO_INSTALL_HINT)
+
+
+def test_command(
+    maestro: Path,
+    serial: str,
+    flow: Path,
+    *,
+    junit: Path,
+    debug_dir: Path,
+    flow_env: Sequence[tuple[str, str]],
+) -> list[str]:
+    """`maestro test` for one flow; `flow_env` already holds SKIP_DATA_CLEANUP and VALIDATION_RUN_ID."""
+    argv = [
+        str(maestro), "--no-ansi", "--device", serial, "test", str(flow),
+        "--format", "junit", "--output", str(junit),
+        "--debug-output", str(debug_dir), "--flatten-debug-output",
+    ]
+    for key, value in flow_env:
+        argv += ["-e", f"{key}={value}"]
+    return argv
+
+
+def process_env(environ: Mapping[str, str], driver_startup_timeout_ms: int) -> dict[str, str]:
+    env = dict(environ)
+    env["MAESTRO_CLI_NO_ANALYTICS"] = "1"
+    env["MAESTRO_DISABLE_UPDATE_CHECK"] = "true"
+    # CI emulators are slow to start Maestro's driver; 15 s (Maestro's default) fails often.
+    env.setdefault("MAESTRO_DRIVER_STARTUP_TIMEOUT", str(driver_startup_timeout_ms))
+    return env
+
+
+@dataclass(frozen=True)
+class Outcome:
+    status: str
+    summary: str
+
+
+def junit_failure(junit: Path) -> str | None:
+    """The failure text of the report's (single) testcase, '' when it passed, None without a report."""
+    try:
+        root = ET.parse(junit).getroot()
+    except (OSError, ET.ParseError):
+        return None
+    for case in root.iter("testcase"):
+        failure = case.find("failure")
+        if failure is None:
+            failure = case.find("error")
+        if failure is not None:
+            return (failure.text or failure.get("message") or "assertion failed").strip()
+        if case.get("status", "SUCCESS").upper() not in ("SUCCESS", "PASSED"):
+            return f"flow ended with status {case.get('status')}"
+    return ""
+
+
+def _first_meaningful(text: str) -> str:
+    for raw in text.splitlines():
+        line = raw.strip()
+        if line and not _STACK_FRAME.match(line):
+            return line
+    return ""
+
+
+def _infra_line(text: str) -> str:
+    for line in text.splitlines():
+        if any(sig.search(line) for sig in INFRA_SIGNATURES):
+            return line.strip()
+    return ""
+
+
+def classify(returncode: int, timed_out: bool, stdout: str, stderr: str, junit: Path, timeout: float) -> Outcome:
+    """Tell a failed assertion from a broken environment (see the module docstring)."""
+    if timed_out:
+        return Outcome(TIMED_OUT, f"no result after {timeout:g}s; the flow's process tree was killed")
+    if returncode == 0:
+        return Outcome(PASSED, "")
+    output = stdout + "\n" + stderr
+    if returncode == 2:
+        reason = _first_meaningful(stderr) or _first_meaningful(stdout)
+        return Outcome(ERROR, f"maestro rejected its command line (exit 2): {reason}")
+    failure = junit_failure(junit)
+    if failure:
+        first = _first_meaningful(failure)
+        if any(sig.search(failure) for sig in INFRA_SIGNATURES):
+            return Outcome(ERROR, first)
+        return Outcome(FAILED, first)
+    infra = _infra_line(output)
+    if infra:
+        return Outcome(ERROR, infra)
+    for line in output.splitlines():
+        match = _EXCEPTION_LINE.match(line.strip())
+        if match:
+            return Outcome(ERROR, f"maestro crashed: {line.strip()}")
+    last = [ln.strip() for ln in output.splitlines() if ln.strip()]
+    tail = last[-1] if last else "no output"
+    return Outcome(ERROR, f"maestro exited {returncode} without a report: {tail}")
+
+
+def screenshots(debug_dir: Path) -> tuple[list[Path], list[Path]]:
+    """(failure screenshots, the flow's own takeScreenshot images) in either debug-output layout.
+
+    2.7+: `<flow>/screenshots/step-NNN-*.png` and `<flow>/takeScreenshot/**.png`.
+    2.6 and earlier: flat `screenshot-❌-<millis>-(<flow>).png` (✅/⚠️ for the others).
+    """
+    failures: list[Path] = []
+    own: list[Path] = []
+    if not debug_dir.is_dir():
+        return failures, own
+    for png in sorted(debug_dir.rglob("*.png")):
+        parts = png.relative_to(debug_dir).parts
+        if "takeScreenshot" in parts:
+            own.append(png)
+        elif "screenshots" in parts or png.name.startswith("screenshot-❌"):
+            failures.append(png)
+        else:
+            own.append(png)
+    return failures, own

@@ -1,0 +1,273 @@
+"""The run record (`results.json`) and the files derived from it (`junit.xml`, `summary.md`).
+
+Field names follow the data model (shared/seed): job metadata, environment configuration and one
+entry per flow with `flowFileName`, `exitCode`, `stdout`, `stderr`, `duration` (ms), `artifactPaths`.
+The record is rewritten atomically after every flow, so a crash or kill mid-run keeps what finished.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import xml.etree.ElementTree as ET
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from .secrets import Redactor
+
+SCHEMA_VERSION = 1
+WORKFLOW_NAME = "Production Validation"
+RECORD_NAME = "results.json"
+
+# Flow statuses. `flaky` passed after a failed attempt; `not_run` never started (interrupt, build failed).
+FLOW_STATUSES = ("passed", "failed", "flaky", "error", "timed_out", "not_run")
+PASSING = ("passed", "flaky")
+VERDICT_EXIT = {"pass": 0, "fail": 1, "error": 2}
+
+
+def now_iso() -> str:
+    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+@dataclass
+class Attempt:
+    number: int
+    status: str
+    exitCode: int | None
+    duration: int
+    device: str
+    startTime: str
+    errorSummary: str = ""
+    artifactPaths: list[str] = field(default_factory=list)
+
+
+@dataclass
+class FlowResult:
+    flowFileName: str
+    name: str
+    status: str = "not_run"
+    exitCode: int | None = None
+    stdout: str = ""
+    stderr: str = ""
+    duration: int = 0
+    artifactPaths: list[str] = field(default_factory=list)
+    attempts: list[Attempt] = field(default_factory=list)
+    device: str = ""
+    errorSummary: str = ""
+    tags: list[str] = field(default_factory=list)
+
+
+@dataclass
+class Job:
+    jobId: str
+    workflow: str = WORKFLOW_NAME
+    status: str = "pending"
+    startTime: str = ""
+    endTime: str = ""
+    artifactPaths: list[str] = field(default_factory=list)
+    url: str = ""
+
+
+@dataclass
+class Environment:
+    SKIP_DATA_CLEANUP: bool = True
+    maestroFlowPaths: list[str] = field(default_factory=list)
+    apkBuildPath: str = ""
+    alertChannels: list[str] = field(default_factory=list)
+
+
+@dataclass
+class Stage:
+    outcome: str  # running | pass | fail | error
+    startTime: str
+    endTime: str = ""
+    error: str = ""
+
+
+@dataclass
+class RunRecord:
+    runId: str
+    job: Job
+    environment: Environment = field(default_factory=Environment)
+    flows: list[FlowResult] = field(default_factory=list)
+    verdict: str | None = None
+    devices: list[str] = field(default_factory=list)
+    stages: dict[str, Stage] = field(default_factory=dict)
+    schemaVersion: int = SCHEMA_VERSION
+
+    def counts(self) -> dict[str, int]:
+        counts = dict.fromkeys(FLOW_STATUSES, 0)
+        for flow in self.flows:
+            counts[flow.status] += 1
+        return counts
+
+    def decide(self) -> str:
+        """pass when every flow passed (or was flaky); fail on any assertion failure; error otherwise."""
+        statuses = {flow.status for flow in self.flows}
+        if "failed" in statuses:
+            return "fail"
+        if not self.flows or statuses - set(PASSING):
+            return "error"
+        return "pass"
+
+    def to_json(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["counts"] = self.counts()
+        return data
+
+
+def job_from_env(environ: Mapping[str, str]) -> Job:
+    run_id, job = environ.get("GITHUB_RUN_ID"), environ.get("GITHUB_JOB")
+    url = ""
+    if run_id and environ.get("GITHUB_REPOSITORY"):
+        server = environ.get("GITHUB_SERVER_URL", "https://github.com")
+        url = f"{server}/{environ['GITHUB_REPOSITORY']}/actions/runs/{run_id}"
+    job_id = f"{run_id}/{job}" if run_id and job else f"local-{os.getpid()}-{datetime.now(UTC):%Y%m%dT%H%M%S}"
+    return Job(jobId=job_id, url=url)
+
+
+def alert_channels(environ: Mapping[str, str]) -> list[str]:
+    """Which alert channels are configured (names only: their settings are secrets)."""
+    channels = []
+    if environ.get("SLACK_WEBHOOK_URL"):
+        channels.append("slack")
+    if environ.get("SMTP_HOST") and environ.get("ALERT_EMAIL_TO"):
+        channels.append("email")
+    if environ.get("PAGERDUTY_ROUTING_KEY"):
+        channels.append("pagerduty")
+    if environ.get("GITHUB_TOKEN") and environ.get("GITHUB_REPOSITORY"):
+        channels.append("github-status")
+    return channels
+
+
+class RecordWriter:
+    """Writes the record and its derived files into the results folder, atomically."""
+
+    def __init__(self, results_dir: Path, redact: Redactor) -> None:
+        self.results_dir = results_dir
+        self.redact = redact
+        self.results_dir.mkdir(parents=True, exist_ok=True)
+
+    @property
+    def path(self) -> Path:
+        return self.results_dir / RECORD_NAME
+
+    def save(self, record: RunRecord) -> None:
+        text = json.dumps(record.to_json(), indent=2, ensure_ascii=False)
+        atomic_write(self.path, self.redact(text))
+
+    def finish(self, record: RunRecord) -> None:
+        """The record plus junit.xml and summary.md, after the verdict is known."""
+        self.save(record)
+        atomic_write(self.results_dir / "junit.xml", self.redact(junit_xml(record)))
+        atomic_write(self.results_dir / "summary.md", self.redact(summary_markdown(record)))
+
+
+def atomic_write(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(text)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _seconds(ms: int) -> str:
+    return f"{ms / 1000:.3f}"
+
+
+def junit_xml(record: RunRecord) -> str:
+    """One testcase per flow; flaky flows pass with a `flaky` property and a `flakyFailure` per failed try."""
+    counts = record.counts()
+    suite = ET.Element("testsuite", {
+        "name": WORKFLOW_NAME,
+        "tests": str(len(record.flows)),
+        "failures": str(counts["failed"]),
+        "errors": str(counts["error"] + counts["timed_out"]),
+        "skipped": str(counts["not_run"]),
+        "time": _seconds(sum(f.duration for f in record.flows)),
+        "timestamp": record.job.startTime,
+    })
+    for flow in record.flows:
+        case = ET.SubElement(suite, "testcase", {
+            "name": flow.name, "classname": flow.flowFileName, "file": flow.flowFileName,
+            "time": _seconds(flow.duration),
+        })
+        props = ET.SubElement(case, "properties")
+        ET.SubElement(props, "property", {"name": "device", "value": flow.device})
+        ET.SubElement(props, "property", {"name": "attempts", "value": str(len(flow.attempts))})
+        if flow.status == "flaky":
+            ET.SubElement(props, "property", {"name": "flaky", "value": "true"})
+            for attempt in flow.attempts[:-1]:
+                ET.SubElement(case, "flakyFailure", {"message": attempt.errorSummary, "type": attempt.status})
+        elif flow.status == "failed":
+            ET.SubElement(case, "failure", {"message": flow.errorSummary, "type": "assertion"}).text = flow.stdout[-4000:]
+        elif flow.status in ("error", "timed_out"):
+            ET.SubElement(case, "error", {"message": flow.errorSummary, "type": flow.status}).text = flow.stderr[-4000:]
+        elif flow.status == "not_run":
+            ET.SubElement(case, "skipped", {"message": flow.errorSummary or "not run"})
+    root = ET.Element("testsuites")
+    root.append(suite)
+    ET.indent(root)
+    return "<?xml version='1.0' encoding='UTF-8'?>\n" + ET.tostring(root, encoding="unicode") + "\n"
+
+
+_ICONS = {"passed": "✅", "flaky": "⚠️", "failed": "❌", "error": "🛑", "timed_out": "⏱️", "not_run": "⏭️"}
+
+
+def headline(record: RunRecord) -> str:
+    total = len(record.flows)
+    counts = record.counts()
+    if record.verdict == "pass":
+        flaky = f" ({counts['flaky']} flaky)" if counts["flaky"] else ""
+        return f"All {total} flows passed against production{flaky}"
+    if record.verdict == "fail":
+        return f"{counts['failed']} of {total} flows failed against production"
+    errors = [s.error for s in record.stages.values() if s.error]
+    if errors:
+        return f"Validation could not run: {errors[-1].splitlines()[0]}"
+    broken = counts["error"] + counts["timed_out"]
+    return f"Validation could not run: {broken} of {total} flows hit infrastructure errors"
+
+
+def _cell(text: str) -> str:
+    return text.replace("|", "\\|").replace("\n", " ")[:300]
+
+
+def summary_markdown(record: RunRecord) -> str:
+    lines = [f"## {WORKFLOW_NAME}: {record.verdict or 'running'}", "", f"**{headline(record)}**", ""]
+    counts = record.counts()
+    lines.append(" · ".join(f"{_ICONS[s]} {n} {s.replace('_', ' ')}" for s, n in counts.items() if n))
+    lines += ["", f"Run `{record.runId}`" + (f" · [workflow run]({record.job.url})" if record.job.url else "")
+              + (f" · devices: {', '.join(record.devices)}" if record.devices else ""), ""]
+    if record.flows:
+        lines += ["| | flow | status | attempts | duration | device | error |", "|---|---|---|---|---|---|---|"]
+        order = {s: i for i, s in enumerate(("failed", "error", "timed_out", "flaky", "not_run", "passed"))}
+        for flow in sorted(record.flows, key=lambda f: (order[f.status], f.flowFileName)):
+            lines.append(
+                f"| {_ICONS[flow.status]} | `{_cell(flow.flowFileName)}` | {flow.status} | {len(flow.attempts)} "
+                f"| {flow.duration / 1000:.1f}s | {flow.device} | {_cell(flow.errorSummary)} |"
+            )
+    flaky = [f for f in record.flows if f.status == "flaky"]
+    if flaky:
+        lines += ["", "**Flaky** (passed on a retry; fix before they turn into failures):"]
+        lines += [f"- `{f.flowFileName}`: {len(f.attempts)} attempts, first failure: {f.attempts[0].errorSummary}" for f in flaky]
+    errors = [(name, s.error) for name, s in record.stages.items() if s.error]
+    for name, error in errors:
+        lines += ["", f"**{name} stopped:**", "```", error, "```"]
+    return "\n".join(lines) + "\n"
+
+
+def load_record(path: Path) -> dict[str, Any]:
+    with open(path, encoding="utf-8") as fh:
+        data: dict[str, Any] = json.load(fh)
+    return data
