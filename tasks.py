@@ -13,7 +13,7 @@ from invoke import Collection, Context, Exit, task
 # Works from a plain checkout too; `pip install -e tools` is the normal way.
 sys.path.insert(0, str(Path(__file__).resolve().parent / "tools"))
 
-from prodval.settings import DEFAULTS, SECTION
+from prodval.settings import INVOKE_DEFAULTS, SECTION
 
 
 def _exit(code: int) -> None:
@@ -56,4 +56,4 @@ def validate(
 
 
 ns = Collection(validate)
-ns.configure({SECTION: DEFAULTS})
+ns.configure({SECTION: INVOKE_DEFAULTS})

@@ -5,7 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-
 from prodval.errors import ConfigError, FlowError
 from prodval.flows import discover
 
@@ -62,13 +61,13 @@ def test_single_file(flows: Path) -> None:
 
 
 def test_nothing_selected_is_an_error(flows: Path) -> None:
-    with pytest.raises(ConfigError, match="no flow selected.*2 flow\\(s\\) filtered out by tags"):
+    with pytest.raises(ConfigError, match=r"no flow selected.*2 flow\(s\) filtered out by tags"):
         discover(flows, ("nightly",))
     empty = flows.parent / "empty"
     empty.mkdir()
-    with pytest.raises(ConfigError, match="no \\*.yaml or \\*.yml flow found"):
+    with pytest.raises(ConfigError, match=r"no \*.yaml or \*.yml flow found"):
         discover(empty)
-    with pytest.raises(ConfigError, match="does not exist.*"):
+    with pytest.raises(ConfigError, match="does not exist"):
         discover(flows.parent / "missing")
 
 
@@ -93,8 +92,10 @@ def test_malformed_yaml_names_file_and_line(flows: Path) -> None:
         (HEADER + "---\n- launchApp\n---\n- back\n", 5, "more than two YAML documents"),
         ("", 1, "empty"),
         (HEADER + "---\n- launchApp\n- runFlow: subflows/nope.yaml\n", 4, "'subflows/nope.yaml' does not exist"),
-        (HEADER + "---\n- runFlow:\n    when:\n      visible: x\n    file: gone.yaml\n", 6, "'gone.yaml' does not exist"),
-        (HEADER + "---\n- retry:\n    maxRetries: 2\n    commands:\n      - runScript: setup.js\n", 6, "'setup.js' does not exist"),
+        (HEADER + "---\n- runFlow:\n    when:\n      visible: x\n    file: gone.yaml\n", 6,
+         "'gone.yaml' does not exist"),
+        (HEADER + "---\n- retry:\n    maxRetries: 2\n    commands:\n      - runScript: setup.js\n", 6,
+         "'setup.js' does not exist"),
         (HEADER + "onFlowStart:\n  - runFlow: start.yaml\n---\n- launchApp\n", 3, "'start.yaml' does not exist"),
     ],
 )

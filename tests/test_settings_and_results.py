@@ -6,7 +6,6 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import pytest
-
 from prodval.errors import ConfigError
 from prodval.maestro import classify, screenshots
 from prodval.results import Attempt, FlowResult, Job, RunRecord, junit_xml, summary_markdown
@@ -124,7 +123,8 @@ def _record() -> RunRecord:
     flows = [
         FlowResult("a.yaml", "A", "passed", 0, duration=1000, attempts=[second]),
         FlowResult("b.yaml", "B", "flaky", 0, duration=1700, attempts=[first, second], errorSummary="Element not found: Save"),
-        FlowResult("c|d.yaml", "C", "failed", 1, stdout="out", duration=500, attempts=[first], errorSummary="Element not found: Save"),
+        FlowResult("c|d.yaml", "C", "failed", 1, stdout="out", duration=500, attempts=[first],
+                   errorSummary="Element not found: Save"),
         FlowResult("e.yaml", "E", "not_run", None, errorSummary="not run: interrupted"),
     ]
     record = RunRecord(runId="local-1", job=Job(jobId="j", startTime="2026-11-25T00:00:00Z"), flows=flows)

@@ -171,9 +171,12 @@ def stream(
     stdout_path: Path,
     stderr_path: Path,
     on_line: Callable[[str], None] | None = None,
+    redact: Callable[[str], str] = str,
     cwd: Path | None = None,
 ) -> Streamed:
     """Run a long command in its own process group, streaming both pipes to files as they come.
+
+    Each line passes through `redact` before it reaches the file, the memory copy or `on_line`.
 
     On timeout the whole process group is stopped (SIGTERM, then SIGKILL). On an exception in the
     caller's thread (KeyboardInterrupt, our SIGTERM handler) the group is stopped too, then re-raised.
@@ -192,8 +195,8 @@ def stream(
     captured_out, captured_err = Captured(stdout_path), Captured(stderr_path)
     assert proc.stdout is not None and proc.stderr is not None
     readers = [
-        threading.Thread(target=_pump, args=(proc.stdout, captured_out, on_line), daemon=True),
-        threading.Thread(target=_pump, args=(proc.stderr, captured_err, on_line), daemon=True),
+        threading.Thread(target=_pump, args=(proc.stdout, captured_out, on_line, redact), daemon=True),
+        threading.Thread(target=_pump, args=(proc.stderr, captured_err, on_line, redact), daemon=True),
     ]
     for reader in readers:
         reader.start()
@@ -217,13 +220,17 @@ def stream(
     return Streamed(proc.returncode, timed_out, duration_ms, captured_out, captured_err)
 
 
-def _pump(pipe: IO[bytes], captured: Captured, on_line: Callable[[str], None] | None) -> None:
+def _pump(pipe: IO[bytes], captured: Captured, on_line: Callable[[str], None] | None,
+          redact: Callable[[str], str]) -> None:
     with open(captured.path, "wb") as sink, pipe:
         for raw in iter(pipe.readline, b""):
-            sink.write(raw)
-            captured.add(raw)
+            text = raw.decode(errors="replace")
+            masked = redact(text)
+            data = raw if masked == text else masked.encode()
+            sink.write(data)
+            captured.add(data)
             if on_line is not None:
-                on_line(raw.decode(errors="replace").rstrip("\r\n"))
+                on_line(masked.rstrip("\r\n"))
 
 
 def start_background(

@@ -125,7 +125,8 @@ def _parse(path: Path, problems: _Problems, *, sub_flow: bool) -> _Parsed | None
 def _yaml_problem(exc: yaml.MarkedYAMLError) -> tuple[int, str]:
     """(line, message): the line where the broken construct starts, which is where to look."""
     context, problem = exc.context_mark, exc.problem_mark
-    line = (context or problem).line + 1 if (context or problem) else 1
+    first = context or problem
+    line = first.line + 1 if first is not None else 1
     message = f"invalid YAML: {exc.problem or exc.context}"
     if context and problem and problem.line != context.line:
         message += f" (at line {problem.line + 1}, {exc.context} started on line {line})"

@@ -6,8 +6,10 @@ applied to echoed commands, console output, the run record and every report or a
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Iterable, Mapping
+from pathlib import Path
 
 # Environment variables that always hold secrets, whatever their value looks like.
 SECRET_ENV_VARS = (
@@ -53,3 +55,30 @@ class Redactor:
     @property
     def values(self) -> tuple[str, ...]:
         return tuple(self._values)
+
+    def scrub_files(self, folder: Path, skip: Iterable[Path] = ()) -> None:
+        """Mask secrets inside the text files a tool wrote (reports, logs, command dumps), in place."""
+        if self._pattern is None:
+            return
+        skipped = {p.resolve() for p in skip}
+        for path in folder.rglob("*"):
+            if path.is_file() and path.suffix not in _BINARY_SUFFIXES and path.resolve() not in skipped:
+                self._scrub_file(path)
+
+    def _scrub_file(self, path: Path) -> None:
+        assert self._pattern is not None
+        changed = False
+        tmp = path.with_name(f".{path.name}.scrub")
+        with open(path, "rb") as src, open(tmp, "wb") as dst:
+            for raw in src:
+                text = raw.decode("utf-8", errors="surrogateescape")
+                masked = self._pattern.sub(MASK, text)
+                changed = changed or masked != text
+                dst.write(masked.encode("utf-8", errors="surrogateescape"))
+        if changed:
+            os.replace(tmp, path)
+        else:
+            tmp.unlink()
+
+
+_BINARY_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".webp", ".mp4", ".apk", ".aab", ".zip"})

@@ -38,6 +38,10 @@ DEFAULTS: dict[str, Any] = {
     "driver_startup_timeout": 180000,
 }
 
+# What tasks.py registers with invoke: scalar keys as None, so that invoke's environment loader
+# (which casts a variable to the type of the value it overrides) hands us the raw text to check.
+INVOKE_DEFAULTS: dict[str, Any] = {key: ({} if isinstance(value, dict) else None) for key, value in DEFAULTS.items()}
+
 _ENV_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 # Flow variables the harness sets itself; a user value would silently change production behaviour.
 RESERVED_FLOW_ENV = ("SKIP_DATA_CLEANUP", "VALIDATION_RUN_ID")
@@ -140,10 +144,10 @@ def load(section: Mapping[str, Any], cli: Mapping[str, Any]) -> Settings:
 
     A flag left at None (or an empty list) means "not given" and does not override.
     """
-    section = dict(section)
+    section = {key: value for key, value in section.items() if value is not None and value != {}}
     check_known_keys(section, DEFAULTS, SECTION)
     merged: dict[str, Any] = {**DEFAULTS, **section}
-    sources = {key: ("config" if key in section and section[key] != DEFAULTS[key] else "default") for key in DEFAULTS}
+    sources = {key: "config" if key in section else "default" for key in DEFAULTS}
     env = parse_env_pairs(merged["env"] or {}, "validation.env in invoke.yaml")
     for key, value in cli.items():
         if value is None or value in ([], ()):

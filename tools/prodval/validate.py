@@ -116,7 +116,8 @@ def run_flow(plan: Plan, flow: Flow, result: FlowResult, console: Console, env: 
         with console.group(f"{flow.file_name} · attempt {number}/{plan.attempts} · {plan.serial}"):
             console.command(display(argv))
             streamed = stream(argv, env=env, timeout=plan.timeout, stdout_path=folder / "stdout.log",
-                              stderr_path=folder / "stderr.log", on_line=console.line)
+                              stderr_path=folder / "stderr.log", on_line=console.line, redact=console.redact)
+        console.redact.scrub_files(folder, skip=(folder / "stdout.log", folder / "stderr.log"))
         outcome = classify(streamed.returncode, streamed.timed_out, streamed.stdout.text, streamed.stderr.text,
                            folder / "report.xml", plan.timeout)
         attempt = Attempt(number=number, status=outcome.status, exitCode=_exit_status(streamed.returncode),
