@@ -87,6 +87,15 @@ class CommandFailed(ValidationError):
         self.stage = stage
 
 
+class BuildFailed(ValidationError):
+    """`invoke validate` in a chain whose `build-apk` failed: no flow runs against a stale APK."""
+
+    stage = "build"
+
+    def __init__(self) -> None:
+        super().__init__("build failed", fix="see the build stage's error in results.json and fix the build")
+
+
 class Interrupted(ValidationError):
     """The run was stopped by Ctrl-C or SIGTERM; everything gathered so far is kept."""
 

@@ -97,7 +97,28 @@ class RunRecord:
     verdict: str | None = None
     devices: list[str] = field(default_factory=list)
     stages: dict[str, Stage] = field(default_factory=dict)
+    apk: dict[str, Any] | None = None  # what build-apk read from the APK it built
+    alerts: list[dict[str, Any]] = field(default_factory=list)  # what notify delivered, per channel
     schemaVersion: int = SCHEMA_VERSION
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> RunRecord:
+        flows = [
+            FlowResult(**{**f, "attempts": [Attempt(**a) for a in f.get("attempts", [])]})
+            for f in data.get("flows", [])
+        ]
+        return cls(
+            runId=data["runId"],
+            job=Job(**data["job"]),
+            environment=Environment(**data.get("environment", {})),
+            flows=flows,
+            verdict=data.get("verdict"),
+            devices=list(data.get("devices", [])),
+            stages={name: Stage(**stage) for name, stage in data.get("stages", {}).items()},
+            apk=data.get("apk"),
+            alerts=list(data.get("alerts", [])),
+            schemaVersion=data.get("schemaVersion", SCHEMA_VERSION),
+        )
 
     def counts(self) -> dict[str, int]:
         counts = dict.fromkeys(FLOW_STATUSES, 0)
@@ -267,7 +288,30 @@ def summary_markdown(record: RunRecord) -> str:
     return "\n".join(lines) + "\n"
 
 
-def load_record(path: Path) -> dict[str, Any]:
-    with open(path, encoding="utf-8") as fh:
-        data: dict[str, Any] = json.load(fh)
-    return data
+def load_record(path: Path) -> RunRecord | None:
+    """The record at `path`, or None when there is none (or it is not one of ours)."""
+    try:
+        with open(path, encoding="utf-8") as fh:
+            return RunRecord.from_json(json.load(fh))
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def start_record(writer: RecordWriter, environ: Mapping[str, str], stage: str, run_id: str) -> RunRecord:
+    """The record a stage writes into.
+
+    Stages of one chain (`invoke build-apk validate notify`) share one record: a stage continues the
+    record in the results folder when an earlier stage of the chain left it there and this stage has
+    not run in it yet. Otherwise it starts a new record.
+    """
+    previous = load_record(writer.path)
+    if previous is not None and previous.stages and stage not in previous.stages:
+        record = previous
+    else:
+        record = RunRecord(runId=run_id, job=job_from_env(environ))
+        record.job.startTime = now_iso()
+    record.job.status = "running"
+    record.environment.alertChannels = alert_channels(environ)
+    record.stages[stage] = Stage("running", now_iso())
+    writer.save(record)
+    return record

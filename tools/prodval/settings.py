@@ -36,6 +36,9 @@ DEFAULTS: dict[str, Any] = {
     "maestro": "",
     "adb": "",
     "driver_startup_timeout": 180000,
+    "devices": 1,
+    "shard": "",
+    "timings": "",
 }
 
 # What tasks.py registers with invoke: scalar keys as None, so that invoke's environment loader
@@ -61,6 +64,9 @@ class Settings:
     maestro: str = ""
     adb: str = ""
     driver_startup_timeout: int = DEFAULTS["driver_startup_timeout"]
+    devices: int = DEFAULTS["devices"]
+    shard: tuple[int, int] | None = None  # (index, count), 1-based index
+    timings: Path | None = None
     sources: Mapping[str, str] = field(default_factory=dict, compare=False)
 
     @property
@@ -102,6 +108,20 @@ def _seconds(value: Any, key: str) -> float:
         raise ConfigError(f"validation.{key} must be a positive number of seconds, got {value!r}",
                           fix=f"set {key} to e.g. {DEFAULTS[key]}")
     return number
+
+
+def _shard(value: Any) -> tuple[int, int] | None:
+    if value in (None, ""):
+        return None
+    index, sep, count = str(value).partition("/")
+    try:
+        shard = (int(index), int(count))
+    except ValueError:
+        shard = (0, 0)
+    if not sep or not 1 <= shard[0] <= shard[1]:
+        raise ConfigError(f"validation.shard must be I/N with 1 <= I <= N, got {value!r}",
+                          fix="pass e.g. --shard 2/4 for the second of four shards")
+    return shard
 
 
 def parse_env_pairs(pairs: Mapping[str, Any] | list[str] | tuple[str, ...], origin: str) -> dict[str, str]:
@@ -179,6 +199,9 @@ def load(section: Mapping[str, Any], cli: Mapping[str, Any]) -> Settings:
         maestro=str(merged["maestro"] or "").strip(),
         adb=str(merged["adb"] or "").strip(),
         driver_startup_timeout=_int(merged["driver_startup_timeout"], "driver_startup_timeout", 1000),
+        devices=_int(merged["devices"], "devices", 1),
+        shard=_shard(merged["shard"]),
+        timings=Path(str(merged["timings"])) if merged["timings"] else None,
         sources=sources,
     )
 

@@ -21,7 +21,7 @@ from types import FrameType
 from .commands import display, stream
 from .console import Console, relative_display
 from .devices import Adb, find_adb
-from .errors import Interrupted, ValidationError
+from .errors import BuildFailed, Interrupted, ValidationError
 from .flows import Flow, discover
 from .maestro import PASSED, classify, find_maestro, process_env, test_command
 from .results import (
@@ -32,10 +32,9 @@ from .results import (
     RecordWriter,
     RunRecord,
     Stage,
-    alert_channels,
     headline,
-    job_from_env,
     now_iso,
+    start_record,
     summary_markdown,
 )
 from .secrets import Redactor
@@ -158,12 +157,8 @@ def run_validation(settings: Settings, environ: Mapping[str, str], console: Cons
     redact = Redactor.from_env(environ, settings.flow_env)
     console.redact = redact
     writer = RecordWriter(settings.results_dir, redact)
-    record = RunRecord(runId=new_run_id(environ), job=job_from_env(environ))
-    record.job.startTime = now_iso()
-    record.job.status = "running"
-    record.environment.alertChannels = alert_channels(environ)
-    stage = record.stages.setdefault("validate", Stage("running", record.job.startTime))
-    writer.save(record)
+    record = start_record(writer, environ, "validate", new_run_id(environ))
+    stage = record.stages["validate"]
     selected: list[Flow] = []
     try:
         with signals_as_interrupts():
@@ -177,6 +172,9 @@ def run_validation(settings: Settings, environ: Mapping[str, str], console: Cons
             console.info(f"{len(selected)} flow(s) selected from {relative_display(settings.flows)}"
                          + (f"; {len(selection.filtered_out)} filtered out by tags" if selection.filtered_out else ""))
             writer.save(record)
+            build = record.stages.get("build")
+            if build is not None and build.outcome == "error":
+                raise BuildFailed()
 
             console.step("Selecting the device")
             serial = adb.select(settings.device)
