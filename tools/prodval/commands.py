@@ -154,6 +154,10 @@ class Captured:
         return head + marker + self._tail.decode(errors="replace")
 
 
+class Cancelled(Exception):
+    """`stream` stopped its command because the run is being interrupted."""
+
+
 @dataclass
 class Streamed:
     returncode: int
@@ -172,6 +176,7 @@ def stream(
     stderr_path: Path,
     on_line: Callable[[str], None] | None = None,
     redact: Callable[[str], str] = str,
+    cancel: threading.Event | None = None,
     cwd: Path | None = None,
 ) -> Streamed:
     """Run a long command in its own process group, streaming both pipes to files as they come.
@@ -179,7 +184,8 @@ def stream(
     Each line passes through `redact` before it reaches the file, the memory copy or `on_line`.
 
     On timeout the whole process group is stopped (SIGTERM, then SIGKILL). On an exception in the
-    caller's thread (KeyboardInterrupt, our SIGTERM handler) the group is stopped too, then re-raised.
+    caller's thread (KeyboardInterrupt, our SIGTERM handler), or when another thread sets `cancel`
+    (which raises `Cancelled`), the group is stopped too, then the exception propagates.
     """
     args = [str(a) for a in argv]
     start = time.monotonic()
@@ -201,12 +207,19 @@ def stream(
     for reader in readers:
         reader.start()
     timed_out = False
+    deadline = start + timeout
     try:
-        try:
-            proc.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            timed_out = True
-            stop_process_group(proc, grace=0)
+        while proc.poll() is None:
+            if cancel is not None and cancel.is_set():
+                raise Cancelled()
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                timed_out = True
+                stop_process_group(proc, grace=0)
+                break
+            # Wake up now and then to notice `cancel` (set by another thread on an interrupt).
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                proc.wait(timeout=min(remaining, 0.25) if cancel is not None else remaining)
     except BaseException:
         stop_process_group(proc, grace=0)
         raise

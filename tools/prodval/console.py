@@ -113,6 +113,15 @@ class Console:
                 self._write(self.out, "::endgroup::")
             self._write(self.out, self._paint(f"    ({took:.1f}s)", "2"))
 
+    def block(self, title: str, lines: list[str], took: float) -> None:
+        """A whole fold at once, for output gathered while other threads were printing."""
+        body = [f"::group::{title}" if self.actions else self._paint(f"--- {title}", "36")]
+        body += [line if self.actions else f"  | {line}" for line in lines]
+        if self.actions:
+            body.append("::endgroup::")
+        body.append(self._paint(f"    ({took:.1f}s)", "2"))
+        self._write(self.out, "\n".join(body))
+
     # GitHub files ----------------------------------------------------------------------------------
     def step_summary(self, markdown: str) -> None:
         if self._summary_path:

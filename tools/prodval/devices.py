@@ -66,27 +66,31 @@ class Adb:
     def states(self) -> list[DeviceState]:
         return [DeviceState(s, st, st == "device" and self.boot_completed(s)) for s, st in self.devices()]
 
-    def select(self, requested: str) -> str:
-        """The device to run on: `requested`, else the single booted device."""
+    def select(self, requested: tuple[str, ...], count: int = 1) -> list[str]:
+        """The devices to run on: `requested`, else `count` booted devices (exactly one when count is 1)."""
         states = self.states()
         listing = ", ".join(f"{d.serial} ({d.state}{', booted' if d.booted else ''})" for d in states) or "none"
         if requested:
-            match = next((d for d in states if d.serial == requested), None)
-            if match is None:
-                raise DeviceError(f"device '{requested}' is not connected (adb sees: {listing})",
-                                  fix="check the serial with `adb devices`, or leave --device out to use the booted device")
-            if not match.booted:
-                raise DeviceError(f"device '{requested}' is {match.state} and not booted (sys.boot_completed != 1)",
-                                  fix="wait for it to finish booting, or `invoke emulator.start`")
-            return requested
-        booted = [d for d in states if d.booted]
+            for serial in requested:
+                match = next((d for d in states if d.serial == serial), None)
+                if match is None:
+                    raise DeviceError(f"device '{serial}' is not connected (adb sees: {listing})",
+                                      fix="check the serial with `adb devices`, or leave --device out to use the booted device")
+                if not match.booted:
+                    raise DeviceError(f"device '{serial}' is {match.state} and not booted (sys.boot_completed != 1)",
+                                      fix="wait for it to finish booting, or `invoke emulator.start`")
+            return list(requested)
+        booted = [d.serial for d in states if d.booted]
         if not booted:
             raise DeviceError(f"no booted device is connected (adb sees: {listing})",
                               fix="start an emulator (`invoke emulator.start`) or connect a device, then check `adb devices`")
-        if len(booted) > 1:
+        if count == 1 and len(booted) > 1:
             raise DeviceError(f"{len(booted)} booted devices are connected ({listing}); which one should run the flows?",
-                              fix=f"pass --device SERIAL, e.g. --device {booted[0].serial}")
-        return booted[0].serial
+                              fix=f"pass --device SERIAL (e.g. --device {booted[0]}), or --devices {len(booted)} to use them all")
+        if len(booted) < count:
+            raise DeviceError(f"--devices {count} needs {count} booted devices, but only {len(booted)} are connected "
+                              f"({listing})", fix=f"start more emulators (`invoke emulator.start --count {count}`)")
+        return booted[:count]
 
     def install(self, serial: str, apk: Path) -> None:
         if not apk.is_file():

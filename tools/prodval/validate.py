@@ -8,22 +8,25 @@ record (verdict, junit.xml, summary.md, GitHub outputs), whatever stopped the ru
 from __future__ import annotations
 
 import contextlib
+import json
 import shutil
 import signal
 import threading
+import time
 import uuid
-from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
+from collections import deque
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from types import FrameType
 
-from .commands import display, stream
+from .commands import Cancelled, Streamed, display, stream
 from .console import Console, relative_display
 from .devices import Adb, find_adb
-from .errors import BuildFailed, Interrupted, ValidationError
+from .errors import BuildFailed, DeviceError, Interrupted, ValidationError
 from .flows import Flow, discover
-from .maestro import PASSED, classify, find_maestro, process_env, test_command
+from .maestro import ERROR, PASSED, TIMED_OUT, classify, find_maestro, process_env, test_command
 from .results import (
     PASSING,
     VERDICT_EXIT,
@@ -32,11 +35,13 @@ from .results import (
     RecordWriter,
     RunRecord,
     Stage,
+    atomic_write,
     headline,
     now_iso,
     start_record,
     summary_markdown,
 )
+from .schedule import TIMINGS_NAME, load_timings, longest_first, shard, timings_from_record
 from .secrets import Redactor
 from .settings import Settings
 
@@ -44,9 +49,9 @@ from .settings import Settings
 @dataclass(frozen=True)
 class Plan:
     run_id: str
-    serial: str
+    serials: tuple[str, ...]
     maestro: Path
-    flows: tuple[Flow, ...]
+    flows: tuple[Flow, ...]  # in the order they are handed out: longest first when durations are known
     flow_env: tuple[tuple[str, str], ...]
     attempts: int
     timeout: float
@@ -58,22 +63,40 @@ class Plan:
     def attempt_dir(self, flow: Flow, number: int) -> Path:
         return self.flow_dir(flow) / f"attempt-{number}"
 
-    def command(self, flow: Flow, number: int) -> list[str]:
+    def command(self, flow: Flow, number: int, serial: str) -> list[str]:
         folder = self.attempt_dir(flow, number)
-        return test_command(self.maestro, self.serial, flow.path, junit=folder / "report.xml",
+        return test_command(self.maestro, serial, flow.path, junit=folder / "report.xml",
                             debug_dir=folder / "debug", flow_env=self.flow_env)
 
 
 def new_run_id(environ: Mapping[str, str]) -> str:
+    """VALIDATION_RUN_ID when given (shards of one run share it), else one per workflow run or a new one."""
+    if environ.get("VALIDATION_RUN_ID"):
+        return environ["VALIDATION_RUN_ID"]
     if environ.get("GITHUB_RUN_ID"):
         return f"gh-{environ['GITHUB_RUN_ID']}-{environ.get('GITHUB_RUN_ATTEMPT', '1')}"
     return f"local-{datetime.now(UTC):%Y%m%dT%H%M%SZ}-{uuid.uuid4().hex[:6]}"
 
 
-def make_plan(settings: Settings, flows: list[Flow], maestro: Path, serial: str, run_id: str) -> Plan:
+def make_plan(settings: Settings, flows: list[Flow], maestro: Path, serials: list[str], run_id: str,
+              timings: Mapping[str, int]) -> Plan:
     flow_env = (("SKIP_DATA_CLEANUP", "true"), ("VALIDATION_RUN_ID", run_id), *settings.env)
-    return Plan(run_id=run_id, serial=serial, maestro=maestro, flows=tuple(flows), flow_env=flow_env,
-                attempts=settings.retries + 1, timeout=settings.flow_timeout, results_dir=settings.results_dir)
+    return Plan(run_id=run_id, serials=tuple(serials), maestro=maestro, flows=tuple(longest_first(flows, timings)),
+                flow_env=flow_env, attempts=settings.retries + 1, timeout=settings.flow_timeout,
+                results_dir=settings.results_dir)
+
+
+def select_flows(settings: Settings, flows: list[Flow]) -> list[Flow]:
+    """This runner's share of the flows: all of them, or shard I of N.
+
+    Shares are balanced only by an explicit `--timings` file: every runner must see the same durations,
+    or the shares would overlap and leave flows out. The results folder's own timings.json differs from
+    runner to runner, so it only orders the flows within a share.
+    """
+    if settings.shard is None:
+        return flows
+    index, count = settings.shard
+    return shard(flows, load_timings(settings.timings) if settings.timings else {}, index, count)
 
 
 @contextlib.contextmanager
@@ -104,41 +127,199 @@ def _relative_files(folder: Path, base: Path) -> list[str]:
     return [p.relative_to(base).as_posix() for p in sorted(folder.rglob("*")) if p.is_file()]
 
 
-def run_flow(plan: Plan, flow: Flow, result: FlowResult, console: Console, env: Mapping[str, str]) -> FlowResult:
-    """Run one flow with its retries; `result` is updated in place after every attempt."""
-    shutil.rmtree(plan.flow_dir(flow), ignore_errors=True)
-    for number in range(1, plan.attempts + 1):
+@dataclass
+class _Job:
+    index: int  # into plan.flows and the record's flows
+    flow: Flow
+    attempt: int = 1
+    avoid: set[str] = field(default_factory=set)  # devices that hit an infrastructure error on it
+
+
+class _Queue:
+    """One shared queue: each device takes the next flow when it is free.
+
+    A retry goes to the front. A flow whose last attempt hit an infrastructure error avoids that device
+    while another healthy device exists.
+    """
+
+    def __init__(self, jobs: list[_Job], serials: tuple[str, ...]) -> None:
+        self._jobs = deque(jobs)
+        self._active = set(serials)
+        self._running = 0
+        self._cond = threading.Condition()
+        self.cancelled = threading.Event()
+
+    def take(self, serial: str) -> _Job | None:
+        with self._cond:
+            while not self.cancelled.is_set() and serial in self._active:
+                for job in self._jobs:
+                    if serial not in job.avoid or self._active <= job.avoid:
+                        self._jobs.remove(job)
+                        self._running += 1
+                        return job
+                if not self._jobs and not self._running:
+                    return None
+                self._cond.wait(timeout=0.5)
+            return None
+
+    def done(self, job: _Job, *, retry: bool) -> None:
+        with self._cond:
+            self._running -= 1
+            if retry:
+                self._jobs.appendleft(job)
+            self._cond.notify_all()
+
+    def retire(self, serial: str) -> None:
+        with self._cond:
+            self._active.discard(serial)
+            self._cond.notify_all()
+
+    def cancel(self) -> None:
+        with self._cond:
+            self.cancelled.set()
+            self._cond.notify_all()
+
+    def left(self) -> list[_Job]:
+        with self._cond:
+            return list(self._jobs)
+
+
+# A device with this many infrastructure errors in a row leaves the rotation for the rest of the run.
+RETIRE_AFTER = 2
+
+
+class _Runner:
+    """Walks the plan: one worker thread per device, the record rewritten after every attempt."""
+
+    def __init__(self, plan: Plan, record: RunRecord, writer: RecordWriter, console: Console,
+                 env: Mapping[str, str]) -> None:
+        self.plan, self.record, self.writer, self.console, self.env = plan, record, writer, console, env
+        self.live = len(plan.serials) == 1  # stream output live; with several devices print whole folds
+        self.queue = _Queue([_Job(i, f) for i, f in enumerate(plan.flows)], plan.serials)
+        self.lock = threading.Lock()
+        self.done = threading.Condition()
+        self.running = 0
+        self.errors: list[BaseException] = []
+
+    def run(self) -> None:
+        for flow in self.plan.flows:
+            shutil.rmtree(self.plan.flow_dir(flow), ignore_errors=True)
+        workers = [threading.Thread(target=self._work, args=(s,), name=f"device-{s}", daemon=True)
+                   for s in self.plan.serials]
+        self.running = len(workers)
+        for worker in workers:
+            worker.start()
+        try:
+            # Wait on our own condition, not Thread.join: a signal handler raising inside join() can
+            # leave the thread marked as stopped while it still runs (fixed only in Python 3.13).
+            self._wait_for_workers(timeout=None)
+        finally:
+            self.queue.cancel()
+            deadline = time.monotonic() + 60
+            while self.running and time.monotonic() < deadline:
+                try:  # the workers stop their process groups; a second Ctrl-C must not cut that short
+                    self._wait_for_workers(timeout=deadline - time.monotonic())
+                except (Interrupted, KeyboardInterrupt):
+                    continue
+        if self.errors:
+            raise self.errors[0]
+        left = self.queue.left()
+        if left:
+            raise DeviceError(
+                f"every device left the rotation after repeated infrastructure errors; "
+                f"{len(left)} flow(s) did not run",
+                fix="check the devices (`invoke emulator.status`, `adb devices`) and the retired devices in results.json",
+            )
+
+    def _wait_for_workers(self, timeout: float | None) -> None:
+        deadline = None if timeout is None else time.monotonic() + timeout
+        with self.done:
+            while self.running and (deadline is None or time.monotonic() < deadline):
+                self.done.wait(timeout=0.2)
+
+    def _work(self, serial: str) -> None:
+        try:
+            self._serve(serial)
+        finally:
+            with self.done:
+                self.running -= 1
+                self.done.notify_all()
+
+    def _serve(self, serial: str) -> None:
+        in_a_row = 0
+        try:
+            while (job := self.queue.take(serial)) is not None:
+                status = self._attempt(job, serial)
+                infra = status in (ERROR, TIMED_OUT)
+                retry = status != PASSED and job.attempt < self.plan.attempts
+                if retry:
+                    job.attempt += 1
+                    if infra:
+                        job.avoid.add(serial)
+                self.queue.done(job, retry=retry)
+                in_a_row = in_a_row + 1 if infra else 0
+                if in_a_row >= RETIRE_AFTER and len(self.plan.serials) > 1:
+                    reason = f"{in_a_row} infrastructure errors in a row"
+                    with self.lock:
+                        self.record.retiredDevices.append({"serial": serial, "reason": reason})
+                        self.writer.save(self.record)
+                    self.console.warning(f"{serial} leaves the rotation for the rest of the run: {reason}")
+                    self.queue.retire(serial)
+                    return
+        except Cancelled:
+            return
+        except BaseException as exc:  # a bug or a disk problem: stop the run, keep what we have
+            self.errors.append(exc)
+            self.queue.cancel()
+
+    def _attempt(self, job: _Job, serial: str) -> str:
+        plan, flow, number = self.plan, job.flow, job.attempt
         folder = plan.attempt_dir(flow, number)
         folder.mkdir(parents=True, exist_ok=True)
-        argv = plan.command(flow, number)
+        argv = plan.command(flow, number, serial)
+        title = f"{flow.file_name} · attempt {number}/{plan.attempts} · {serial}"
         started = now_iso()
-        with console.group(f"{flow.file_name} · attempt {number}/{plan.attempts} · {plan.serial}"):
-            console.command(display(argv))
-            streamed = stream(argv, env=env, timeout=plan.timeout, stdout_path=folder / "stdout.log",
-                              stderr_path=folder / "stderr.log", on_line=console.line, redact=console.redact)
-        console.redact.scrub_files(folder, skip=(folder / "stdout.log", folder / "stderr.log"))
+        if self.live:
+            with self.console.group(title):
+                self.console.command(display(argv))
+                streamed = self._stream(argv, folder, self.console.line)
+        else:
+            streamed = self._stream(argv, folder, None)
+            lines = [f"+ {self.console.redact(display(argv))}"]
+            lines += streamed.stdout.text.splitlines() + streamed.stderr.text.splitlines()
+            self.console.block(title, lines, streamed.duration_ms / 1000)
+        self.console.redact.scrub_files(folder, skip=(folder / "stdout.log", folder / "stderr.log"))
         outcome = classify(streamed.returncode, streamed.timed_out, streamed.stdout.text, streamed.stderr.text,
                            folder / "report.xml", plan.timeout)
         attempt = Attempt(number=number, status=outcome.status, exitCode=_exit_status(streamed.returncode),
-                          duration=streamed.duration_ms, device=plan.serial, startTime=started,
-                          errorSummary=outcome.summary,
-                          artifactPaths=_relative_files(folder, plan.results_dir))
-        result.attempts.append(attempt)
-        result.exitCode = attempt.exitCode
-        result.stdout, result.stderr = streamed.stdout.text, streamed.stderr.text
-        result.duration += attempt.duration
-        result.device = plan.serial
-        result.artifactPaths = _relative_files(plan.flow_dir(flow), plan.results_dir)
-        if outcome.status == PASSED:
-            result.status = "flaky" if number > 1 else "passed"
-            result.errorSummary = result.attempts[0].errorSummary if number > 1 else ""
-            break
-        result.status = outcome.status
-        result.errorSummary = outcome.summary
-        if number < plan.attempts:
-            console.warning(f"{flow.file_name}: attempt {number} {outcome.status} ({outcome.summary}); retrying")
-    _report_flow(result, console)
-    return result
+                          duration=streamed.duration_ms, device=serial, startTime=started,
+                          errorSummary=outcome.summary, artifactPaths=_relative_files(folder, plan.results_dir))
+        with self.lock:
+            result = self.record.flows[job.index]
+            result.attempts.append(attempt)
+            result.exitCode = attempt.exitCode
+            result.stdout, result.stderr = streamed.stdout.text, streamed.stderr.text
+            result.duration += attempt.duration
+            result.device = serial
+            result.artifactPaths = _relative_files(plan.flow_dir(flow), plan.results_dir)
+            if outcome.status == PASSED:
+                result.status = "flaky" if number > 1 else "passed"
+                result.errorSummary = result.attempts[0].errorSummary if number > 1 else ""
+            else:
+                result.status = outcome.status
+                result.errorSummary = outcome.summary
+            self.writer.save(self.record)
+        if outcome.status != PASSED and number < plan.attempts:
+            self.console.warning(f"{flow.file_name}: attempt {number} on {serial} {outcome.status} "
+                                 f"({outcome.summary}); retrying")
+        elif outcome.status == PASSED or number == plan.attempts:
+            _report_flow(result, self.console)
+        return outcome.status
+
+    def _stream(self, argv: list[str], folder: Path, on_line: Callable[[str], None] | None) -> Streamed:
+        return stream(argv, env=self.env, timeout=self.plan.timeout, stdout_path=folder / "stdout.log",
+                      stderr_path=folder / "stderr.log", on_line=on_line, redact=self.console.redact,
+                      cancel=self.queue.cancelled)
 
 
 def _report_flow(result: FlowResult, console: Console) -> None:
@@ -150,6 +331,13 @@ def _report_flow(result: FlowResult, console: Console) -> None:
                         f"after: {result.errorSummary}", title="FLAKY")
     else:
         console.info(f"{result.status.upper():7} {result.flowFileName} ({took}): {result.errorSummary}")
+
+
+def _timings(settings: Settings) -> dict[str, int]:
+    if settings.timings is not None:
+        return load_timings(settings.timings)
+    recorded = settings.results_dir / TIMINGS_NAME
+    return load_timings(recorded) if recorded.is_file() else {}
 
 
 def run_validation(settings: Settings, environ: Mapping[str, str], console: Console) -> int:
@@ -166,7 +354,12 @@ def run_validation(settings: Settings, environ: Mapping[str, str], console: Cons
             maestro = find_maestro(settings.maestro, environ)
             adb = Adb(find_adb(settings.adb, environ), console, environ)
             selection = discover(settings.flows, settings.include_tags, settings.exclude_tags)
-            selected = selection.flows
+            timings = _timings(settings)
+            selected = select_flows(settings, selection.flows)
+            if settings.shard is not None:
+                index, count = settings.shard
+                record.shard = {"index": index, "count": count}
+                console.info(f"shard {index}/{count}: {len(selected)} of {len(selection.flows)} flow(s)")
             record.environment.maestroFlowPaths = [relative_display(f.path) for f in selected]
             record.flows = [FlowResult(flowFileName=f.file_name, name=f.name, tags=list(f.tags)) for f in selected]
             console.info(f"{len(selected)} flow(s) selected from {relative_display(settings.flows)}"
@@ -175,33 +368,50 @@ def run_validation(settings: Settings, environ: Mapping[str, str], console: Cons
             build = record.stages.get("build")
             if build is not None and build.outcome == "error":
                 raise BuildFailed()
+            if not selected:  # a shard with nothing to do (more shards than flows) passes trivially
+                return _finish_and_exit(record, stage, writer, console, settings, selected)
 
-            console.step("Selecting the device")
-            serial = adb.select(settings.device)
-            record.devices = [serial]
-            console.info(f"device: {serial}")
+            console.step("Selecting devices")
+            serials = adb.select(settings.device, settings.devices)
+            record.devices = serials
+            console.info(f"device(s): {', '.join(serials)}")
             if settings.apk:
-                console.step(f"Installing {settings.apk}")
-                adb.install(serial, settings.apk)
+                for serial in serials:
+                    console.step(f"Installing {settings.apk} on {serial}")
+                    adb.install(serial, settings.apk)
                 record.environment.apkBuildPath = relative_display(settings.apk)
             writer.save(record)
 
-            plan = make_plan(settings, selected, maestro, serial, record.runId)
+            plan = make_plan(settings, selected, maestro, serials, record.runId, timings)
             env = process_env(environ, settings.driver_startup_timeout)
-            console.step(f"Running {len(plan.flows)} flow(s) on {serial} (run id {plan.run_id})")
-            for index, flow in enumerate(plan.flows):
-                run_flow(plan, flow, record.flows[index], console, env)
-                writer.save(record)
+            console.step(f"Running {len(plan.flows)} flow(s) on {', '.join(serials)} (run id {plan.run_id})")
+            _Runner(plan, record, writer, console, env).run()
     except ValidationError as exc:
         stage.error = str(exc)
         console.error(str(exc), title=f"validation stopped ({exc.stage})")
         for flow_result in record.flows:
             if flow_result.status == "not_run" and not flow_result.errorSummary:
                 flow_result.errorSummary = f"not run: {exc.message.splitlines()[0]}"
-    finally:
-        _finish(record, stage, writer, console, settings, selected)
+    return _finish_and_exit(record, stage, writer, console, settings, selected)
+
+
+def _finish_and_exit(record: RunRecord, stage: Stage, writer: RecordWriter, console: Console, settings: Settings,
+                     flows: list[Flow]) -> int:
+    _finish(record, stage, writer, console, settings, flows)
     assert record.verdict is not None
     return VERDICT_EXIT[record.verdict]
+
+
+def _remember_timings(results_dir: Path, record: RunRecord) -> None:
+    """Keep the durations of this run for ordering (and sharding) the next one."""
+    path = results_dir / TIMINGS_NAME
+    try:
+        known = load_timings(path) if path.is_file() else {}
+    except ValidationError:
+        known = {}
+    known.update(timings_from_record(record.to_json()))
+    if known:
+        atomic_write(path, json.dumps(dict(sorted(known.items())), indent=1) + "\n")
 
 
 def _finish(record: RunRecord, stage: Stage, writer: RecordWriter, console: Console, settings: Settings,
@@ -209,6 +419,8 @@ def _finish(record: RunRecord, stage: Stage, writer: RecordWriter, console: Cons
     verdict = record.decide()
     if stage.error and verdict == "pass":
         verdict = "error"
+    if not record.flows and not stage.error and record.shard is not None:
+        verdict = "pass"  # this shard had no flow to run; the merged record judges the whole run
     record.verdict = verdict
     stage.outcome, stage.endTime = verdict, now_iso()
     record.job.endTime = stage.endTime
@@ -216,8 +428,16 @@ def _finish(record: RunRecord, stage: Stage, writer: RecordWriter, console: Cons
     record.job.artifactPaths = ["results.json", "junit.xml", "summary.md"] + [
         path for flow in record.flows for path in flow.artifactPaths]
     writer.finish(record)
+    _remember_timings(settings.results_dir, record)
+    announce(record, console, writer, {f.file_name: relative_display(f.path) for f in flows})
 
-    paths = {f.file_name: relative_display(f.path) for f in flows}
+
+def announce(record: RunRecord, console: Console, writer: RecordWriter, paths: Mapping[str, str]) -> None:
+    """The verdict for people and for the workflow: annotations, the log, the job summary, outputs.
+
+    `paths` maps a flow's file name to its path in the repository (for annotations).
+    """
+    verdict = record.verdict or "error"
     broken = [f for f in record.flows if f.status not in PASSING]
     failed = [f for f in broken if f.status == "failed"]
     for flow in (failed or broken)[:10]:
@@ -233,5 +453,5 @@ def _finish(record: RunRecord, stage: Stage, writer: RecordWriter, console: Cons
     console.set_outputs({
         "verdict": verdict,
         "failed-flows": ",".join(f.flowFileName for f in broken),
-        "results-path": str(settings.results_dir),
+        "results-path": str(writer.results_dir),
     })

@@ -1,0 +1,82 @@
+"""Which flow runs where: order by recorded durations, and deterministic shares for CI runners.
+
+All pure functions. Durations come from `timings.json` in the results folder (written after every
+validation, so it survives the new record each chain starts) or from any run record (`--timings`).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from .errors import ConfigError
+from .flows import Flow
+
+TIMINGS_NAME = "timings.json"
+
+
+def load_timings(path: Path) -> dict[str, int]:
+    """flowFileName -> duration in ms of one attempt, from a timings.json or a results.json."""
+    try:
+        data: Any = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"the timings file '{path}' does not exist",
+                          fix="pass --timings with a results.json or timings.json from an earlier run") from None
+    except (OSError, ValueError) as exc:
+        raise ConfigError(f"the timings file '{path}' is not readable JSON: {exc}",
+                          fix="pass a results.json or timings.json written by `invoke validate`") from None
+    if isinstance(data, dict) and isinstance(data.get("flows"), list):
+        return timings_from_record(data)
+    if isinstance(data, dict) and all(isinstance(v, int) for v in data.values()):
+        return {str(k): int(v) for k, v in data.items()}
+    raise ConfigError(f"the timings file '{path}' is neither a run record nor a timings file",
+                      fix="pass a results.json or timings.json written by `invoke validate`")
+
+
+def timings_from_record(record: Mapping[str, Any]) -> dict[str, int]:
+    """The duration of the last attempt of each flow that ran (an attempt, not the sum of retries)."""
+    timings: dict[str, int] = {}
+    for flow in record.get("flows", []):
+        attempts = flow.get("attempts") or []
+        if attempts and flow.get("status") not in ("timed_out", "not_run"):
+            timings[flow["flowFileName"]] = int(attempts[-1]["duration"])
+    return timings
+
+
+def _estimate(flows: Sequence[Flow], timings: Mapping[str, int]) -> dict[str, int]:
+    """Known durations; unknown flows count as the mean of the known ones (1 when none is known)."""
+    known = [timings[f.file_name] for f in flows if f.file_name in timings]
+    default = round(sum(known) / len(known)) if known else 1
+    return {f.file_name: max(1, timings.get(f.file_name, default)) for f in flows}
+
+
+def longest_first(flows: Sequence[Flow], timings: Mapping[str, int]) -> list[Flow]:
+    """Longest expected flows first, so no device is left running one long flow at the end."""
+    if not timings:
+        return list(flows)
+    cost = _estimate(flows, timings)
+    return sorted(flows, key=lambda f: (-cost[f.file_name], f.file_name))
+
+
+def shard(flows: Sequence[Flow], timings: Mapping[str, int], index: int, count: int) -> list[Flow]:
+    """Shard `index` (1-based) of `count`: greedy longest-processing-time bins, deterministic.
+
+    With no durations every flow costs the same, which gives equal counts (differing by at most one).
+    Ties are broken by file name, so every runner computes the same shares from the same inputs.
+    """
+    cost = _estimate(flows, timings)
+    bins: list[list[Flow]] = [[] for _ in range(count)]
+    loads = [0] * count
+    for flow in sorted(flows, key=lambda f: (-cost[f.file_name], f.file_name)):
+        target = min(range(count), key=lambda i: (loads[i], len(bins[i]), i))
+        bins[target].append(flow)
+        loads[target] += cost[flow.file_name]
+    return sorted(bins[index - 1], key=lambda f: f.file_name)
+
+
+def shard_loads(flows: Sequence[Flow], timings: Mapping[str, int], count: int) -> list[int]:
+    """Expected milliseconds per shard (for the benchmark and the log)."""
+    cost = _estimate(flows, timings)
+    return [sum(cost[f.file_name] for f in shard(flows, timings, i, count)) for i in range(1, count + 1)]
