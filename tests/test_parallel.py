@@ -8,7 +8,6 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
-
 from conftest import World
 from prodval.flows import Flow
 from prodval.schedule import longest_first, shard, shard_loads
@@ -128,7 +127,7 @@ def test_a_device_that_keeps_breaking_leaves_the_rotation(world: World) -> None:
         time.sleep(0.02)
     world.devices["emulator-5556"]["state"] = "offline"  # it drops off after the run picked it
     world.adb_state.write_text(json.dumps({"devices": world.devices}))
-    out, err = proc.communicate(timeout=60)
+    _, err = proc.communicate(timeout=60)
     assert proc.returncode == 0, err
     record = world.record()
     assert record["retiredDevices"] == [{"serial": "emulator-5556", "reason": "2 infrastructure errors in a row"}]

@@ -74,8 +74,9 @@ def run(
     fix: str = "",
     stage: str = "validate",
     echo: bool = True,
+    input: str | None = None,
 ) -> Completed:
-    """Run a short command to completion and capture its output."""
+    """Run a short command to completion and capture its output; `input` is fed to its stdin."""
     args = tuple(str(a) for a in argv)
     if echo:
         console.command(display(args))
@@ -87,7 +88,8 @@ def run(
             errors="replace",
             env=dict(env) if env is not None else None,
             timeout=timeout,
-            stdin=subprocess.DEVNULL,
+            stdin=subprocess.DEVNULL if input is None else None,
+            input=input,
             check=False,
         )
     except subprocess.TimeoutExpired as exc:
@@ -167,6 +169,53 @@ class Streamed:
     stderr: Captured
 
 
+class CancelScope:
+    """Stops every process group registered with it when the run is being interrupted.
+
+    Worker threads block in `wait()` on their child; the main thread, which receives the signal,
+    calls `cancel()`, which sends SIGTERM to each group now and SIGKILL a few seconds later.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._procs: set[subprocess.Popen[bytes]] = set()
+        self._cancelled = threading.Event()
+
+    def is_set(self) -> bool:
+        return self._cancelled.is_set()
+
+    def cancel(self) -> None:
+        with self._lock:
+            self._cancelled.set()
+            procs = list(self._procs)
+        for proc in procs:
+            _stop_group_soon(proc)
+
+    def register(self, proc: subprocess.Popen[bytes]) -> None:
+        with self._lock:
+            self._procs.add(proc)
+            cancelled = self._cancelled.is_set()
+        if cancelled:
+            _stop_group_soon(proc)
+
+    def unregister(self, proc: subprocess.Popen[bytes]) -> None:
+        with self._lock:
+            self._procs.discard(proc)
+
+
+def _stop_group_soon(proc: subprocess.Popen[bytes], term_wait: float = 5.0) -> None:
+    """SIGTERM the group now, SIGKILL it after `term_wait` if its leader still runs (from any thread)."""
+    _kill_group(proc.pid, signal.SIGTERM)
+
+    def kill() -> None:
+        if proc.returncode is None:
+            _kill_group(proc.pid, signal.SIGKILL)
+
+    timer = threading.Timer(term_wait, kill)
+    timer.daemon = True
+    timer.start()
+
+
 def stream(
     argv: Sequence[str | Path],
     *,
@@ -176,7 +225,7 @@ def stream(
     stderr_path: Path,
     on_line: Callable[[str], None] | None = None,
     redact: Callable[[str], str] = str,
-    cancel: threading.Event | None = None,
+    cancel: CancelScope | None = None,
     cwd: Path | None = None,
 ) -> Streamed:
     """Run a long command in its own process group, streaming both pipes to files as they come.
@@ -184,8 +233,9 @@ def stream(
     Each line passes through `redact` before it reaches the file, the memory copy or `on_line`.
 
     On timeout the whole process group is stopped (SIGTERM, then SIGKILL). On an exception in the
-    caller's thread (KeyboardInterrupt, our SIGTERM handler), or when another thread sets `cancel`
-    (which raises `Cancelled`), the group is stopped too, then the exception propagates.
+    caller's thread (KeyboardInterrupt, our SIGTERM handler) the group is stopped too and the exception
+    propagates; when `cancel` is cancelled from another thread, the group is stopped and this raises
+    `Cancelled`. The wait itself blocks in waitpid, so the end of the child is noticed at once.
     """
     args = [str(a) for a in argv]
     start = time.monotonic()
@@ -206,31 +256,35 @@ def stream(
     ]
     for reader in readers:
         reader.start()
-    timed_out = False
-    deadline = start + timeout
+    expired = threading.Event()
+
+    def on_timeout() -> None:
+        expired.set()
+        _stop_group_soon(proc)
+
+    timer = threading.Timer(timeout, on_timeout)
+    timer.daemon = True
+    timer.start()
+    if cancel is not None:
+        cancel.register(proc)
     try:
-        while proc.poll() is None:
-            if cancel is not None and cancel.is_set():
-                raise Cancelled()
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                timed_out = True
-                stop_process_group(proc, grace=0)
-                break
-            # Wake up now and then to notice `cancel` (set by another thread on an interrupt).
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                proc.wait(timeout=min(remaining, 0.25) if cancel is not None else remaining)
+        proc.wait()
     except BaseException:
         stop_process_group(proc, grace=0)
         raise
     finally:
+        timer.cancel()
+        if cancel is not None:
+            cancel.unregister(proc)
         # A grandchild that left our process group may still hold a pipe open: don't wait for it.
         for reader in readers:
             reader.join(timeout=5)
     # Reap any member of the group that outlived its parent (it would keep pipes and devices busy).
     _kill_group(proc.pid, signal.SIGKILL)
+    if cancel is not None and cancel.is_set() and not expired.is_set():
+        raise Cancelled()
     duration_ms = int((time.monotonic() - start) * 1000)
-    return Streamed(proc.returncode, timed_out, duration_ms, captured_out, captured_err)
+    return Streamed(proc.returncode, expired.is_set(), duration_ms, captured_out, captured_err)
 
 
 def _pump(pipe: IO[bytes], captured: Captured, on_line: Callable[[str], None] | None,

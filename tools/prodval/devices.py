@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -64,7 +65,11 @@ class Adb:
         return done.returncode == 0 and done.stdout.strip() == "1"
 
     def states(self) -> list[DeviceState]:
-        return [DeviceState(s, st, st == "device" and self.boot_completed(s)) for s, st in self.devices()]
+        listed = self.devices()
+        ready = [serial for serial, state in listed if state == "device"]
+        with ThreadPoolExecutor(max_workers=max(1, len(ready))) as pool:  # one adb round trip, not N
+            booted = dict(zip(ready, pool.map(self.boot_completed, ready), strict=True))
+        return [DeviceState(serial, state, booted.get(serial, False)) for serial, state in listed]
 
     def select(self, requested: tuple[str, ...], count: int = 1) -> list[str]:
         """The devices to run on: `requested`, else `count` booted devices (exactly one when count is 1)."""

@@ -21,7 +21,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from types import FrameType
 
-from .commands import Cancelled, Streamed, display, stream
+from .apk import check_flows_match_apk, recorded_apk
+from .commands import Cancelled, CancelScope, Streamed, display, stream
 from .console import Console, relative_display
 from .devices import Adb, find_adb
 from .errors import BuildFailed, DeviceError, Interrupted, ValidationError
@@ -147,7 +148,7 @@ class _Queue:
         self._active = set(serials)
         self._running = 0
         self._cond = threading.Condition()
-        self.cancelled = threading.Event()
+        self.cancelled = CancelScope()
 
     def take(self, serial: str) -> _Job | None:
         with self._cond:
@@ -175,8 +176,8 @@ class _Queue:
             self._cond.notify_all()
 
     def cancel(self) -> None:
+        self.cancelled.cancel()
         with self._cond:
-            self.cancelled.set()
             self._cond.notify_all()
 
     def left(self) -> list[_Job]:
@@ -368,6 +369,9 @@ def run_validation(settings: Settings, environ: Mapping[str, str], console: Cons
             build = record.stages.get("build")
             if build is not None and build.outcome == "error":
                 raise BuildFailed()
+            apk = settings.apk or recorded_apk(record, settings.results_dir)  # --apk, else what build-apk built
+            if apk is not None:
+                check_flows_match_apk(apk, selected)  # every flow's appId is the APK's package
             if not selected:  # a shard with nothing to do (more shards than flows) passes trivially
                 return _finish_and_exit(record, stage, writer, console, settings, selected)
 
@@ -375,11 +379,11 @@ def run_validation(settings: Settings, environ: Mapping[str, str], console: Cons
             serials = adb.select(settings.device, settings.devices)
             record.devices = serials
             console.info(f"device(s): {', '.join(serials)}")
-            if settings.apk:
+            if apk:
                 for serial in serials:
-                    console.step(f"Installing {settings.apk} on {serial}")
-                    adb.install(serial, settings.apk)
-                record.environment.apkBuildPath = relative_display(settings.apk)
+                    console.step(f"Installing {apk} on {serial}")
+                    adb.install(serial, apk)
+                record.environment.apkBuildPath = relative_display(apk)
             writer.save(record)
 
             plan = make_plan(settings, selected, maestro, serials, record.runId, timings)

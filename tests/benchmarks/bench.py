@@ -1,0 +1,225 @@
+"""The benchmark behind `nox -s bench`: our own cost, measured against baselines run on the same machine.
+
+Everything runs on the fake toolchain of tests/fakes, so only the harness's cost is timed. Each figure
+is the median of several runs and is reported as a ratio against a baseline measured in the same run.
+Results go to the console and to BENCHMARKS.md.
+
+    python tests/benchmarks/bench.py [--quick] [--output BENCHMARKS.md]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import random
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+FAKES = REPO / "tests" / "fakes"
+sys.path.insert(0, str(REPO / "tools"))
+
+from prodval.flows import Flow  # noqa: E402
+from prodval.schedule import shard_loads  # noqa: E402
+
+FLOW = "appId: com.example.exerciselog\n---\n- launchApp\n- assertVisible: \"Exercises\"\n"
+SERIALS = ("emulator-5554", "emulator-5556", "emulator-5558", "emulator-5560")
+
+
+@dataclass
+class Figure:
+    name: str
+    value: str
+    baseline: str
+    result: str
+    target: str
+    ok: bool
+
+
+class Workspace:
+    """A project folder with N flows, a fake device state and the fakes on PATH."""
+
+    def __init__(self, flows: int, devices: int = 1, scenario: dict[str, object] | None = None) -> None:
+        self.root = Path(tempfile.mkdtemp(prefix="prodval-bench-"))
+        (self.root / ".maestro").mkdir()
+        for i in range(flows):
+            (self.root / ".maestro" / f"flow-{i:03}.yaml").write_text(FLOW)
+        state = {"devices": {s: {"state": "device", "boot_completed": "1"} for s in SERIALS[:devices]}}
+        (self.root / "adb.json").write_text(json.dumps(state))
+        (self.root / "scenario.json").write_text(json.dumps(scenario or {"default": "pass"}))
+        self.env = {
+            **os.environ,
+            "PATH": f"{FAKES}{os.pathsep}{os.environ['PATH']}",
+            "FAKE_ADB_STATE": str(self.root / "adb.json"),
+            "FAKE_MAESTRO_SCENARIO": str(self.root / "scenario.json"),
+            "FAKE_MAESTRO_STATE_DIR": str(self.root),
+            "HOME": str(self.root),
+        }
+
+    def validate(self, *args: str) -> subprocess.CompletedProcess[bytes]:
+        argv = [sys.executable, "-m", "invoke", "--search-root", str(REPO), "validate", "--retries", "0", *args]
+        return subprocess.run(argv, cwd=self.root, env=self.env, stdout=subprocess.DEVNULL,
+                              stderr=subprocess.PIPE, check=True)
+
+    def record(self) -> dict[str, object]:
+        data: dict[str, object] = json.loads((self.root / "build/validation/results.json").read_text())
+        return data
+
+    def clean(self) -> None:
+        shutil.rmtree(self.root, ignore_errors=True)
+
+
+def timed(action: Callable[[], object]) -> float:
+    start = time.perf_counter()
+    action()
+    return time.perf_counter() - start
+
+
+def shell_loop(ws: Workspace, flows: int) -> None:
+    """The baseline: the same fake maestro, the same arguments, once per flow, from a shell loop."""
+    out = ws.root / "loop"
+    script = (
+        'for f in .maestro/*.yaml; do n=$(basename "$f" .yaml); mkdir -p "loop/$n"; '
+        'maestro --no-ansi --device emulator-5554 test "$f" --format junit --output "loop/$n/report.xml" '
+        '--debug-output "loop/$n/debug" --flatten-debug-output -e SKIP_DATA_CLEANUP=true '
+        '-e VALIDATION_RUN_ID=bench >"loop/$n/stdout.log" 2>"loop/$n/stderr.log"; done'
+    )
+    shutil.rmtree(out, ignore_errors=True)
+    subprocess.run(["bash", "-c", script], cwd=ws.root, env=ws.env, check=True)
+
+
+def bench_overhead(runs: int) -> list[Figure]:
+    flows = 50
+    ws = Workspace(flows)
+    try:
+        ws.validate()  # warm caches (pyc, page cache) before measuring either side
+        ours = statistics.median(timed(ws.validate) for _ in range(runs))
+        loop = statistics.median(timed(lambda: shell_loop(ws, flows)) for _ in range(runs))
+    finally:
+        ws.clean()
+    ratio = ours / loop
+    per_flow_ms = max(0.0, (ours - loop) / flows * 1000)
+    return [Figure("Overhead: 50 flows, maestro exits at once", f"{ours:.2f} s",
+                   f"shell loop {loop:.2f} s", f"ratio {ratio:.2f}, {per_flow_ms:.1f} ms/flow of our own",
+                   "ratio <= 1.10 or < 30 ms/flow", ratio <= 1.10 or per_flow_ms < 30)]
+
+
+def bench_parallel(runs: int) -> list[Figure]:
+    devices, flows = 4, 16
+    ws = Workspace(flows, devices, {"default": "sleep:1"})
+    efficiencies, walls = [], []
+    try:
+        for _ in range(runs):
+            wall = timed(lambda: ws.validate("--devices", str(devices)))
+            record = ws.record()
+            total = sum(int(f["duration"]) for f in record["flows"]) / 1000  # type: ignore[index, union-attr, attr-defined]
+            efficiencies.append(total / devices / wall)
+            walls.append(wall)
+    finally:
+        ws.clean()
+    eff = statistics.median(efficiencies)
+    return [Figure("Parallel efficiency: 16 flows of 1 s on 4 devices", f"wall {statistics.median(walls):.2f} s",
+                   "sum of flow durations / 4", f"efficiency {eff:.2f}", ">= 0.90", eff >= 0.90)]
+
+
+def bench_shards() -> list[Figure]:
+    rng = random.Random(7)  # a fixed, realistic spread: most flows short, a few long
+    flows = [Flow(path=Path(f"f{i:02}.yaml"), file_name=f"f{i:02}.yaml", name=str(i), app_id="x") for i in range(40)]
+    timings = {f.file_name: int(rng.lognormvariate(10.5, 0.8)) for f in flows}
+    figures = []
+    for count in (2, 4, 8):
+        loads = shard_loads(flows, timings, count)
+        ideal = sum(timings.values()) / count
+        ratio = max(loads) / ideal
+        figures.append(Figure(f"Shard balance: 40 recorded flows, {count} shards", f"longest {max(loads) / 1000:.0f} s",
+                              f"ideal {ideal / 1000:.0f} s", f"ratio {ratio:.3f}", "<= 1.10", ratio <= 1.10))
+    return figures
+
+
+def bench_startup(runs: int) -> list[Figure]:
+    argv = [sys.executable, "-m", "invoke", "--search-root", str(REPO), "--list"]
+    python = [sys.executable, "-c", "pass"]
+    ours = statistics.median(timed(lambda: subprocess.run(argv, stdout=subprocess.DEVNULL, check=True))
+                             for _ in range(runs * 3))
+    bare = statistics.median(timed(lambda: subprocess.run(python, check=True)) for _ in range(runs * 3))
+    return [Figure("Start-up: invoke --list", f"{ours * 1000:.0f} ms", f"bare python {bare * 1000:.0f} ms",
+                   f"ratio {ours / bare:.1f}", "< 500 ms", ours < 0.5)]
+
+
+def bench_memory(flows: int, per_flow: int) -> list[Figure]:
+    ws = Workspace(flows, 1, {"default": f"spam:{per_flow}"})
+    runner = (
+        "import resource, sys\n"
+        "from invoke.main import program\n"
+        "try:\n"
+        "    program.run(sys.argv, exit=False)\n"
+        "finally:\n"
+        "    print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, file=sys.stderr)\n"
+    )
+    try:
+        argv = [sys.executable, "-c", runner, "--search-root", str(REPO), "validate", "--retries", "0"]
+        start = time.perf_counter()
+        done = subprocess.run(argv, cwd=ws.root, env=ws.env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                              check=True)
+        wall = time.perf_counter() - start
+        peak_mb = int(done.stderr.decode().strip().splitlines()[-1]) / 1024
+        written = sum(p.stat().st_size for p in (ws.root / "build/validation/flows").rglob("stdout.log"))
+        record_mb = (ws.root / "build/validation/results.json").stat().st_size / 2**20
+    finally:
+        ws.clean()
+    return [Figure(f"Memory: {flows} flows, {written / 2**20:.0f} MB of output", f"peak RSS {peak_mb:.0f} MB",
+                   f"results.json {record_mb:.1f} MB, {wall:.0f} s", "outputs streamed to disk",
+                   "< 200 MB", peak_mb < 200)]
+
+
+def table(figures: list[Figure]) -> str:
+    lines = ["| benchmark | measured | baseline | result | target | ok |", "|---|---|---|---|---|---|"]
+    lines += [f"| {f.name} | {f.value} | {f.baseline} | {f.result} | {f.target} | {'yes' if f.ok else 'NO'} |"
+              for f in figures]
+    return "\n".join(lines)
+
+
+def machine() -> str:
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return f"{platform.system()} {platform.release()}, {cpu}, {os.cpu_count()} CPUs, Python {platform.python_version()}"
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--quick", action="store_true", help="fewer runs and a smaller memory run")
+    parser.add_argument("--output", default=str(REPO / "BENCHMARKS.md"))
+    args = parser.parse_args()
+    runs = 3 if args.quick else 5
+    figures = bench_startup(runs) + bench_shards() + bench_overhead(runs) + bench_parallel(3 if args.quick else 5)
+    figures += bench_memory(100, 1_000_000) if args.quick else bench_memory(500, 1_000_000)
+    text = table(figures)
+    print(text)
+    stamp = time.strftime("%Y-%m-%d", time.gmtime())
+    Path(args.output).write_text(
+        "# Benchmarks\n\n"
+        "Written by `nox -s bench` (tests/benchmarks/bench.py). Every figure is measured on the fake toolchain of\n"
+        "tests/fakes, so only the harness's own cost is timed, as the median of several runs, against a baseline\n"
+        "measured in the same run.\n\n"
+        f"Latest run: {stamp}, {'quick' if args.quick else 'full'} mode, on {machine()}.\n\n" + text + "\n"
+    )
+    return 0 if all(f.ok for f in figures) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
