@@ -168,3 +168,85 @@ def which_fake(tool: str) -> str:
     found = shutil.which(tool, path=str(FAKES))
     assert found, f"tests/fakes/{tool} is missing"
     return found
+
+
+FRAMEWORK_RES = Path("/usr/share/android-framework-res/framework-res.apk")
+_IN_CI = bool(os.environ.get("CI"))  # read at import: the guard fixture clears CI for each test
+
+
+def real_apk(path: Path, package: str = "com.example.exerciselog", version_code: int = 1,
+             version_name: str = "1.0.0") -> Path:
+    """A real (unsigned, resource-only) APK made with Debian's aapt, as `validate` reads the APK it installs.
+
+    Skips when aapt is missing outside CI; .ci/run installs it (aapt, android-framework-res).
+    """
+    if shutil.which("aapt") is None or not FRAMEWORK_RES.is_file():
+        assert not _IN_CI, "aapt and android-framework-res must be installed in CI (.ci/run)"
+        pytest.skip("needs aapt and android-framework-res (apt-get install aapt android-framework-res)")
+    source = path.with_name(f".{path.name}.src")
+    source.mkdir(parents=True)
+    manifest = source / "AndroidManifest.xml"  # aapt wants this very name
+    manifest.write_text(
+        f'<manifest xmlns:android="http://schemas.android.com/apk/res/android" package="{package}" '
+        f'android:versionCode="{version_code}" android:versionName="{version_name}">'
+        '<application android:hasCode="false"/></manifest>')
+    subprocess.run(["aapt", "package", "-f", "-M", str(manifest), "-I", str(FRAMEWORK_RES), "-F", str(path)],
+                   capture_output=True, check=True)
+    shutil.rmtree(source)
+    return path
+
+
+def _fake_module(name: str) -> Any:
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(name, FAKES / f"{name}.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+class AndroidSdk:
+    """A fake $ANDROID_HOME laid out as the real SDK: platform-tools/adb, emulator/emulator,
+    cmdline-tools/latest/bin/{sdkmanager,avdmanager} (links to tests/fakes) and the system image
+    system-images/android-34/google_apis/x86_64 with the files avdmanager and the emulator read."""
+
+    PACKAGES = ("platform-tools", "emulator", "cmdline-tools;latest", "system-images;android-34;google_apis;x86_64")
+
+    def __init__(self, root: Path, packages: tuple[str, ...] = PACKAGES) -> None:
+        self.root = root
+        self.logs = {tool: root.parent / f"fake-{tool}-log.jsonl" for tool in ("avdmanager", "sdkmanager", "emulator")}
+        self._sdk = _fake_module("_fakesdk")
+        root.mkdir(parents=True, exist_ok=True)
+        for package in packages:
+            self.install(package)
+
+    def install(self, package: str) -> Path:
+        return Path(self._sdk.install_package(str(self.root), package))
+
+    def env(self) -> dict[str, str]:
+        return {"ANDROID_HOME": str(self.root), **{f"FAKE_{t.upper()}_LOG": str(p) for t, p in self.logs.items()}}
+
+    def calls(self, tool: str) -> list[dict[str, Any]]:
+        path = self.logs[tool]
+        return [json.loads(ln) for ln in path.read_text().splitlines() if ln.strip()] if path.exists() else []
+
+
+def fake_emulator_processes(adb_state: Path) -> list[dict[str, Any]]:
+    """Every process the fake emulator started (it records them in the adb state file)."""
+    if not adb_state.exists():
+        return []
+    processes: list[dict[str, Any]] = json.loads(adb_state.read_text() or "{}").get("emulator_processes", [])
+    return processes
+
+
+@pytest.fixture
+def android_sdk(world: World) -> Iterator[AndroidSdk]:
+    """The fake SDK, wired into `world`'s environment; no fake emulator outlives the test."""
+    sdk = AndroidSdk(world.root.parent / "android-sdk")
+    world.extra_env.update(sdk.env())
+    yield sdk
+    for proc in fake_emulator_processes(world.adb_state):
+        for pid in (proc["pid"], proc["child_pid"]):
+            if alive(pid):
+                os.kill(pid, signal.SIGKILL)

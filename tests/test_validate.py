@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import World, alive
+from conftest import World, alive, real_apk
 
 FAILURE = "fail:Element not found: Text matching regex: Save"
 
@@ -226,8 +226,7 @@ def test_device_states(world: World) -> None:
 
 
 def test_apk_is_installed_first(two_flows: World) -> None:
-    apk = two_flows.root / "app.apk"
-    apk.write_bytes(b"PK\x03\x04 not really")
+    real_apk(two_flows.root / "app.apk")
     run = two_flows.invoke("validate", "--apk", "app.apk")
     assert run.returncode == 0, run.stderr
     assert ["-s", "emulator-5554", "install", "-r", "-g", "app.apk"] in two_flows.adb_calls()
@@ -237,7 +236,7 @@ def test_apk_is_installed_first(two_flows: World) -> None:
 def test_apk_problems(two_flows: World) -> None:
     run = two_flows.invoke("validate", "--apk", "missing.apk")
     assert run.returncode == 2 and "the APK 'missing.apk' does not exist" in run.stderr
-    (two_flows.root / "app.apk").write_bytes(b"PK")
+    real_apk(two_flows.root / "app.apk")
     two_flows.device(install_result="INSTALL_FAILED_UPDATE_INCOMPATIBLE: signatures do not match")
     run = two_flows.invoke("validate", "--apk", "app.apk")
     assert run.returncode == 2

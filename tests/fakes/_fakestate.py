@@ -112,6 +112,21 @@ def write_png(path: str, rgb: tuple[int, int, int] = (220, 40, 40),
         fh.write(b"\x89PNG\r\n\x1a\n" + body)
 
 
+def pid_alive(pid: int) -> bool:
+    """True while `pid` runs (a zombie counts as gone)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:
+        with open(f"/proc/{pid}/stat", encoding="utf-8") as fh:
+            return fh.read().rsplit(")", 1)[-1].split()[0] != "Z"
+    except OSError:
+        return True
+
+
 def sleep_forever() -> NoReturn:
     while True:
         time.sleep(3600)

@@ -82,3 +82,191 @@ def report(section: Mapping[str, Any], results_dir: str | None, commit: str | No
         return exc.exit_code
     console.info(f"report: {path}")
     return 0
+
+
+def lint_flows(section: Mapping[str, Any], flags: Mapping[str, Any], environ: Mapping[str, str] | None = None) -> int:
+    """`invoke lint-flows`: 0 when every flow is clean, 2 (and every problem as file:line) otherwise."""
+    import re
+
+    from .errors import FlowError
+    from .flowlint import lint
+
+    environ = os.environ if environ is None else environ
+    console = Console(environ)
+    try:
+        settings = load(section, flags)
+        console.step(f"Checking the flows in {settings.flows}")
+        checked = lint(settings.flows, settings.flow_env)
+    except FlowError as exc:
+        for problem in exc.problems:
+            where = re.match(r"(?P<file>.+?):(?P<line>\d+): (?P<message>.*)", problem, re.DOTALL)
+            if where and console.actions:  # an annotation on the flow's line
+                console.error(where["message"], file=where["file"], line=int(where["line"]), title="lint-flows")
+            else:
+                console.error(problem)
+        console.info(f"{len(exc.problems)} problem(s) in the flows; fix: {exc.fix}")
+        return exc.exit_code
+    except ValidationError as exc:
+        console.error(str(exc), title="lint-flows")
+        return exc.exit_code
+    console.info(f"{len(checked.flows)} flow(s) and {len(checked.sub_flows)} sub-flow(s) checked: no problems")
+    return 0
+
+
+def build_apk(section: Mapping[str, Any], validation: Mapping[str, Any], flags: Mapping[str, Any],
+              environ: Mapping[str, str] | None = None) -> int:
+    """`invoke build-apk`: a new run record with the build stage; 0, or 2 when the build failed."""
+    from .apk import run_build
+    from .secrets import Redactor
+    from .settings import load_build
+    from .validate import new_run_id, signals_as_interrupts
+
+    environ = os.environ if environ is None else environ
+    console = Console(environ, Redactor.from_env(environ))
+    try:
+        settings = load_build(section, validation, flags)
+    except ValidationError as exc:
+        console.error(str(exc), title="configuration")
+        return exc.exit_code
+    with signals_as_interrupts():  # SIGTERM raises Interrupted inside run_build, which records it
+        return run_build(settings, environ, console, new_run_id(environ))
+
+
+def notify(section: Mapping[str, Any], validation: Mapping[str, Any], flags: Mapping[str, Any],
+           environ: Mapping[str, str] | None = None) -> int:
+    """`invoke notify`: 0 once every alert was tried (delivery failures are reported, never the verdict);
+    2 when there is no run record or the settings are wrong, or when a --test alert was not delivered."""
+    from .notify import redactor, run_notify
+    from .settings import load_notify
+
+    environ = os.environ if environ is None else environ
+    console = Console(environ, redactor(environ))
+    try:
+        settings = load_notify(section, validation, flags)
+    except ValidationError as exc:
+        console.error(str(exc), title="configuration")
+        return exc.exit_code
+    return run_notify(settings, environ, console)
+
+
+# ---- device lifecycle: `invoke emulator.start|stop|status`, `doctor`, `setup` ----------------------------
+
+def emulator_start(validation: Mapping[str, Any], section: Mapping[str, Any], flags: Mapping[str, Any],
+                   results_dir: str | None = None, environ: Mapping[str, str] | None = None) -> int:
+    """`invoke emulator.start`: boot, prepare and record the emulators; print their serials. 0, or 2."""
+    from .devices import find_adb
+    from .emulator import start_emulators
+    from .secrets import Redactor
+    from .settings import load_emulator
+    from .validate import signals_as_interrupts
+
+    environ = os.environ if environ is None else environ
+    console = Console(environ, Redactor.from_env(environ))
+    try:
+        settings = load_emulator(section, flags)
+        run_settings = load(validation, {"results_dir": results_dir})
+        with signals_as_interrupts():  # SIGTERM raises inside start_emulators, which stops what it started
+            console.step(f"Starting {settings.count} emulator(s): {settings.system_image}")
+            started = start_emulators(settings, settings.count, console=console, environ=environ,
+                                      results_dir=run_settings.results_dir, adb=find_adb(run_settings.adb, environ))
+    except ValidationError as exc:
+        console.error(str(exc), title="emulator.start")
+        return exc.exit_code
+    serials = [em.serial for em in started]
+    console.step(f"Booted: {' '.join(serials)} (stop them with `invoke emulator.stop`)")
+    for serial in serials:
+        console.info(serial)
+    console.set_outputs({"serials": ",".join(serials)})
+    return 0
+
+
+def emulator_stop(validation: Mapping[str, Any], section: Mapping[str, Any], serials: list[str] | None,
+                  results_dir: str | None = None, environ: Mapping[str, str] | None = None) -> int:
+    """`invoke emulator.stop`: stop the emulators this tool started (or only `serials`). 0, or 2."""
+    from .devices import find_adb
+    from .emulator import load_started, state_path, stop_emulators
+    from .errors import ToolNotFound
+    from .settings import load_emulator
+
+    environ = os.environ if environ is None else environ
+    console = Console(environ)
+    try:
+        settings = load_emulator(section, {})
+        run_settings = load(validation, {"results_dir": results_dir})
+        targets: list[str] = list(serials or [em.serial for em in load_started(run_settings.results_dir)])
+        if not targets:
+            console.info(f"no emulators recorded in {state_path(run_settings.results_dir)}: nothing to stop")
+            return 0
+        try:
+            adb = find_adb(run_settings.adb, environ)
+        except ToolNotFound:
+            adb = None  # no `emu kill` then: the process groups are still terminated
+        console.step(f"Stopping {', '.join(targets)}")
+        stop_emulators(targets, console=console, environ=environ, results_dir=run_settings.results_dir, adb=adb,
+                       timeout=settings.stop_timeout)
+    except ValidationError as exc:
+        console.error(str(exc), title="emulator.stop")
+        return exc.exit_code
+    return 0
+
+
+def emulator_status(validation: Mapping[str, Any], results_dir: str | None = None,
+                    environ: Mapping[str, str] | None = None) -> int:
+    """`invoke emulator.status`: the devices adb sees, their state and boot status, which ones we started."""
+    from .devices import find_adb
+    from .emulator import render_status, status
+
+    environ = os.environ if environ is None else environ
+    console = Console(environ)
+    try:
+        run_settings = load(validation, {"results_dir": results_dir})
+        rows = status(find_adb(run_settings.adb, environ), console=console, environ=environ,
+                      results_dir=run_settings.results_dir)
+    except ValidationError as exc:
+        console.error(str(exc), title="emulator.status")
+        return exc.exit_code
+    console.info(render_status(rows))
+    return 0
+
+
+def doctor(validation: Mapping[str, Any], section: Mapping[str, Any], environ: Mapping[str, str] | None = None) -> int:
+    """`invoke doctor`: the requirements table; 0 when everything required is there, 2 otherwise."""
+    from . import doctor as checks
+    from .settings import load_emulator
+
+    environ = os.environ if environ is None else environ
+    console = Console(environ)
+    try:
+        settings = load_emulator(section, {})
+        run_settings = load(validation, {})
+    except ValidationError as exc:
+        console.error(str(exc), title="configuration")
+        return exc.exit_code
+    results = checks.check(settings, environ, console=console, adb=run_settings.adb, maestro=run_settings.maestro)
+    console.info(checks.render(results))
+    console.step_summary(checks.render_markdown(results))
+    code = checks.exit_code(results)
+    missing = [c.name for c in results if c.status == checks.MISSING]
+    if missing:
+        console.error(f"missing: {', '.join(missing)} (each row above says how to fix it)", title="doctor")
+    else:
+        console.step("Everything required is there")
+    return code
+
+
+def setup(section: Mapping[str, Any], flags: Mapping[str, Any], *, maestro: bool = True, sdk: bool = True,
+          environ: Mapping[str, str] | None = None) -> int:
+    """`invoke setup`: install the pinned Maestro and the SDK packages; 0 (also when nothing changed), or 2."""
+    from .sdk import run_setup
+    from .settings import load_emulator
+
+    environ = os.environ if environ is None else environ
+    console = Console(environ)
+    try:
+        settings = load_emulator(section, flags)
+        changed = run_setup(settings, environ, console, maestro=maestro, sdk=sdk)
+    except ValidationError as exc:
+        console.error(str(exc), title="setup")
+        return exc.exit_code
+    console.step(f"Installed: {', '.join(changed)}" if changed else "Nothing to do: everything was already installed")
+    return 0

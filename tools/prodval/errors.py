@@ -96,6 +96,12 @@ class BuildFailed(ValidationError):
         super().__init__("build failed", fix="see the build stage's error in results.json and fix the build")
 
 
+class ApkError(ValidationError):
+    """`invoke build-apk` built no usable APK: none found, unsigned, a bundle, or not readable."""
+
+    stage = "build"
+
+
 class Interrupted(ValidationError):
     """The run was stopped by Ctrl-C or SIGTERM; everything gathered so far is kept."""
 
@@ -106,6 +112,48 @@ class Interrupted(ValidationError):
             f"validation interrupted by {signal_name}; finished flows are kept in results.json",
             fix="run it again; nothing needs cleaning up",
         )
+
+
+class NotifyError(ValidationError):
+    """`invoke notify` cannot run at all: no run record, or (with --test) no channel to test."""
+
+    stage = "notify"
+
+
+class DeliveryFailed(ValidationError):
+    """One alert channel did not take the alert. Reported per channel; it never changes the verdict."""
+
+    stage = "notify"
+
+    def __init__(self, message: str, *, fix: str = "", attempts: int = 1, status: int | None = None) -> None:
+        super().__init__(message, fix=fix)
+        self.attempts = attempts
+        self.status = status
+
+
+class ReportError(ValidationError):
+    """`invoke report` has no run record to render, or cannot write report.html."""
+
+    stage = "report"
+
+
+class RequirementsMissing(ValidationError):
+    """`invoke doctor` (or validate's own check) found a required tool missing; lists each with its fix."""
+
+    stage = "tools"
+
+    def __init__(self, missing: list[tuple[str, str, str]]) -> None:
+        lines = [f"  {name}: {detail}" + (f"\n    fix: {fix}" if fix else "") for name, detail, fix in missing]
+        super().__init__("missing requirements:\n" + "\n".join(lines),
+                         fix="run the commands above (`invoke setup` installs Maestro and the SDK packages), "
+                             "then `invoke doctor`")
+        self.missing = missing
+
+
+class SetupFailed(ValidationError):
+    """`invoke setup` could not install something (download, checksum, archive, sdkmanager)."""
+
+    stage = "setup"
 
 
 def _tail(text: str, lines: int = 15) -> list[str]:

@@ -7,6 +7,10 @@ and the tag flags, which add to the config's tags. A file means that one flow.
 The preflight parses every flow (a header document, `---`, then a list of commands), requires `appId`
 (or `url`) in the header, and checks that every `runFlow`/`runScript` file exists, recursively.
 Every problem is reported as `file:line: message`, all at once.
+
+`Command`, `commands_of` and `flow_commands` are the one walk over a flow's command tree (nested
+`commands:` of runFlow/retry/repeat and the header's onFlowStart/onFlowComplete); `flowlint` builds its
+variable and cleanup checks on the same walk.
 """
 
 from __future__ import annotations
@@ -24,6 +28,10 @@ FLOW_SUFFIXES = (".yaml", ".yml")
 WORKSPACE_CONFIGS = ("config.yaml", "config.yml")
 # Commands whose value (or whose `file:` key) names another file, resolved next to the flow.
 FILE_COMMANDS = ("runFlow", "runScript", "retry")
+# Commands that hold a nested list of commands under `commands:`.
+NESTING_COMMANDS = ("runFlow", "retry", "repeat")
+# Header keys that hold command lists.
+HOOKS = ("onFlowStart", "onFlowComplete")
 
 
 @dataclass(frozen=True)
@@ -53,13 +61,81 @@ class Selection:
 
 
 @dataclass
-class _Parsed:
+class ParsedFlow:
     header: dict[str, Any]
     header_node: yaml.Node | None
     commands_node: yaml.Node | None
 
 
-class _Problems:
+@dataclass(frozen=True)
+class Command:
+    """One command of a flow: `- launchApp` (no value) or `- tapOn: ...` (a value node), with its line."""
+
+    name: str
+    value: yaml.Node | None
+    line: int
+
+    def option(self, key: str) -> yaml.Node | None:
+        if isinstance(self.value, yaml.MappingNode):
+            for sub_key, sub_value in self.value.value:
+                if isinstance(sub_key, yaml.ScalarNode) and sub_key.value == key and isinstance(sub_value, yaml.Node):
+                    return sub_value
+        return None
+
+    @property
+    def file(self) -> tuple[str, int] | None:
+        """The file a runFlow/runScript/retry names, with the line of the name."""
+        if self.name not in FILE_COMMANDS:
+            return None
+        if isinstance(self.value, yaml.ScalarNode) and self.name != "retry":
+            return self.value.value, line_of(self.value)
+        node = self.option("file")
+        return (node.value, line_of(node)) if isinstance(node, yaml.ScalarNode) else None
+
+    @property
+    def nested(self) -> yaml.Node | None:
+        """The inline `commands:` list of a runFlow/retry/repeat."""
+        return self.option("commands") if self.name in NESTING_COMMANDS else None
+
+
+def commands_of(node: yaml.Node | None) -> Iterator[Command]:
+    """The commands of one command list, in order, without descending into nested lists."""
+    if not isinstance(node, yaml.SequenceNode):
+        return
+    for item in node.value:
+        if isinstance(item, yaml.ScalarNode):
+            yield Command(item.value, None, line_of(item))
+        elif isinstance(item, yaml.MappingNode):
+            for key, value in item.value:
+                if isinstance(key, yaml.ScalarNode):
+                    yield Command(key.value, value, line_of(key))
+
+
+def hook_lists(header_node: yaml.Node | None) -> Iterator[yaml.Node]:
+    """The command lists of the header's onFlowStart / onFlowComplete."""
+    if isinstance(header_node, yaml.MappingNode):
+        for key, value in header_node.value:
+            if isinstance(key, yaml.ScalarNode) and key.value in HOOKS:
+                yield value
+
+
+def walk_commands(node: yaml.Node | None) -> Iterator[Command]:
+    """Every command of a command list, nested ones included, depth first."""
+    for command in commands_of(node):
+        yield command
+        yield from walk_commands(command.nested)
+
+
+def flow_commands(parsed: ParsedFlow) -> Iterator[Command]:
+    """Every command of one flow file: its command list, then its header hooks (sub-flows not followed)."""
+    yield from walk_commands(parsed.commands_node)
+    for hook in hook_lists(parsed.header_node):
+        yield from walk_commands(hook)
+
+
+class Problems:
+    """Every problem found, as `file:line: message` lines, the file relative to `base` when inside it."""
+
     def __init__(self, base: Path) -> None:
         self.base = base
         self.items: list[str] = []
@@ -72,7 +148,8 @@ class _Problems:
         self.items.append(f"{shown}:{line}: {message}")
 
 
-def _parse(path: Path, problems: _Problems, *, sub_flow: bool) -> _Parsed | None:
+def parse_flow(path: Path, problems: Problems, *, sub_flow: bool) -> ParsedFlow | None:
+    """Parse a flow file (a sub-flow may be a bare command list); None after reporting why not."""
     try:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
@@ -100,26 +177,26 @@ def _parse(path: Path, problems: _Problems, *, sub_flow: bool) -> _Parsed | None
         return None
     if len(nodes) == 1:
         if sub_flow and isinstance(values[0], list):
-            return _Parsed({}, None, nodes[0])
+            return ParsedFlow({}, None, nodes[0])
         if isinstance(values[0], list):
             problems.add(path, 1, "the header is missing: start the file with 'appId: <package>' and a '---' line")
         else:
-            problems.add(path, _line(nodes[0], end=True),
+            problems.add(path, line_of(nodes[0], end=True),
                          "no commands: add a '---' line after the header, then the list of commands")
         return None
     if len(nodes) > 2:
-        problems.add(path, _line(nodes[2]), "more than two YAML documents: a flow is one header and one command list")
+        problems.add(path, line_of(nodes[2]), "more than two YAML documents: a flow is one header and one command list")
         return None
     header, commands = values
     if header is None:
         header = {}
     if not isinstance(header, dict):
-        problems.add(path, _line(nodes[0]), "the header (before '---') must be a mapping such as 'appId: com.example.app'")
+        problems.add(path, line_of(nodes[0]), "the header (before '---') must be a mapping such as 'appId: com.example.app'")
         return None
     if not isinstance(commands, list):
-        problems.add(path, _line(nodes[1]), "the commands (after '---') must be a list, one '- command' per line")
+        problems.add(path, line_of(nodes[1]), "the commands (after '---') must be a list, one '- command' per line")
         return None
-    return _Parsed(header, nodes[0], nodes[1])
+    return ParsedFlow(header, nodes[0], nodes[1])
 
 
 def _yaml_problem(exc: yaml.MarkedYAMLError) -> tuple[int, str]:
@@ -133,54 +210,32 @@ def _yaml_problem(exc: yaml.MarkedYAMLError) -> tuple[int, str]:
     return line, message
 
 
-def _line(node: yaml.Node, *, end: bool = False) -> int:
+def line_of(node: yaml.Node, *, end: bool = False) -> int:
+    """The 1-based line where a node starts (or, with end, the last line it covers)."""
     return (node.end_mark.line if end else node.start_mark.line + 1) or 1
 
 
-def _file_refs(node: yaml.Node | None) -> Iterator[tuple[str, int]]:
-    """Every file a command names, with its line, anywhere in a command tree (nested commands too)."""
-    if isinstance(node, yaml.SequenceNode):
-        for item in node.value:
-            yield from _file_refs(item)
-    elif isinstance(node, yaml.MappingNode):
-        for key, value in node.value:
-            name = key.value if isinstance(key, yaml.ScalarNode) else ""
-            if name in FILE_COMMANDS:
-                if isinstance(value, yaml.ScalarNode) and name != "retry":
-                    yield value.value, _line(value)
-                elif isinstance(value, yaml.MappingNode):
-                    for sub_key, sub_value in value.value:
-                        if getattr(sub_key, "value", None) == "file" and isinstance(sub_value, yaml.ScalarNode):
-                            yield sub_value.value, _line(sub_value)
-            yield from _file_refs(value)
-
-
 def _first_line_of(node: yaml.Node | None, command: str) -> int:
-    if isinstance(node, yaml.SequenceNode):
-        for item in node.value:
-            if isinstance(item, yaml.ScalarNode) and item.value == command:
-                return _line(item)
-            if isinstance(item, yaml.MappingNode) and any(getattr(k, "value", None) == command for k, _ in item.value):
-                return _line(item)
-    return 0
+    return next((c.line for c in commands_of(node) if c.name == command), 0)
 
 
-def _check_refs(path: Path, parsed: _Parsed, problems: _Problems, seen: set[Path]) -> None:
-    nodes = [parsed.commands_node, parsed.header_node]  # header: onFlowStart / onFlowComplete
-    for node in nodes:
-        for ref, line in _file_refs(node):
-            if "${" in ref:
-                continue  # resolved by Maestro at run time
-            target = (path.parent / ref).resolve()
-            if not target.is_file():
-                problems.add(path, line, f"'{ref}' does not exist (looked for {target})")
-                continue
-            if target in seen or target.suffix not in FLOW_SUFFIXES:
-                continue
-            seen.add(target)
-            sub = _parse(target, problems, sub_flow=True)
-            if sub is not None:
-                _check_refs(target, sub, problems, seen)
+def _check_refs(path: Path, parsed: ParsedFlow, problems: Problems, seen: set[Path]) -> None:
+    for command in flow_commands(parsed):
+        if command.file is None:
+            continue
+        ref, line = command.file
+        if "${" in ref:
+            continue  # resolved by Maestro at run time
+        target = (path.parent / ref).resolve()
+        if not target.is_file():
+            problems.add(path, line, f"'{ref}' does not exist (looked for {target})")
+            continue
+        if target in seen or target.suffix not in FLOW_SUFFIXES:
+            continue
+        seen.add(target)
+        sub = parse_flow(target, problems, sub_flow=True)
+        if sub is not None:
+            _check_refs(target, sub, problems, seen)
 
 
 def _tags(value: Any) -> tuple[str, ...]:
@@ -193,8 +248,9 @@ def _tags(value: Any) -> tuple[str, ...]:
     return ()
 
 
-def load_flow(path: Path, root: Path, problems: _Problems) -> Flow | None:
-    parsed = _parse(path, problems, sub_flow=False)
+def load_flow(path: Path, root: Path, problems: Problems) -> Flow | None:
+    """Parse and preflight one top-level flow (its sub-flows too); None if it does not parse."""
+    parsed = parse_flow(path, problems, sub_flow=False)
     if parsed is None:
         return None
     header = parsed.header
@@ -224,7 +280,7 @@ def load_flow(path: Path, root: Path, problems: _Problems) -> Flow | None:
     )
 
 
-def _workspace_config(folder: Path, problems: _Problems) -> tuple[Path | None, dict[str, Any]]:
+def _workspace_config(folder: Path, problems: Problems) -> tuple[Path | None, dict[str, Any]]:
     for name in WORKSPACE_CONFIGS:
         path = folder / name
         if path.is_file():
@@ -259,17 +315,27 @@ def _candidates(folder: Path, patterns: list[str], config_path: Path | None) -> 
     return sorted(found)
 
 
-def discover(
-    flows_path: Path, include_tags: tuple[str, ...] = (), exclude_tags: tuple[str, ...] = ()
-) -> Selection:
-    """Select and preflight the flows to run; raise FlowError listing every problem."""
+@dataclass
+class Workspace:
+    """The flow files a flows path stands for, as Maestro finds them, before any tag filter."""
+
+    root: Path
+    config_path: Path | None
+    candidates: list[Path]
+    include_tags: tuple[str, ...] = ()
+    exclude_tags: tuple[str, ...] = ()
+
+
+def find_workspace(
+    flows_path: Path, problems: Problems, include_tags: tuple[str, ...] = (), exclude_tags: tuple[str, ...] = ()
+) -> Workspace:
+    """The candidate flows of a folder (workspace config globs) or a single file; tags only combined."""
     if not flows_path.exists():
         raise ConfigError(
             f"the flows path '{flows_path}' does not exist",
             fix="pass --flows PATH (a folder of Maestro flows or one flow file) or set validation.flows in invoke.yaml",
         )
     root = flows_path if flows_path.is_dir() else flows_path.parent
-    problems = _Problems(Path.cwd())
     config_path: Path | None = None
     config: dict[str, Any] = {}
     if flows_path.is_dir():
@@ -279,11 +345,21 @@ def discover(
         candidates = [flows_path]
     include = tuple(_as_list(config.get("includeTags"))) + include_tags
     exclude = tuple(_as_list(config.get("excludeTags"))) + exclude_tags
+    return Workspace(root, config_path, candidates, include, exclude)
+
+
+def discover(
+    flows_path: Path, include_tags: tuple[str, ...] = (), exclude_tags: tuple[str, ...] = ()
+) -> Selection:
+    """Select and preflight the flows to run; raise FlowError listing every problem."""
+    problems = Problems(Path.cwd())
+    workspace = find_workspace(flows_path, problems, include_tags, exclude_tags)
+    include, exclude = workspace.include_tags, workspace.exclude_tags
 
     selected: list[Flow] = []
     filtered: list[str] = []
-    for path in candidates:
-        flow = load_flow(path, root, problems)
+    for path in workspace.candidates:
+        flow = load_flow(path, workspace.root, problems)
         if flow is None:
             continue
         tags = set(flow.tags)
@@ -300,4 +376,4 @@ def discover(
             f"no flow selected in '{flows_path}': {why}{tag_text}",
             fix="check --flows, the workspace config.yaml 'flows' globs and the --include-tags/--exclude-tags filters",
         )
-    return Selection(root, selected, config_path, include, exclude, filtered)
+    return Selection(workspace.root, selected, workspace.config_path, include, exclude, filtered)

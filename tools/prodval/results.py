@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 import tempfile
 import xml.etree.ElementTree as ET
 from collections.abc import Mapping
@@ -22,6 +23,7 @@ from .secrets import Redactor
 SCHEMA_VERSION = 1
 WORKFLOW_NAME = "Production Validation"
 RECORD_NAME = "results.json"
+REPORT_NAME = "report.html"  # written by prodval.report, from `RecordWriter.finish`
 
 # Flow statuses. `flaky` passed after a failed attempt; `not_run` never started (interrupt, build failed).
 FLOW_STATUSES = ("passed", "failed", "flaky", "error", "timed_out", "not_run")
@@ -70,6 +72,7 @@ class Job:
     endTime: str = ""
     artifactPaths: list[str] = field(default_factory=list)
     url: str = ""
+    commit: str = ""  # the deployed commit: notify.deployed_sha given by environment, else GITHUB_SHA
 
 
 @dataclass
@@ -99,6 +102,8 @@ class RunRecord:
     stages: dict[str, Stage] = field(default_factory=dict)
     apk: dict[str, Any] | None = None  # what build-apk read from the APK it built
     alerts: list[dict[str, Any]] = field(default_factory=list)  # what notify delivered, per channel
+    shard: dict[str, int] | None = None  # {"index": I, "count": N} when this record is one shard's
+    retiredDevices: list[dict[str, str]] = field(default_factory=list)  # {"serial", "reason"}
     schemaVersion: int = SCHEMA_VERSION
 
     @classmethod
@@ -117,6 +122,8 @@ class RunRecord:
             stages={name: Stage(**stage) for name, stage in data.get("stages", {}).items()},
             apk=data.get("apk"),
             alerts=list(data.get("alerts", [])),
+            shard=data.get("shard"),
+            retiredDevices=list(data.get("retiredDevices", [])),
             schemaVersion=data.get("schemaVersion", SCHEMA_VERSION),
         )
 
@@ -148,7 +155,8 @@ def job_from_env(environ: Mapping[str, str]) -> Job:
         server = environ.get("GITHUB_SERVER_URL", "https://github.com")
         url = f"{server}/{environ['GITHUB_REPOSITORY']}/actions/runs/{run_id}"
     job_id = f"{run_id}/{job}" if run_id and job else f"local-{os.getpid()}-{datetime.now(UTC):%Y%m%dT%H%M%S}"
-    return Job(jobId=job_id, url=url)
+    commit = environ.get("INVOKE_NOTIFY_DEPLOYED_SHA", "") or environ.get("GITHUB_SHA", "")
+    return Job(jobId=job_id, url=url, commit=commit)
 
 
 def alert_channels(environ: Mapping[str, str]) -> list[str]:
@@ -182,20 +190,41 @@ class RecordWriter:
         atomic_write(self.path, self.redact(text))
 
     def finish(self, record: RunRecord) -> None:
-        """The record plus junit.xml and summary.md, after the verdict is known."""
+        """The record plus junit.xml, summary.md and report.html, after the verdict is known.
+
+        The record is written first, so a report that cannot be written (a full disk) loses nothing else.
+        """
+        if REPORT_NAME not in record.job.artifactPaths:
+            record.job.artifactPaths.append(REPORT_NAME)
         self.save(record)
         atomic_write(self.results_dir / "junit.xml", self.redact(junit_xml(record)))
         atomic_write(self.results_dir / "summary.md", self.redact(summary_markdown(record)))
+        from .report import write_report  # noqa: PLC0415 (report imports this module)
+
+        try:
+            write_report(record, self.results_dir, self.redact)
+        except OSError as exc:
+            print(self.redact(f"warning: {REPORT_NAME} not written: {exc}"), file=sys.stderr)
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+_FILE_MODE = 0o666 & ~_umask()
 
 
 def atomic_write(path: Path, text: str) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        # No fsync: the rename is atomic, which is what a killed or crashed run needs; syncing every
+        # rewrite would cost more than the flows themselves in short runs.
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
             fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
+        os.chmod(tmp, _FILE_MODE)  # mkstemp makes 0600; results are for the whole team
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -270,6 +299,8 @@ def summary_markdown(record: RunRecord) -> str:
     lines.append(" · ".join(f"{_ICONS[s]} {n} {s.replace('_', ' ')}" for s, n in counts.items() if n))
     lines += ["", f"Run `{record.runId}`" + (f" · [workflow run]({record.job.url})" if record.job.url else "")
               + (f" · devices: {', '.join(record.devices)}" if record.devices else ""), ""]
+    artifacts = f" (in the [run's artifacts]({record.job.url}#artifacts))" if record.job.url else ""
+    lines += [f"📄 [HTML report]({REPORT_NAME}){artifacts}: screenshots, output and a timeline of every flow", ""]
     if record.flows:
         lines += ["| | flow | status | attempts | duration | device | error |", "|---|---|---|---|---|---|---|"]
         order = {s: i for i, s in enumerate(("failed", "error", "timed_out", "flaky", "not_run", "passed"))}
@@ -302,7 +333,8 @@ def start_record(writer: RecordWriter, environ: Mapping[str, str], stage: str, r
 
     Stages of one chain (`invoke build-apk validate notify`) share one record: a stage continues the
     record in the results folder when an earlier stage of the chain left it there and this stage has
-    not run in it yet. Otherwise it starts a new record.
+    not run in it yet. Otherwise it starts a new record, which keeps the APK a passing `build-apk` left
+    (so `invoke validate` run again tests the same build).
     """
     previous = load_record(writer.path)
     if previous is not None and previous.stages and stage not in previous.stages:
@@ -310,6 +342,27 @@ def start_record(writer: RecordWriter, environ: Mapping[str, str], stage: str, r
     else:
         record = RunRecord(runId=run_id, job=job_from_env(environ))
         record.job.startTime = now_iso()
+        build = previous.stages.get("build") if previous is not None else None
+        if previous is not None and build is not None and build.outcome == "pass" and previous.apk:
+            record.stages["build"] = build
+            record.apk = previous.apk
+            record.environment.apkBuildPath = previous.environment.apkBuildPath
+    record.job.status = "running"
+    record.environment.alertChannels = alert_channels(environ)
+    record.stages[stage] = Stage("running", now_iso())
+    writer.save(record)
+    return record
+
+
+def start_new_record(writer: RecordWriter, environ: Mapping[str, str], stage: str, run_id: str) -> RunRecord:
+    """A new record for a stage that always begins a chain (`build-apk`), never continuing an old one.
+
+    The files derived from the previous record (junit.xml, summary.md) describe another run: removed.
+    """
+    for stale in ("junit.xml", "summary.md"):
+        (writer.results_dir / stale).unlink(missing_ok=True)
+    record = RunRecord(runId=run_id, job=job_from_env(environ))
+    record.job.startTime = now_iso()
     record.job.status = "running"
     record.environment.alertChannels = alert_channels(environ)
     record.stages[stage] = Stage("running", now_iso())

@@ -1,0 +1,118 @@
+"""GitHub: the commit status that gates the deployment, and the previous run's conclusion.
+
+The status (`POST /repos/{owner}/{repo}/statuses/{sha}`, context `production-validation`) is posted on
+the deployed commit for every run, pass or not: branch protection and the frontend deployment can require
+it. A `--test` alert uses the context `<check name>/test`, so it can never open the gate.
+
+The previous run (for recovery messages) is the previous attempt of this run when it is a re-run, else
+the newest earlier completed run of the same workflow that passed or failed (cancelled runs say nothing).
+That needs `actions: read`; the status needs `statuses: write`.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from . import Delivery, RetryPolicy, request
+from .message import Alert, clip
+
+API_VERSION = "2022-11-28"
+MAX_DESCRIPTION = 140  # GitHub refuses longer descriptions with 422
+STATE = {"pass": "success", "recovery": "success", "fail": "failure", "error": "error", "test": "success"}
+CONCLUSION = {"success": "pass", "failure": "fail", "timed_out": "error", "startup_failure": "error"}
+
+
+def headers(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}", "Accept": "application/vnd.github+json",
+            "X-GitHub-Api-Version": API_VERSION}
+
+
+def explain_status(status: int, body: str) -> str:
+    if status == 401:
+        return "GITHUB_TOKEN is invalid or expired"
+    if status == 403:
+        return "the token may not write commit statuses: give the job `permissions: statuses: write`"
+    if status == 404:
+        return "check GITHUB_REPOSITORY and GITHUB_API_URL, and that the token can see the repository"
+    if status == 422:
+        return "the deployed commit is not in the repository: check notify.deployed_sha (or GITHUB_SHA)"
+    return f"check GITHUB_TOKEN, GITHUB_REPOSITORY and GITHUB_API_URL (GitHub answered HTTP {status})"
+
+
+def explain_runs(status: int, body: str) -> str:
+    if status in (401, 403):
+        return "reading the previous run needs `permissions: actions: read` for GITHUB_TOKEN"
+    return "check GITHUB_REPOSITORY, GITHUB_RUN_ID and GITHUB_API_URL"
+
+
+@dataclass(frozen=True)
+class CommitStatus:
+    api_url: str
+    repository: str
+    sha: str
+    token: str
+    context: str = "production-validation"
+    name: str = "github-status"
+
+    def target(self) -> str:
+        return f"commit status '{self.context}' on {self.repository}@{self.sha[:12]}"
+
+    def body(self, alert: Alert) -> dict[str, Any]:
+        url = next((link.url for link in alert.links), "")
+        body: dict[str, Any] = {
+            "state": STATE[alert.kind],
+            "description": clip(alert.headline, MAX_DESCRIPTION),
+            "context": f"{self.context}/test" if alert.kind == "test" else self.context,
+        }
+        if url:
+            body["target_url"] = url
+        return body
+
+    def preview(self, alert: Alert) -> str:
+        return f"POST /repos/{self.repository}/statuses/{self.sha}\n" + json.dumps(self.body(alert), indent=2)
+
+    def send(self, alert: Alert, policy: RetryPolicy) -> Delivery:
+        url = f"{self.api_url.rstrip('/')}/repos/{self.repository}/statuses/{self.sha}"
+        body = self.body(alert)
+        answer = request("POST", url, what="GitHub commit status API", policy=policy, payload=body,
+                         headers=headers(self.token), explain=explain_status, ok_statuses=(201,),
+                         setting="GITHUB_API_URL")
+        return Delivery(self.name, alert.kind, True, f"{body['state']} posted (HTTP {answer.status})", self.target(),
+                        answer.attempts, answer.status)
+
+
+def previous_verdict(api_url: str, repository: str, run_id: str, run_attempt: int, token: str,
+                     policy: RetryPolicy) -> str | None:
+    """'pass', 'fail' or 'error' for the run before this one, None when there is none worth telling.
+
+    Raises DeliveryFailed when the API cannot be read.
+    """
+    base = f"{api_url.rstrip('/')}/repos/{repository}/actions/runs/{run_id}"
+    auth = headers(token)
+    if run_attempt > 1:
+        answer = request("GET", f"{base}/attempts/{run_attempt - 1}", what="GitHub Actions API", policy=policy,
+                         headers=auth, explain=explain_runs, setting="GITHUB_API_URL", ok_statuses=(200,))
+        data = answer.json() or {}
+        verdict = CONCLUSION.get(str(data.get("conclusion")))
+        if verdict:
+            return verdict
+    current = request("GET", base, what="GitHub Actions API", policy=policy, headers=auth, explain=explain_runs,
+                      setting="GITHUB_API_URL", ok_statuses=(200,)).json() or {}
+    workflow_id = current.get("workflow_id")
+    if workflow_id is None:
+        return None
+    listing = request(
+        "GET", f"{api_url.rstrip('/')}/repos/{repository}/actions/workflows/{workflow_id}/runs", what="GitHub Actions API",
+        policy=policy, headers=auth, explain=explain_runs, setting="GITHUB_API_URL", ok_statuses=(200,),
+        params={"status": "completed", "per_page": "30", "exclude_pull_requests": "true"},
+    ).json() or {}
+    started = str(current.get("created_at") or "")
+    for run in listing.get("workflow_runs", []):
+        if str(run.get("id")) == str(run_id) or (started and str(run.get("created_at") or "") > started):
+            continue
+        verdict = CONCLUSION.get(str(run.get("conclusion")))
+        if verdict:
+            return verdict
+    return None

@@ -1,0 +1,280 @@
+"""What an alert says, built from the run record; every channel renders the same `Alert`.
+
+The headline tells a regression ("2 of 9 flows failed against production") from a run that could not
+validate ("Validation could not run: emulator did not boot") from a recovery. Then the environment, the
+app version and the deployed commit, each failed flow with its `errorSummary` and attempt count, flaky
+flows apart, the duration, and links to the run, its artifacts and the HTML report where those exist.
+Building is pure: no I/O, so tests and --dry-run see exactly what would be sent.
+"""
+
+from __future__ import annotations
+
+import html
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
+from datetime import datetime
+
+from ..results import RunRecord
+
+KINDS = ("fail", "error", "recovery", "pass", "test")
+TITLE_PREFIX = {"fail": "FAIL", "error": "ERROR", "recovery": "RECOVERED", "pass": "PASS", "test": "TEST"}
+BROKEN = ("failed", "error", "timed_out")
+
+
+@dataclass(frozen=True)
+class Link:
+    text: str
+    url: str
+
+
+@dataclass(frozen=True)
+class FlowLine:
+    file: str
+    status: str
+    attempts: int
+    summary: str
+
+    def describe(self) -> str:
+        tries = f"{self.attempts} attempt{'s' if self.attempts != 1 else ''}"
+        what = {"failed": "failed", "error": "infrastructure error", "timed_out": "timed out",
+                "flaky": "flaky"}.get(self.status, self.status)
+        return f"{self.file}: {what} ({tries})" + (f": {self.summary}" if self.summary else "")
+
+
+@dataclass(frozen=True)
+class AlertContext:
+    """What the record does not hold: where the run sits, from settings and the CI environment."""
+
+    environment: str = "production"
+    check_name: str = "production-validation"
+    repository: str = ""
+    sha: str = ""
+    server_url: str = "https://github.com"
+    run_url: str = ""
+    artifacts_url: str = ""
+    report_url: str = ""
+
+
+@dataclass(frozen=True)
+class Alert:
+    kind: str
+    headline: str
+    environment: str
+    check_name: str
+    run_id: str = ""
+    verdict: str = ""
+    app_version: str = ""
+    repository: str = ""
+    commit: str = ""
+    commit_url: str = ""
+    duration: str = ""
+    total: int = 0
+    failed: tuple[FlowLine, ...] = ()
+    flaky: tuple[FlowLine, ...] = ()
+    not_run: int = 0
+    stage_error: str = ""
+    links: tuple[Link, ...] = field(default=())
+
+    @property
+    def title(self) -> str:
+        return f"[{self.check_name}] {TITLE_PREFIX[self.kind]}: {self.headline}"
+
+    @property
+    def facts(self) -> list[tuple[str, str]]:
+        """(label, value) pairs worth showing, in order; empty values left out."""
+        pairs = [
+            ("Environment", self.environment),
+            ("App version", self.app_version),
+            ("Deployed commit", self.commit[:12]),
+            ("Duration", self.duration),
+            ("Run", self.run_id),
+        ]
+        return [(label, value) for label, value in pairs if value]
+
+
+def _duration(start: str, end: str) -> str:
+    try:
+        seconds = int((datetime.fromisoformat(end) - datetime.fromisoformat(start)).total_seconds())
+    except ValueError:
+        return ""
+    if seconds < 0:
+        return ""
+    minutes, secs = divmod(seconds, 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}h {minutes}m {secs}s" if hours else f"{minutes}m {secs}s" if minutes else f"{secs}s"
+
+
+def app_version(record: RunRecord) -> str:
+    """`versionName (versionCode), package` from what build-apk read from the APK, when it ran."""
+    apk = record.apk or {}
+    name, code = apk.get("versionName"), apk.get("versionCode")
+    package = apk.get("packageName") or apk.get("package") or ""
+    version = f"{name} ({code})" if name and code else str(name or code or "")
+    return ", ".join(str(p) for p in (version, package) if p)
+
+
+def stage_error(record: RunRecord) -> str:
+    """The first stage that stopped with an error is the cause; later stages only report it."""
+    for name, stage in record.stages.items():
+        if stage.error and name != "notify":
+            return stage.error
+    return ""
+
+
+def headline(record: RunRecord, kind: str, environment: str) -> str:
+    total = len(record.flows)
+    counts = record.counts()
+    flaky = f" ({counts['flaky']} flaky)" if counts.get("flaky") else ""
+    if kind == "fail":
+        return f"{counts['failed']} of {total} flows failed against {environment}"
+    if kind == "error":
+        cause = stage_error(record)
+        if cause:
+            return f"Validation could not run: {cause.strip().splitlines()[0]}"
+        broken = counts["error"] + counts["timed_out"]
+        if broken:
+            return f"Validation could not run: {broken} of {total} flows hit infrastructure errors"
+        return "Validation could not run: it did not finish"
+    if kind == "recovery":
+        return f"Recovered: all {total} flows pass against {environment} again{flaky}"
+    return f"All {total} flows passed against {environment}{flaky}"
+
+
+def build_alert(record: RunRecord, kind: str, ctx: AlertContext) -> Alert:
+    """The alert for this run record; `kind` is fail, error, recovery or pass (see notify.plan)."""
+    if kind not in KINDS or kind == "test":
+        raise ValueError(f"unknown alert kind {kind!r}")
+    broken = [f for f in record.flows if f.status in BROKEN]
+    broken.sort(key=lambda f: (BROKEN.index(f.status), f.flowFileName))
+    end = record.job.endTime or max((s.endTime for s in record.stages.values() if s.endTime), default="")
+    return Alert(
+        kind=kind,
+        headline=headline(record, kind, ctx.environment),
+        environment=ctx.environment,
+        check_name=ctx.check_name,
+        run_id=record.runId,
+        verdict=record.verdict or "error",
+        app_version=app_version(record),
+        repository=ctx.repository,
+        commit=ctx.sha,
+        commit_url=_commit_url(ctx),
+        duration=_duration(record.job.startTime, end) if record.job.startTime and end else "",
+        total=len(record.flows),
+        failed=tuple(FlowLine(f.flowFileName, f.status, len(f.attempts), _one_line(f.errorSummary)) for f in broken),
+        flaky=tuple(FlowLine(f.flowFileName, "flaky", len(f.attempts), _one_line(f.errorSummary))
+                    for f in record.flows if f.status == "flaky"),
+        not_run=record.counts()["not_run"],
+        stage_error=stage_error(record).strip() if kind == "error" else "",
+        links=links(ctx),
+    )
+
+
+def make_test_alert(ctx: AlertContext, record: RunRecord | None = None) -> Alert:
+    """A clearly marked test alert (`invoke notify --test`): proves a channel works, pages nobody for real."""
+    return Alert(
+        kind="test",
+        headline=f"Test alert from production validation ({ctx.environment}): this channel works; nothing failed",
+        environment=ctx.environment,
+        check_name=ctx.check_name,
+        run_id=record.runId if record else "",
+        app_version=app_version(record) if record else "",
+        repository=ctx.repository,
+        commit=ctx.sha,
+        commit_url=_commit_url(ctx),
+        links=links(ctx),
+    )
+
+
+def masked(alert: Alert, redact: Callable[[str], str]) -> Alert:
+    """The alert with every known secret masked: the record is masked already, this is the safety net."""
+    return replace(
+        alert,
+        headline=redact(alert.headline),
+        app_version=redact(alert.app_version),
+        stage_error=redact(alert.stage_error),
+        failed=tuple(replace(f, file=redact(f.file), summary=redact(f.summary)) for f in alert.failed),
+        flaky=tuple(replace(f, file=redact(f.file), summary=redact(f.summary)) for f in alert.flaky),
+        links=tuple(replace(link, url=redact(link.url)) for link in alert.links),
+    )
+
+
+def links(ctx: AlertContext) -> tuple[Link, ...]:
+    found = [Link("Workflow run", ctx.run_url), Link("Artifacts", ctx.artifacts_url), Link("HTML report", ctx.report_url)]
+    return tuple(link for link in found if link.url)
+
+
+def _commit_url(ctx: AlertContext) -> str:
+    if ctx.repository and ctx.sha:
+        return f"{ctx.server_url.rstrip('/')}/{ctx.repository}/commit/{ctx.sha}"
+    return ""
+
+
+def _one_line(text: str) -> str:
+    return " ".join(text.split())
+
+
+def clip(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: max(0, limit - 3)] + "..."
+
+
+def take(items: Sequence[FlowLine], limit: int) -> tuple[list[FlowLine], int]:
+    """The first `limit` items and how many were left out (for an explicit "...and N more")."""
+    return list(items[:limit]), max(0, len(items) - limit)
+
+
+# Email and --dry-run render these two; Slack and PagerDuty have their own shapes.
+EMAIL_MAX_FLOWS = 100
+
+
+def text_body(alert: Alert) -> str:
+    lines = [alert.title, ""]
+    lines += [f"{label}: {value}" for label, value in alert.facts]
+    if alert.commit_url:
+        lines.append(f"Commit: {alert.commit_url}")
+    if alert.stage_error:
+        lines += ["", "Why it could not run:", *[f"  {ln}" for ln in alert.stage_error.splitlines()[:20]]]
+    for title, flows in (("Failed flows", alert.failed), ("Flaky flows (passed on a retry)", alert.flaky)):
+        if flows:
+            shown, hidden = take(flows, EMAIL_MAX_FLOWS)
+            lines += ["", f"{title}:"] + [f"  - {clip(f.describe(), 500)}" for f in shown]
+            if hidden:
+                lines.append(f"  ...and {hidden} more")
+    if alert.not_run:
+        lines += ["", f"{alert.not_run} flow(s) did not run."]
+    if alert.links:
+        lines += [""] + [f"{link.text}: {link.url}" for link in alert.links]
+    return "\n".join(lines) + "\n"
+
+
+def html_body(alert: Alert) -> str:
+    esc = html.escape
+    colour = {"fail": "#b42318", "error": "#b54708", "recovery": "#067647", "pass": "#067647", "test": "#175cd3"}
+    parts = [
+        "<!doctype html><html><body style=\"font-family:sans-serif\">",
+        f"<h2 style=\"color:{colour[alert.kind]}\">{esc(TITLE_PREFIX[alert.kind])}: {esc(alert.headline)}</h2>",
+        "<table>",
+    ]
+    for label, value in alert.facts:
+        parts.append(f"<tr><th align=\"left\">{esc(label)}</th><td>{esc(value)}</td></tr>")
+    if alert.commit_url:
+        parts.append(f"<tr><th align=\"left\">Commit</th><td><a href=\"{esc(alert.commit_url)}\">{esc(alert.commit)}</a>"
+                     "</td></tr>")
+    parts.append("</table>")
+    if alert.stage_error:
+        parts.append(f"<h3>Why it could not run</h3><pre>{esc(alert.stage_error)}</pre>")
+    for title, flows in (("Failed flows", alert.failed), ("Flaky flows (passed on a retry)", alert.flaky)):
+        if flows:
+            shown, hidden = take(flows, EMAIL_MAX_FLOWS)
+            parts.append(f"<h3>{esc(title)}</h3><ul>")
+            parts += [f"<li><code>{esc(f.file)}</code>: {esc(clip(f.describe()[len(f.file) + 2:], 500))}</li>"
+                      for f in shown]
+            if hidden:
+                parts.append(f"<li>...and {hidden} more</li>")
+            parts.append("</ul>")
+    if alert.not_run:
+        parts.append(f"<p>{alert.not_run} flow(s) did not run.</p>")
+    if alert.links:
+        parts.append("<p>" + " · ".join(f"<a href=\"{esc(link.url)}\">{esc(link.text)}</a>" for link in alert.links)
+                     + "</p>")
+    parts.append("</body></html>")
+    return "\n".join(parts) + "\n"

@@ -1,0 +1,112 @@
+"""PagerDuty Events API v2: `trigger` on fail/error, `resolve` on pass, one deterministic `dedup_key`.
+
+The dedup key is built from the repository, the environment and the check name only, so a failing run
+triggers (or updates) the same incident every time and the next passing run resolves it, with no state
+kept between runs. A test alert (`--test`) triggers an `info` event under its own key and resolves it
+at once, so it reaches the integration without leaving an incident open.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from . import Delivery, RetryPolicy, request
+from .message import Alert, clip
+
+DEFAULT_EVENTS_URL = "https://events.pagerduty.com/v2/enqueue"
+MAX_SUMMARY = 1024
+MAX_DEDUP_KEY = 255
+MAX_LISTED_FLOWS = 50
+SEVERITY = {"fail": "critical", "error": "error", "test": "info"}
+
+
+def dedup_key(repository: str, environment: str, check_name: str) -> str:
+    return f"prodval/{repository or 'local'}/{environment}/{check_name}"[:MAX_DEDUP_KEY]
+
+
+def trigger_event(alert: Alert, routing_key: str, key: str, source: str) -> dict[str, Any]:
+    details: dict[str, Any] = {"headline": alert.headline, "environment": alert.environment}
+    for label, value in alert.facts:
+        details[label.lower().replace(" ", "_")] = value
+    if alert.commit:
+        details["deployed_commit"] = alert.commit
+    if alert.stage_error:
+        details["error"] = clip(alert.stage_error, 4000)
+    if alert.failed:
+        details["failed_flows"] = [clip(f.describe(), 500) for f in alert.failed[:MAX_LISTED_FLOWS]]
+        if len(alert.failed) > MAX_LISTED_FLOWS:
+            details["failed_flows"].append(f"...and {len(alert.failed) - MAX_LISTED_FLOWS} more")
+    if alert.flaky:
+        details["flaky_flows"] = [clip(f.describe(), 500) for f in alert.flaky[:MAX_LISTED_FLOWS]]
+    return {
+        "routing_key": routing_key,
+        "event_action": "trigger",
+        "dedup_key": key,
+        "payload": {
+            "summary": clip(alert.title, MAX_SUMMARY),
+            "source": source,
+            "severity": SEVERITY.get(alert.kind, "error"),
+            "timestamp": datetime.now(UTC).isoformat(timespec="seconds"),
+            "component": alert.app_version.rpartition(", ")[2] if alert.app_version else "mobile app",
+            "group": alert.environment,
+            "class": f"{alert.check_name}/{alert.kind}",
+            "custom_details": details,
+        },
+        "links": [{"href": link.url, "text": link.text} for link in alert.links],
+    }
+
+
+def resolve_event(routing_key: str, key: str) -> dict[str, Any]:
+    return {"routing_key": routing_key, "event_action": "resolve", "dedup_key": key}
+
+
+def explain(status: int, body: str) -> str:
+    if status == 400:
+        return ("PagerDuty rejected the event: check PAGERDUTY_ROUTING_KEY (the 32-character integration key of an "
+                "Events API v2 integration)")
+    if status in (401, 403):
+        return "check PAGERDUTY_ROUTING_KEY: this integration key is not accepted"
+    if status == 404:
+        return "check PAGERDUTY_EVENTS_URL (default https://events.pagerduty.com/v2/enqueue)"
+    return f"check PAGERDUTY_ROUTING_KEY and PAGERDUTY_EVENTS_URL (PagerDuty answered HTTP {status})"
+
+
+@dataclass(frozen=True)
+class PagerDuty:
+    routing_key: str
+    dedup: str
+    source: str
+    events_url: str = DEFAULT_EVENTS_URL
+    name: str = "pagerduty"
+
+    def target(self) -> str:
+        return f"PagerDuty Events v2 (dedup_key {self.dedup})"
+
+    def events(self, alert: Alert) -> list[dict[str, Any]]:
+        if alert.kind in ("fail", "error"):
+            return [trigger_event(alert, self.routing_key, self.dedup, self.source)]
+        if alert.kind == "test":
+            key = clip(self.dedup + "/test", MAX_DEDUP_KEY)
+            return [trigger_event(alert, self.routing_key, key, self.source), resolve_event(self.routing_key, key)]
+        return [resolve_event(self.routing_key, self.dedup)]
+
+    def preview(self, alert: Alert) -> str:
+        shown = [{**event, "routing_key": "***"} for event in self.events(alert)]
+        return "\n".join(json.dumps(event, indent=2, ensure_ascii=False) for event in shown)
+
+    def send(self, alert: Alert, policy: RetryPolicy) -> Delivery:
+        attempts = 0
+        actions = []
+        status = None
+        for event in self.events(alert):
+            answer = request("POST", self.events_url, what="PagerDuty Events API", policy=policy, payload=event,
+                             explain=explain, setting="PAGERDUTY_EVENTS_URL",
+                                ok_statuses=(200, 202))
+            attempts += answer.attempts
+            status = answer.status
+            actions.append(event["event_action"])
+        return Delivery(self.name, alert.kind, True, f"{' + '.join(actions)} accepted (HTTP {status})", self.target(),
+                        attempts, status)

@@ -1,0 +1,388 @@
+"""`invoke build-apk`: build the production APK, sign it from secrets, find it, prove what it is.
+
+The first link of `invoke build-apk validate notify`. It starts a new run record (stage `build`), runs
+Gradle (or the configured command, e.g. EAS) with the production settings as Gradle project
+properties, signs the release from the `ANDROID_KEYSTORE_*` secrets through `ORG_GRADLE_PROJECT_*`
+variables (never the command line), finds the APK Gradle wrote, reads its identity from its own bytes
+(`apkfile`), copies it to `<results-dir>/app-production.apk` and records what it is. A failed build is
+recorded with verdict `error`, so a `validate` later in the chain runs nothing against a stale APK.
+
+`validate` uses `recorded_apk` (the APK of the record, when --apk is not given) and
+`check_flows_match_apk` (every flow's appId must be the APK's package) before it runs anything.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import contextlib
+import glob
+import json
+import os
+import re
+import shutil
+import tempfile
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from .apkfile import ApkInfo, inspect_apk
+from .commands import display, find_tool, stream
+from .console import Console, relative_display
+from .errors import ApkError, CommandFailed, ConfigError, Interrupted, ValidationError
+from .flows import Flow
+from .results import RecordWriter, RunRecord, now_iso, start_new_record, summary_markdown
+from .secrets import Redactor
+from .settings import BuildSettings
+
+STAGE = "build"
+KEYSTORE_VAR = "ANDROID_KEYSTORE_BASE64"
+STORE_PASSWORD_VAR = "ANDROID_KEYSTORE_PASSWORD"  # noqa: S105 (a variable name, not a password)
+KEY_ALIAS_VAR = "ANDROID_KEY_ALIAS"
+KEY_PASSWORD_VAR = "ANDROID_KEY_PASSWORD"  # noqa: S105
+SIGNING_VARS = (KEYSTORE_VAR, STORE_PASSWORD_VAR, KEY_ALIAS_VAR, KEY_PASSWORD_VAR)
+GRADLE_EXECUTABLES = ("gradlew", "gradle")
+LOG_DIR = "build"  # inside the results folder: the build's stdout.log and stderr.log
+
+GRADLEW_HINT = (
+    "generate the Gradle wrapper in the Android project (`gradle wrapper` in android/, then commit gradlew "
+    "and gradle/wrapper/), or set build.command in invoke.yaml"
+)
+UNSIGNED_FIX = (
+    f"set {KEYSTORE_VAR}, {STORE_PASSWORD_VAR} and {KEY_ALIAS_VAR} (the release signingConfig reads them as "
+    "Gradle properties), or give the release build type a signingConfig in app/build.gradle.kts"
+)
+AAB_FIX = (
+    "an emulator installs APKs only: build with an assemble task (build.command unset, or "
+    "`./gradlew :app:assembleRelease`); with EAS give the production profile \"android\": {\"buildType\": \"apk\"} "
+    "in eas.json and set build.output to the --output file"
+)
+
+
+# ---- plan (pure) -----------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class BuildPlan:
+    argv: tuple[str, ...]  # argv[0] as configured; resolved by `resolve_executable`
+    cwd: Path
+    gradle: bool  # a Gradle command: properties go as -Pname=value
+    property_env: tuple[tuple[str, str], ...]  # for other commands: ORG_GRADLE_PROJECT_<name>
+    apk_root: Path  # <project>/<module>/build/outputs/apk
+    bundle_root: Path  # <project>/<module>/build/outputs/bundle
+
+
+def gradle_task(module: str, variant: str) -> str:
+    return f":{module}:assemble{variant[0].upper()}{variant[1:]}"
+
+
+def plan_build(settings: BuildSettings) -> BuildPlan:
+    argv = list(settings.command) or ["./gradlew", gradle_task(settings.module, settings.variant)]
+    gradle = Path(argv[0]).name in GRADLE_EXECUTABLES
+    properties = list(settings.properties)
+    if gradle:
+        argv += [f"-P{name}={value}" for name, value in properties]
+    outputs = settings.project_dir / settings.module.replace(":", "/") / "build" / "outputs"
+    return BuildPlan(
+        argv=tuple(argv),
+        cwd=settings.project_dir,
+        gradle=gradle,
+        property_env=() if gradle else tuple((f"ORG_GRADLE_PROJECT_{n}", v) for n, v in properties),
+        apk_root=outputs / "apk",
+        bundle_root=outputs / "bundle",
+    )
+
+
+def signing_properties(prefix: str, keystore: Path, environ: Mapping[str, str]) -> dict[str, str]:
+    """The ORG_GRADLE_PROJECT_* variables the release signingConfig reads."""
+    store_password = environ.get(STORE_PASSWORD_VAR, "")
+    return {
+        f"ORG_GRADLE_PROJECT_{prefix}STORE_FILE": str(keystore),
+        f"ORG_GRADLE_PROJECT_{prefix}STORE_PASSWORD": store_password,
+        f"ORG_GRADLE_PROJECT_{prefix}KEY_ALIAS": environ.get(KEY_ALIAS_VAR, ""),
+        # PKCS12 keystores (keytool's default) have one password for the store and the key.
+        f"ORG_GRADLE_PROJECT_{prefix}KEY_PASSWORD": environ.get(KEY_PASSWORD_VAR) or store_password,
+    }
+
+
+def child_env(environ: Mapping[str, str], plan: BuildPlan, signing: Mapping[str, str]) -> dict[str, str]:
+    """The build's environment: ours without the raw signing secrets, plus the Gradle properties."""
+    env = {k: v for k, v in environ.items() if k not in SIGNING_VARS}
+    env.update(plan.property_env)
+    env.update(signing)
+    return env
+
+
+# ---- signing secrets -------------------------------------------------------------------------------
+
+@contextlib.contextmanager
+def keystore_file(environ: Mapping[str, str], console: Console) -> Iterator[Path | None]:
+    """The base64 keystore secret as a file only its owner can read, deleted afterwards (None if unset)."""
+    encoded = environ.get(KEYSTORE_VAR, "")
+    if not encoded.strip():
+        console.warning(f"{KEYSTORE_VAR} is not set: the release is signed by the project's own signing config "
+                        "(not the production key)", title="no release keystore")
+        yield None
+        return
+    missing = [name for name in (STORE_PASSWORD_VAR, KEY_ALIAS_VAR) if not environ.get(name)]
+    if missing:
+        raise ConfigError(f"{KEYSTORE_VAR} is set but {' and '.join(missing)} {'is' if len(missing) == 1 else 'are'} not",
+                          fix="set the keystore password and key alias secrets too (ANDROID_KEY_PASSWORD defaults "
+                              "to the keystore password)")
+    try:
+        data = base64.b64decode("".join(encoded.split()), validate=True)
+    except (binascii.Error, ValueError):
+        raise ConfigError(f"{KEYSTORE_VAR} is not valid base64",
+                          fix="store the keystore as `base64 -w0 release.keystore` in the secret") from None
+    folder = Path(tempfile.mkdtemp(prefix="prodval-keystore-"))  # mode 0700
+    try:
+        path = folder / "release.keystore"
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+        yield path
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+# ---- finding the output ----------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Output:
+    path: Path
+    abi: str  # "" for a single or universal APK
+
+
+def _split_variant(variant: str) -> tuple[str, str]:
+    """productionRelease -> ("production", "release"); release -> ("", "release")."""
+    parts = re.split(r"(?=[A-Z])", variant)
+    build_type = parts[-1]
+    flavor = "".join(parts[:-1])
+    return flavor, build_type[:1].lower() + build_type[1:]
+
+
+def _from_metadata(apk_root: Path, variant: str) -> tuple[list[Output], list[str]]:
+    """AGP's output-metadata.json beside the APKs: (outputs of `variant`, every variant it lists)."""
+    outputs: list[Output] = []
+    variants: list[str] = []
+    for meta in sorted(apk_root.rglob("output-metadata.json")):
+        try:
+            data = json.loads(meta.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            continue
+        name = str(data.get("variantName", ""))
+        variants.append(name)
+        if name != variant:
+            continue
+        for element in data.get("elements", []):
+            abi = next((str(f.get("value", "")) for f in element.get("filters", []) if f.get("filterType") == "ABI"), "")
+            outputs.append(Output(meta.parent / str(element.get("outputFile", "")), abi))
+    return outputs, variants
+
+
+def _from_folder(apk_root: Path, variant: str, abi: str) -> list[Output]:
+    """Without metadata: the APKs in apk/<flavor>/<buildType>/, their ABI guessed from the name."""
+    flavor, build_type = _split_variant(variant)
+    folder = apk_root / flavor / build_type if flavor else apk_root / build_type
+    found = []
+    for path in sorted(folder.glob("*.apk")):
+        named = f"-{abi}-" in path.name
+        found.append(Output(path, abi if named else ""))
+    return found
+
+
+def find_output(settings: BuildSettings, plan: BuildPlan) -> Output:
+    """The APK the build wrote for the configured variant (and ABI); ApkError saying what to change."""
+    if settings.output:
+        return Output(_configured_output(settings.output), "")
+    outputs, variants = _from_metadata(plan.apk_root, settings.variant)
+    if not outputs:
+        outputs = _from_folder(plan.apk_root, settings.variant, settings.abi)
+    outputs = [o for o in outputs if o.path.is_file()]
+    if not outputs:
+        bundles = sorted(plan.bundle_root.rglob("*.aab")) if plan.bundle_root.is_dir() else []
+        if bundles:
+            raise ApkError(f"the build wrote an Android App Bundle ({relative_display(bundles[0])}), not an APK",
+                           fix=AAB_FIX)
+        others = sorted({v for v in variants if v})
+        if not others and plan.apk_root.is_dir():
+            others = sorted({relative_display(p.parent) for p in plan.apk_root.rglob("*.apk")})
+        seen = f"; the build has outputs for: {', '.join(others)}" if others else ""
+        raise ApkError(f"no APK for variant '{settings.variant}' under {relative_display(plan.apk_root)}{seen}",
+                       fix="set build.variant to the variant you build (e.g. productionRelease with flavors), "
+                           "or build.command and build.output for another build tool")
+    chosen = _choose(outputs, settings.abi)
+    if chosen.path.name.endswith("-unsigned.apk"):
+        raise ApkError(f"the build wrote an unsigned APK ({relative_display(chosen.path)}): no signing config "
+                       f"applies to variant '{settings.variant}'", fix=UNSIGNED_FIX)
+    return chosen
+
+
+def _choose(outputs: Sequence[Output], abi: str) -> Output:
+    if len(outputs) == 1:
+        return outputs[0]
+    exact = [o for o in outputs if abi and o.abi == abi]
+    universal = [o for o in outputs if not o.abi]
+    if exact or universal:
+        return (exact or universal)[0]
+    names = ", ".join(f"{o.path.name} ({o.abi})" for o in outputs)
+    raise ApkError(f"the build split the APK by ABI and none is for '{abi}': {names}",
+                   fix="set build.abi to the ABI of the device you validate on (an x86_64 emulator: x86_64), "
+                       "or enable isUniversalApk in the splits block")
+
+
+def _configured_output(pattern: str) -> Path:
+    matches = [Path(p) for p in glob.glob(pattern) if Path(p).is_file()]
+    path = max(matches, key=lambda p: p.stat().st_mtime) if matches else None  # the newest, for a glob
+    if path is None:
+        raise ApkError(f"the build command succeeded but wrote nothing at build.output ({pattern})",
+                       fix="set build.output to the file your command writes (e.g. eas build's --output)")
+    if path.suffix == ".aab":
+        raise ApkError(f"the build wrote an Android App Bundle ({path}), not an APK", fix=AAB_FIX)
+    return path
+
+
+_COMPILER_ERROR = re.compile(r"^(?:e: |error: |ERROR: |\S+\.(?:kt|java|kts):\d+: error)")
+
+
+def build_errors(output: str, limit: int = 10) -> list[str]:
+    """The compiler errors in a build's output (Kotlin `e: ...`, javac `X.java:12: error`, AAPT `ERROR:`)."""
+    return [line.rstrip() for line in output.splitlines() if _COMPILER_ERROR.match(line)][:limit]
+
+
+# ---- the build stage -------------------------------------------------------------------------------
+
+def resolve_executable(plan: BuildPlan) -> Path:
+    first = plan.argv[0]
+    if os.sep in first:
+        candidate = Path(first) if Path(first).is_absolute() else plan.cwd / first
+        return find_tool(Path(first).name, [(relative_display(candidate), candidate)],
+                         GRADLEW_HINT if plan.gradle else "set build.command to an executable that exists")
+    return find_tool(first, [("PATH", first)], GRADLEW_HINT if plan.gradle else f"install {first}, or set build.command")
+
+
+def run_build(settings: BuildSettings, environ: Mapping[str, str], console: Console, run_id: str) -> int:
+    """Build, find, inspect, copy and record the APK; return 0, or 2 when the build stage failed."""
+    redact = Redactor.from_env(environ, dict(settings.properties))
+    console.redact = redact
+    writer = RecordWriter(settings.results_dir, redact)
+    record = start_new_record(writer, environ, STAGE, run_id)
+    stage = record.stages[STAGE]
+    copy = settings.results_dir / settings.apk_name
+    copy.unlink(missing_ok=True)  # never leave the previous build's APK where validate would take it
+    try:
+        try:
+            info = _build(settings, environ, console, record, writer, copy)
+        except KeyboardInterrupt:
+            raise Interrupted("Ctrl-C (SIGINT)") from None
+    except ValidationError as exc:
+        stage.outcome, stage.error = "error", str(exc)
+        record.verdict = "error"
+        record.job.status = "failure"
+        console.error(str(exc), title=f"build-apk stopped ({exc.stage})")
+        return exc.exit_code
+    else:
+        stage.outcome = "pass"
+        record.job.status = "success"
+        console.step(f"Built {info.package} {info.version_name} ({info.version_code}): {relative_display(copy)}")
+        console.set_outputs({"apk-path": str(copy), "apk-package": info.package})
+        return 0
+    finally:
+        stage.endTime = record.job.endTime = now_iso()
+        if record.verdict:
+            writer.finish(record)
+            console.step_summary(summary_markdown(record))
+        else:
+            writer.save(record)
+
+
+def _build(settings: BuildSettings, environ: Mapping[str, str], console: Console, record: RunRecord,
+           writer: RecordWriter, copy: Path) -> ApkInfo:
+    plan = plan_build(settings)
+    if not plan.cwd.is_dir():
+        raise ConfigError(f"the build folder '{plan.cwd}' does not exist",
+                          fix="set build.project_dir to the Android project (default android)")
+    executable = resolve_executable(plan)
+    argv = [str(executable.resolve()), *plan.argv[1:]]
+    logs = settings.results_dir / LOG_DIR
+    logs.mkdir(parents=True, exist_ok=True)
+    with keystore_file(environ, console) as keystore:
+        signing = signing_properties(settings.signing_property_prefix, keystore, environ) if keystore else {}
+        env = child_env(environ, plan, signing)
+        shown = display(plan.argv)
+        console.step(f"Building the production APK in {relative_display(plan.cwd)}")
+        with console.group(f"build · {shown}"):
+            console.command(shown)
+            built = stream(argv, env=env, timeout=settings.timeout, stdout_path=logs / "stdout.log",
+                           stderr_path=logs / "stderr.log", on_line=console.line, redact=console.redact,
+                           cwd=plan.cwd)
+    if built.returncode != 0 or built.timed_out:
+        failure = CommandFailed(
+            console.redact(shown), built.returncode, built.stdout.text,
+            built.stderr.text if not built.timed_out else f"timed out after {settings.timeout:g}s",
+            what="the build failed", stage=STAGE,
+            fix=f"fix the build (its whole output is in {relative_display(logs)}/), then run it again")
+        reasons = build_errors(built.stdout.text + "\n" + built.stderr.text)
+        if reasons:  # compiler errors come long before the tail of Gradle's report
+            failure.message += "\n  errors:\n" + "\n".join(f"    {line}" for line in reasons)
+        raise failure
+    output = find_output(settings, plan)
+    info = inspect_apk(output.path)
+    if not info.signed:
+        raise ApkError(f"{relative_display(output.path)} is not signed (no v1, v2 or v3 signature)", fix=UNSIGNED_FIX)
+    shutil.copyfile(output.path, copy)
+    record.apk = {
+        **info.to_record(),
+        "file": copy.name,
+        "sourcePath": relative_display(output.path),
+        "variant": settings.variant,
+        "abi": output.abi,
+    }
+    record.environment.apkBuildPath = relative_display(copy)
+    writer.save(record)
+    return info
+
+
+# ---- what validate calls ---------------------------------------------------------------------------
+
+def recorded_apk(record: RunRecord | None, results_dir: Path) -> Path | None:
+    """The APK build-apk recorded in this results folder's record, if its build stage passed."""
+    if record is None or not record.apk or not record.apk.get("file"):
+        return None
+    build = record.stages.get(STAGE)
+    if build is None or build.outcome != "pass":
+        return None
+    path = results_dir / str(record.apk["file"])
+    if not path.is_file():
+        raise ConfigError(f"the run record names the APK build-apk built ({path}) but the file is gone",
+                          fix="run `invoke build-apk` again, or pass --apk PATH")
+    return path
+
+
+def app_id_mismatches(package: str, flows: Sequence[Flow]) -> list[str]:
+    """One line per flow whose appId is not the APK's package name."""
+    problems = []
+    for flow in flows:
+        if flow.app_id == package:
+            continue
+        hint = ""
+        if flow.app_id.startswith(package + ".") or package.startswith(flow.app_id + "."):
+            hint = " (an applicationIdSuffix such as .debug, or a flavor's suffix?)"
+        problems.append(f"{relative_display(flow.path)}: appId {flow.app_id}, but the APK's package is {package}{hint}")
+    return problems
+
+
+def check_flows_match_apk(apk: Path, flows: Sequence[Flow]) -> ApkInfo:
+    """Read the APK and require every flow's appId to be its package; ConfigError listing every mismatch."""
+    if not apk.is_file():
+        raise ConfigError(f"the APK '{apk}' does not exist",
+                          fix="pass --apk with the path of a built APK, or run `invoke build-apk` first")
+    info = inspect_apk(apk)
+    problems = app_id_mismatches(info.package, flows)
+    if problems:
+        count = len(problems)
+        raise ConfigError(
+            f"{count} flow{'s' if count > 1 else ''} would test another app than {apk} ({info.package}):\n"
+            + "\n".join(f"  {p}" for p in problems),
+            fix=f"set each flow's appId to {info.package}, or build and pass the variant the flows test",
+        )
+    return info

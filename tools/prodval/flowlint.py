@@ -1,0 +1,317 @@
+"""`invoke lint-flows`: the preflight of `validate` on every flow, plus variable and cleanup checks.
+
+Built on `flows`: the same discovery (every flow the workspace `config.yaml` globs match, whatever
+its tags), the same parsing and file checks, the same walk over the command tree. On top of them:
+
+Variables. Every `${...}` in a flow (commands, their options, the header) may use only names that are
+defined where it runs:
+- the flow header's `env` (so the documented default idiom `NAME: ${NAME || "x"}` is fine),
+- the `env` of the `runFlow` that leads to a sub-flow or inline `commands` (and everything the caller has),
+- the `-e` values the harness passes: `SKIP_DATA_CLEANUP`, `VALIDATION_RUN_ID` and the keys of
+  `validation.env` in invoke.yaml (or `--env`),
+- Maestro's built-ins and any `MAESTRO_*` name (Maestro injects `MAESTRO_*` shell variables),
+- the JavaScript globals Maestro provides (`output`, `maestro`, `faker`, `http`, `json`, `console`) and
+  JavaScript's own (`Math`, `JSON`, `parseInt`, ...), and names an `evalScript` assigns.
+Only identifiers count: string literals, numbers and property names (`output.total`) are ignored, so
+`${NAME || "default"}` needs `NAME`, not `default`. A fallback does not excuse an undefined name: a typo
+such as `${VALIDATON_RUN_ID || 'local'}` would silently always be `'local'`.
+
+Cleanup in production. In a flow tagged `production` (and the sub-flows it runs), cleanup must be
+guarded so that it does not run when the harness passes `SKIP_DATA_CLEANUP=true`. Cleanup is a
+`runFlow`/`runScript` of a file whose path mentions clean-up (`cleanup`, `clean-up`, `clean_up`, in any
+folder or file name, e.g. `subflows/cleanup.yaml`) or any command whose `label` mentions it. Guarded
+means the command, or a `runFlow` around it, has `when: true: ${SKIP_DATA_CLEANUP != 'true'}` (`!==`
+and either quote work; it may be combined with other conditions by `&&`, not by `||`).
+`clearState`/`clearKeychain` are not cleanup: they reset the app on the device, not data on the
+server, and a production flow needs them to start as a fresh anonymous test user.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+import yaml
+
+from .errors import ConfigError, FlowError
+from .flows import (
+    FLOW_SUFFIXES,
+    HOOKS,
+    Command,
+    Flow,
+    ParsedFlow,
+    Problems,
+    commands_of,
+    find_workspace,
+    hook_lists,
+    line_of,
+    load_flow,
+    parse_flow,
+)
+from .settings import RESERVED_FLOW_ENV
+
+PRODUCTION_TAG = "production"
+GUARD_VARIABLE = "SKIP_DATA_CLEANUP"
+GUARD_EXAMPLE = "when: {true: ${SKIP_DATA_CLEANUP != 'true'}}"
+MAESTRO_BUILTINS = ("MAESTRO_FILENAME", "MAESTRO_DEVICE_UDID", "MAESTRO_SHARD_ID", "MAESTRO_SHARD_INDEX")
+# Objects Maestro's JavaScript engine provides, and JavaScript's own globals and keywords.
+JS_NAMES = frozenset({
+    "output", "maestro", "faker", "http", "json", "console",
+    "Math", "JSON", "Date", "String", "Number", "Boolean", "Array", "Object", "RegExp", "Error",
+    "parseInt", "parseFloat", "isNaN", "isFinite", "encodeURIComponent", "decodeURIComponent", "encodeURI",
+    "decodeURI", "undefined", "NaN", "Infinity",
+    "true", "false", "null", "typeof", "instanceof", "new", "in", "of", "void", "delete", "this",
+    "var", "let", "const", "function", "return", "if", "else",
+})
+
+_CLEANUP = re.compile(r"clean[-_ ]?up", re.IGNORECASE)
+_GUARD = re.compile(
+    rf"""{GUARD_VARIABLE}\s*!==?\s*(['"])true\1|(['"])true\2\s*!==?\s*{GUARD_VARIABLE}"""
+)
+_STRING = re.compile(r"""'(?:\\.|[^'\\])*'|"(?:\\.|[^"\\])*"|`(?:\\.|[^`\\])*`""")
+_NUMBER = re.compile(r"\b\d[\w.]*")
+_IDENTIFIER = re.compile(r"(?<![\w$.])[A-Za-z_$][\w$]*")
+_ASSIGNED = re.compile(r"^\s*(?:(?:var|let|const)\s+)?([A-Za-z_$][\w$]*)\s*=(?!=)")
+
+
+@dataclass(frozen=True)
+class LintReport:
+    flows: tuple[Flow, ...]
+    sub_flows: tuple[Path, ...]
+
+
+def expressions(text: str) -> Iterator[tuple[int, str]]:
+    """(offset, body) of every `${...}` in a string; braces inside strings and objects are balanced."""
+    start = text.find("${")
+    while start != -1:
+        depth, index, quote = 1, start + 2, ""
+        while index < len(text) and depth:
+            char = text[index]
+            if quote:
+                if char == "\\":
+                    index += 1
+                elif char == quote:
+                    quote = ""
+            elif char in "'\"`":
+                quote = char
+            elif char == "{":
+                depth += 1
+            elif char == "}":
+                depth -= 1
+            index += 1
+        if depth:
+            return  # unterminated: Maestro keeps it as text
+        yield start, text[start + 2 : index - 1]
+        start = text.find("${", index)
+
+
+def identifiers(expression: str) -> list[str]:
+    """The free variable names of a JavaScript expression (no literals, no property names, no object keys)."""
+    code = _NUMBER.sub(" 0 ", _STRING.sub(" '' ", expression))
+    names = []
+    for match in _IDENTIFIER.finditer(code):
+        before = code[: match.start()].rstrip()
+        after = code[match.end() :].lstrip()
+        if after.startswith(":") and not after.startswith("::") and before.endswith(("{", ",")):
+            continue  # an object literal's key
+        if match.group() not in names:
+            names.append(match.group())
+    return names
+
+
+def is_guard(expression_text: str) -> bool:
+    """True when a `when: true:` value is false whenever SKIP_DATA_CLEANUP is 'true'."""
+    bodies = [body for _, body in expressions(expression_text)]
+    return any("||" not in body and _GUARD.search(body) for body in bodies)
+
+
+def _scalars(node: yaml.Node | None, skip: tuple[str, ...] = ()) -> Iterator[yaml.ScalarNode]:
+    """Every scalar value below a node (mapping keys excluded), not entering keys named in `skip`."""
+    if isinstance(node, yaml.ScalarNode):
+        yield node
+    elif isinstance(node, yaml.SequenceNode):
+        for item in node.value:
+            yield from _scalars(item)
+    elif isinstance(node, yaml.MappingNode):
+        for key, value in node.value:
+            if isinstance(key, yaml.ScalarNode) and key.value in skip:
+                continue
+            yield from _scalars(value)
+
+
+def _mapping_keys(node: yaml.Node | None) -> set[str]:
+    if not isinstance(node, yaml.MappingNode):
+        return set()
+    return {key.value for key, _ in node.value if isinstance(key, yaml.ScalarNode)}
+
+
+def _expression_line(node: yaml.ScalarNode, offset: int) -> int:
+    """The line of an expression inside a scalar: block scalars (`|`) keep their lines."""
+    if node.style == "|":
+        return line_of(node) + 1 + str(node.value).count("\n", 0, offset)
+    return line_of(node)
+
+
+@dataclass(frozen=True)
+class _Context:
+    defined: frozenset[str]
+    production: bool
+    guarded: bool = False
+    via: tuple[str, ...] = ()  # the runFlow call sites that led here, for messages about sub-flows
+
+
+@dataclass
+class _Linter:
+    problems: Problems
+    known: frozenset[str]
+    assigned: set[str] = field(default_factory=set)
+    parsed: dict[Path, ParsedFlow | None] = field(default_factory=dict)
+    active: set[Path] = field(default_factory=set)
+    seen_problems: set[tuple[Path, int, str]] = field(default_factory=set)
+
+    def add(self, path: Path, line: int, key: str, message: str, ctx: _Context) -> None:
+        if (path, line, key) in self.seen_problems:
+            return
+        self.seen_problems.add((path, line, key))
+        if ctx.via:
+            message += f" (reached through {' -> '.join(ctx.via)})"
+        self.problems.add(path, line, message)
+
+    def parse(self, path: Path, *, sub_flow: bool) -> ParsedFlow | None:
+        resolved = path.resolve()
+        if resolved not in self.parsed:
+            # Parse problems were already reported by the preflight; don't report them twice.
+            self.parsed[resolved] = parse_flow(path, Problems(Path.cwd()), sub_flow=sub_flow)
+            parsed = self.parsed[resolved]
+            if parsed is not None:
+                self.assigned |= _assigned_names(parsed)
+        return self.parsed[resolved]
+
+    # walking ---------------------------------------------------------------------------------------
+    def flow(self, flow: Flow) -> None:
+        parsed = self.parse(flow.path, sub_flow=False)
+        if parsed is not None:
+            self.file(flow.path, parsed, _Context(self.known, PRODUCTION_TAG in flow.tags))
+
+    def file(self, path: Path, parsed: ParsedFlow, ctx: _Context) -> None:
+        resolved = path.resolve()
+        if resolved in self.active:
+            return  # a sub-flow that runs itself: the preflight walks it once, so do we
+        self.active.add(resolved)
+        try:
+            env = parsed.header.get("env")
+            keys = {str(k) for k in env} if isinstance(env, dict) else set()
+            ctx = replace(ctx, defined=ctx.defined | keys)
+            for node in _scalars(parsed.header_node, skip=HOOKS):
+                self.variables(path, node, ctx)
+            for hook in hook_lists(parsed.header_node):
+                self.commands(path, hook, ctx)
+            self.commands(path, parsed.commands_node, ctx)
+        finally:
+            self.active.discard(resolved)
+
+    def commands(self, path: Path, node: yaml.Node | None, ctx: _Context) -> None:
+        for command in commands_of(node):
+            self.command(path, command, ctx)
+
+    def command(self, path: Path, command: Command, ctx: _Context) -> None:
+        when = command.option("when")
+        guard = when is not None and any(
+            is_guard(n.value) for n in _scalars(when) if isinstance(n, yaml.ScalarNode))
+        inner = replace(ctx, guarded=ctx.guarded or guard)
+        for node in _scalars(command.value, skip=("commands",)):
+            self.variables(path, node, ctx)
+        cleanup = _cleanup_of(command)
+        if cleanup and ctx.production and not inner.guarded:
+            self.add(path, command.line, "cleanup",
+                     f"cleanup ({cleanup}) in a flow tagged '{PRODUCTION_TAG}' is not guarded: give it "
+                     f"`{GUARD_EXAMPLE}` so it does not run against production, where the harness passes "
+                     f"{GUARD_VARIABLE}=true", ctx)
+        if command.name == "runFlow":
+            inner = replace(inner, defined=inner.defined | _mapping_keys(command.option("env")))
+        self.commands(path, command.nested, inner)
+        if command.file is None or command.name == "runScript":
+            return
+        ref, line = command.file
+        target = path.parent / ref
+        if "${" in ref or target.suffix not in FLOW_SUFFIXES or not target.is_file():
+            return  # variable paths are resolved at run time; missing files are the preflight's problem
+        sub = self.parse(target, sub_flow=True)
+        if sub is not None:
+            self.file(target, sub, replace(inner, via=(*ctx.via, f"{_shown(path)}:{line}")))
+
+    def variables(self, path: Path, node: yaml.ScalarNode, ctx: _Context) -> None:
+        if "${" not in node.value:
+            return
+        for offset, body in expressions(node.value):
+            for name in identifiers(body):
+                if name in ctx.defined or name in self.assigned or name.startswith("MAESTRO_"):
+                    continue
+                close = difflib.get_close_matches(name, sorted(ctx.defined - JS_NAMES), n=1)
+                hint = f" (did you mean '{close[0]}'?)" if close else ""
+                self.add(path, _expression_line(node, offset), f"var:{name}",
+                         f"variable '{name}' is not defined{hint}: define it in the flow's env:, pass it with "
+                         "runFlow env:, or add it to validation.env in invoke.yaml (the harness passes "
+                         f"{', '.join(RESERVED_FLOW_ENV)} and those with -e)", ctx)
+
+
+def _shown(path: Path) -> str:
+    try:
+        return path.resolve().relative_to(Path.cwd().resolve()).as_posix()
+    except ValueError:
+        return path.as_posix()
+
+
+def _cleanup_of(command: Command) -> str:
+    """What makes a command cleanup (for the message), or '' when it is not."""
+    label = command.option("label")
+    if isinstance(label, yaml.ScalarNode) and _CLEANUP.search(label.value):
+        return f"{command.name} labelled '{label.value}'"
+    if command.name in ("runFlow", "runScript") and command.file is not None:
+        ref = command.file[0]
+        if _CLEANUP.search(ref):
+            return f"{command.name} {ref}"
+    return ""
+
+
+def _assigned_names(parsed: ParsedFlow) -> set[str]:
+    """Names an evalScript assigns (`${NAME = ...}`): JavaScript globals from then on."""
+    names: set[str] = set()
+    nodes = [parsed.commands_node, *hook_lists(parsed.header_node)]
+    for node in nodes:
+        stack = list(commands_of(node))
+        while stack:
+            command = stack.pop()
+            stack.extend(commands_of(command.nested))
+            if command.name == "evalScript" and isinstance(command.value, yaml.ScalarNode):
+                for _, body in expressions(command.value.value):
+                    for statement in body.split(";"):
+                        match = _ASSIGNED.match(statement)
+                        if match:
+                            names.add(match.group(1))
+    return names
+
+
+def lint(flows_path: Path, flow_env: Iterable[str] = ()) -> LintReport:
+    """Check every flow of a workspace (or one file); raise FlowError listing every problem.
+
+    `flow_env` names the extra variables the harness passes with -e (validation.env and --env).
+    """
+    problems = Problems(Path.cwd())
+    workspace = find_workspace(flows_path, problems)
+    if not workspace.candidates and not problems.items:
+        raise ConfigError(f"no flow found in '{flows_path}' (top-level *.yaml or *.yml, or the config.yaml 'flows' globs)",
+                          fix="point --flows (or validation.flows) at the folder of Maestro flows")
+    flows = [f for f in (load_flow(p, workspace.root, problems) for p in workspace.candidates) if f is not None]
+    known = frozenset({*RESERVED_FLOW_ENV, *flow_env, *MAESTRO_BUILTINS, *JS_NAMES})
+    linter = _Linter(problems, known)
+    for flow in flows:
+        linter.flow(flow)
+    if problems.items:
+        raise FlowError(problems.items, fix="correct the lines above, then run `invoke lint-flows` again")
+    tops = {f.path.resolve() for f in flows}
+    subs = tuple(sorted(p for p, parsed in linter.parsed.items() if parsed is not None and p not in tops))
+    return LintReport(tuple(flows), subs)

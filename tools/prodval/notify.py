@@ -1,0 +1,306 @@
+"""`invoke notify`: from the run record to people (Slack, email, PagerDuty) and to the deployment gate.
+
+    plan      which channel gets which alert, from the verdict, the previous run and `--on` (pure)
+    run       build the alerts, deliver each channel on its own, report every delivery (console,
+              `::error::` in Actions, the step summary, the record's `alerts` section)
+
+A delivery failure never changes the verdict and never stops the other channels. The commit status is
+posted for every run (it is the gate); PagerDuty resolves on every pass (idempotent thanks to the
+deterministic dedup key); Slack and email speak on fail and error, and on a pass only when it is a
+recovery (the previous run failed) or with `--on always`.
+"""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from .alerts import Channel, Delivery, RetryPolicy
+from .alerts.email import DEFAULT_PORT, SECURITY, Email
+from .alerts.github import CommitStatus, previous_verdict
+from .alerts.message import Alert, AlertContext, build_alert, make_test_alert, masked
+from .alerts.pagerduty import DEFAULT_EVENTS_URL, PagerDuty, dedup_key
+from .alerts.slack import Slack
+from .console import Console, relative_display
+from .errors import EXIT_ERROR, EXIT_PASS, DeliveryFailed, NotifyError, ValidationError
+from .results import RecordWriter, RunRecord, Stage, load_record, now_iso
+from .secrets import Redactor
+from .settings import NotifySettings
+
+MESSAGE_CHANNELS = ("slack", "email")
+FAILED = ("fail", "error")
+
+
+def plan(verdict: str, previous: str | None, on: str, channels: Sequence[str], test: bool = False) -> list[tuple[str, str]]:
+    """(channel, alert kind) for every channel that gets an alert; kinds: fail error recovery pass test."""
+    if test:
+        return [(name, "test") for name in channels]
+    planned = []
+    for name in channels:
+        if verdict in FAILED:
+            planned.append((name, verdict))
+        elif name not in MESSAGE_CHANNELS:
+            planned.append((name, "pass"))  # the gate turns green; PagerDuty resolves
+        elif previous in FAILED:
+            planned.append((name, "recovery"))
+        elif on == "always":
+            planned.append((name, "pass"))
+    return planned
+
+
+@dataclass(frozen=True)
+class Misconfigured:
+    """A channel that is half set up: it is reported as a failed delivery rather than silently skipped."""
+
+    name: str
+    problem: str
+    fix: str
+
+    def target(self) -> str:
+        return f"{self.name} (not usable)"
+
+    def preview(self, alert: Alert) -> str:
+        return f"not sent: {self.problem}"
+
+    def send(self, alert: Alert, policy: RetryPolicy) -> Delivery:
+        raise DeliveryFailed(self.problem, fix=self.fix, attempts=0)
+
+
+def repository(environ: Mapping[str, str]) -> str:
+    return environ.get("GITHUB_REPOSITORY", "") or Path.cwd().name
+
+
+def deployed_sha(settings: NotifySettings, environ: Mapping[str, str]) -> str:
+    return settings.deployed_sha or environ.get("GITHUB_SHA", "")
+
+
+def configure_channels(settings: NotifySettings, environ: Mapping[str, str]) -> tuple[list[Channel], list[str]]:
+    """The channels the environment configures, and warnings about half-configured ones."""
+    channels: list[Channel] = []
+    warnings: list[str] = []
+    if environ.get("SLACK_WEBHOOK_URL"):
+        channels.append(Slack(environ["SLACK_WEBHOOK_URL"].strip()))
+    email = _email(environ, warnings)
+    if email is not None:
+        channels.append(email)
+    if environ.get("PAGERDUTY_ROUTING_KEY"):
+        repo = repository(environ)
+        channels.append(PagerDuty(
+            routing_key=environ["PAGERDUTY_ROUTING_KEY"].strip(),
+            dedup=dedup_key(repo, settings.environment, settings.check_name),
+            source=environ.get("GITHUB_REPOSITORY") or socket.gethostname(),
+            events_url=environ.get("PAGERDUTY_EVENTS_URL", "").strip() or DEFAULT_EVENTS_URL,
+        ))
+    if environ.get("GITHUB_TOKEN") and environ.get("GITHUB_REPOSITORY"):
+        sha = deployed_sha(settings, environ)
+        if sha:
+            channels.append(CommitStatus(
+                api_url=environ.get("GITHUB_API_URL", "").strip() or "https://api.github.com",
+                repository=environ["GITHUB_REPOSITORY"].strip(), sha=sha, token=environ["GITHUB_TOKEN"].strip(),
+                context=settings.check_name,
+            ))
+        else:
+            channels.append(Misconfigured("github-status", "no deployed commit to put the status on",
+                                          "set notify.deployed_sha (INVOKE_NOTIFY_DEPLOYED_SHA) or GITHUB_SHA"))
+    elif environ.get("GITHUB_TOKEN") and environ.get("GITHUB_ACTIONS") == "true":
+        warnings.append("GITHUB_TOKEN is set but GITHUB_REPOSITORY is not: no commit status")
+    return channels, warnings
+
+
+def _email(environ: Mapping[str, str], warnings: list[str]) -> Channel | None:
+    host, to = environ.get("SMTP_HOST", "").strip(), environ.get("ALERT_EMAIL_TO", "").strip()
+    if not host or not to:
+        if host or to:
+            missing = "ALERT_EMAIL_TO" if host else "SMTP_HOST"
+            warnings.append(f"email is half configured: {missing} is not set, so no email is sent")
+        return None
+    security = environ.get("SMTP_SECURITY", "").strip().lower() or "starttls"
+    if security not in SECURITY:
+        return Misconfigured("email", f"SMTP_SECURITY must be one of {', '.join(SECURITY)}, got {security!r}",
+                             "set SMTP_SECURITY=starttls (port 587), ssl (port 465) or none")
+    port_text = environ.get("SMTP_PORT", "").strip()
+    if port_text and not (port_text.isdigit() and 0 < int(port_text) < 65536):
+        return Misconfigured("email", f"SMTP_PORT must be a port number, got {port_text!r}",
+                             "set SMTP_PORT to e.g. 587 (starttls) or 465 (ssl)")
+    sender = environ.get("ALERT_EMAIL_FROM", "").strip()
+    if not sender:
+        return Misconfigured("email", "ALERT_EMAIL_FROM is not set", "set ALERT_EMAIL_FROM to the sender address")
+    recipients = tuple(r.strip() for r in to.split(",") if r.strip())
+    return Email(host=host, port=int(port_text) if port_text else DEFAULT_PORT[security], security=security,
+                 sender=sender, recipients=recipients, username=environ.get("SMTP_USERNAME", ""),
+                 password=environ.get("SMTP_PASSWORD", ""))
+
+
+def redactor(environ: Mapping[str, str]) -> Redactor:
+    """Every secret of the environment, plus the webhook URL's path: an error message may quote it alone."""
+    base = Redactor.from_env(environ)
+    extra = []
+    webhook = environ.get("SLACK_WEBHOOK_URL", "")
+    if webhook:
+        parts = urlsplit(webhook)
+        extra.append(parts.path + (f"?{parts.query}" if parts.query else ""))
+    return Redactor([*base.values, *extra])
+
+
+def context(settings: NotifySettings, environ: Mapping[str, str], record: RunRecord | None) -> AlertContext:
+    run_url = record.job.url if record else ""
+    if not run_url and environ.get("GITHUB_RUN_ID") and environ.get("GITHUB_REPOSITORY"):
+        server = environ.get("GITHUB_SERVER_URL", "https://github.com")
+        run_url = f"{server}/{environ['GITHUB_REPOSITORY']}/actions/runs/{environ['GITHUB_RUN_ID']}"
+    sha = deployed_sha(settings, environ)
+    run_id = record.runId if record else ""
+
+    def fill(template: str) -> str:
+        return template.replace("{run_id}", run_id).replace("{sha}", sha)
+
+    artifacts = fill(settings.artifacts_url) or (f"{run_url}#artifacts" if run_url else "")
+    report = ""
+    if (settings.results_dir / "report.html").is_file():
+        report = fill(settings.report_url) or (f"{fill(settings.artifacts_url).rstrip('/')}/report.html"
+                                               if settings.artifacts_url else "")
+    return AlertContext(environment=settings.environment, check_name=settings.check_name,
+                        repository=environ.get("GITHUB_REPOSITORY", ""), sha=sha,
+                        server_url=environ.get("GITHUB_SERVER_URL", "https://github.com"),
+                        run_url=run_url, artifacts_url=artifacts, report_url=report)
+
+
+def find_previous(settings: NotifySettings, environ: Mapping[str, str], policy: RetryPolicy,
+                  console: Console) -> str | None:
+    """The previous run's verdict: from --previous, else (in Actions) from the GitHub API; None if unknown."""
+    if settings.previous is not None:
+        previous = load_record(settings.previous)
+        if previous is None:
+            console.warning(f"--previous {settings.previous}: no run record there; no recovery message")
+            return None
+        return previous.verdict
+    token, repo, run_id = environ.get("GITHUB_TOKEN"), environ.get("GITHUB_REPOSITORY"), environ.get("GITHUB_RUN_ID")
+    if not (environ.get("GITHUB_ACTIONS") == "true" and token and repo and run_id):
+        return None
+    attempt = environ.get("GITHUB_RUN_ATTEMPT", "1")
+    try:
+        return previous_verdict(environ.get("GITHUB_API_URL") or "https://api.github.com", repo, run_id,
+                                int(attempt) if attempt.isdigit() else 1, token, policy)
+    except DeliveryFailed as exc:
+        console.warning(f"could not read the previous run from the GitHub API: {exc}; no recovery message")
+        return None
+
+
+def run_notify(settings: NotifySettings, environ: Mapping[str, str], console: Console) -> int:
+    """Send the alerts for the run in `settings.results_dir`; 0 unless notify itself could not run."""
+    console.redact = redactor(environ)
+    policy = RetryPolicy(timeout=settings.timeout, retries=settings.retries, backoff=settings.retry_backoff,
+                         max_wait=settings.max_retry_after)
+    record_path = settings.results_dir / "results.json"
+    record = load_record(record_path)
+    try:
+        channels, warnings = configure_channels(settings, environ)
+        for warning in warnings:
+            console.warning(warning, title="notify")
+        if settings.test:
+            return _run_test(settings, environ, console, channels, record, policy)
+        if record is None:
+            raise NotifyError(f"no run record at {relative_display(record_path)}",
+                              fix="run `invoke validate` first, or pass --results-dir where it wrote results.json")
+    except ValidationError as exc:
+        console.error(str(exc), title="notify")
+        return exc.exit_code
+
+    verdict = record.verdict or "error"
+    ctx = context(settings, environ, record)
+    console.step(f"Notifying: verdict {verdict.upper()} (run {record.runId})")
+    if not channels:
+        console.warning("no alert channel is configured (set SLACK_WEBHOOK_URL, SMTP_HOST + ALERT_EMAIL_TO, "
+                        "PAGERDUTY_ROUTING_KEY, or GITHUB_TOKEN + GITHUB_REPOSITORY for the commit status)",
+                        title="notify")
+    needs_previous = verdict == "pass" and any(c.name in MESSAGE_CHANNELS for c in channels)
+    previous = find_previous(settings, environ, policy, console) if needs_previous else None
+    planned = plan(verdict, previous, settings.on, [c.name for c in channels])
+    by_name = {c.name: c for c in channels}
+    alerts = {kind: masked(build_alert(record, kind, ctx), console.redact) for kind in {kind for _, kind in planned}}
+    quiet = sorted(set(by_name) - {name for name, _ in planned})
+    if quiet:
+        console.info(f"nothing to say on {', '.join(quiet)}: the run passed and the previous one did not fail "
+                     "(--on always sends every run)")
+    if settings.dry_run:
+        _dry_run(console, [(by_name[name], alerts[kind]) for name, kind in planned])
+        return EXIT_PASS
+
+    writer = RecordWriter(settings.results_dir, console.redact)
+    stage = record.stages["notify"] = Stage("running", now_iso())
+    deliveries = deliver([(by_name[name], alerts[kind]) for name, kind in planned], policy, console)
+    record.alerts.extend(d.to_json() for d in deliveries)
+    record.environment.alertChannels = [c.name for c in channels]
+    stage.outcome = "pass" if all(d.ok for d in deliveries) else "error"
+    stage.endTime = now_iso()
+    writer.save(record)
+    _summarise(console, deliveries, verdict)
+    return EXIT_PASS
+
+
+def _run_test(settings: NotifySettings, environ: Mapping[str, str], console: Console, channels: list[Channel],
+              record: RunRecord | None, policy: RetryPolicy) -> int:
+    if not channels:
+        raise NotifyError("--test: no alert channel is configured",
+                          fix="set SLACK_WEBHOOK_URL, SMTP_HOST + ALERT_EMAIL_TO + ALERT_EMAIL_FROM, "
+                              "PAGERDUTY_ROUTING_KEY, or GITHUB_TOKEN + GITHUB_REPOSITORY")
+    alert = masked(make_test_alert(context(settings, environ, record), record), console.redact)
+    console.step(f"Sending a TEST alert to {len(channels)} channel(s)")
+    if settings.dry_run:
+        _dry_run(console, [(channel, alert) for channel in channels])
+        return EXIT_PASS
+    deliveries = deliver([(channel, alert) for channel in channels], policy, console)
+    _summarise(console, deliveries, "test")
+    return EXIT_PASS if all(d.ok for d in deliveries) else EXIT_ERROR
+
+
+def deliver(work: Sequence[tuple[Channel, Alert]], policy: RetryPolicy, console: Console) -> list[Delivery]:
+    """Each channel on its own: a failure is recorded and reported, and the next channel still goes."""
+    deliveries = []
+    for channel, alert in work:
+        try:
+            delivery = channel.send(alert, policy)
+        except DeliveryFailed as exc:
+            delivery = Delivery(channel.name, alert.kind, False, exc.message, channel.target(), exc.attempts,
+                                exc.status, exc.fix)
+        except Exception as exc:  # a bug in one channel must not silence the others
+            delivery = Delivery(channel.name, alert.kind, False, f"unexpected {type(exc).__name__}: {exc}",
+                                channel.target())
+        delivery = Delivery(delivery.channel, delivery.kind, delivery.ok, console.redact(delivery.detail),
+                            console.redact(delivery.target), delivery.attempts, delivery.status, delivery.fix)
+        if delivery.ok:
+            console.info(f"{delivery.channel}: {delivery.kind} alert {delivery.detail} -> {delivery.target}")
+        else:
+            console.error(delivery.detail + (f"\n  fix: {delivery.fix}" if delivery.fix else ""),
+                          title=f"{delivery.channel} alert not delivered")
+        deliveries.append(delivery)
+    return deliveries
+
+
+def _dry_run(console: Console, work: Sequence[tuple[Channel, Alert]]) -> None:
+    if not work:
+        console.info("dry run: nothing would be sent")
+    for channel, alert in work:
+        console.step(f"dry run: {channel.name} would get the {alert.kind} alert -> {channel.target()}")
+        for line in channel.preview(alert).splitlines():
+            console.info(f"    {line}")
+    console.info("dry run: nothing was sent")
+
+
+def _summarise(console: Console, deliveries: list[Delivery], verdict: str) -> None:
+    failed = [d for d in deliveries if not d.ok]
+    if deliveries:
+        console.step(f"Alerts: {len(deliveries) - len(failed)} of {len(deliveries)} delivered"
+                     + (f"; not delivered: {', '.join(d.channel for d in failed)} (the verdict stays {verdict})"
+                        if failed else ""))
+    lines = ["### Alerts", ""]
+    if not deliveries:
+        lines.append("No alert sent.")
+    else:
+        lines += ["| channel | alert | delivered | detail |", "|---|---|---|---|"]
+        for d in deliveries:
+            detail = (d.detail + (f" (fix: {d.fix})" if d.fix else "")).replace("|", "\\|").replace("\n", " ")
+            lines.append(f"| {d.channel} | {d.kind} | {'yes' if d.ok else '**no**'} | {detail} |")
+    console.step_summary("\n".join(lines) + "\n")
