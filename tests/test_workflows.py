@@ -22,6 +22,7 @@ REPO = Path(__file__).resolve().parents[1]
 WORKFLOWS = REPO / ".github" / "workflows"
 PRODUCTION = WORKFLOWS / "production-validation.yml"
 CI = WORKFLOWS / "ci.yml"
+PREPARE = REPO / ".github" / "actions" / "prepare" / "action.yml"
 SECRETS = (
     "SLACK_WEBHOOK_URL", "SMTP_HOST", "SMTP_PORT", "SMTP_USERNAME", "SMTP_PASSWORD", "ALERT_EMAIL_FROM",
     "ALERT_EMAIL_TO", "PAGERDUTY_ROUTING_KEY", "ANDROID_KEYSTORE_BASE64", "ANDROID_KEYSTORE_PASSWORD",
@@ -97,7 +98,8 @@ def test_runs_after_a_successful_deployment_and_on_demand(production: dict[str, 
     assert "github.event_name != 'workflow_run'" in validate_job["if"]  # dispatch and call still run
     assert "include-tags" in on["workflow_dispatch"]["inputs"]
     assert "include-tags" in on["workflow_call"]["inputs"]
-    assert on["workflow_call"]["outputs"]["verdict"]["value"] == "${{ jobs.validate.outputs.verdict }}"
+    assert on["workflow_call"]["outputs"]["verdict"]["value"] == (
+        "${{ jobs.validate.outputs.verdict || jobs.merge-and-notify.outputs.verdict }}")
 
 
 def test_checks_out_the_deployed_commit(validate_job: dict[str, Any]) -> None:
@@ -113,21 +115,24 @@ def test_one_job_prepares_the_runner_then_chains_build_validate_notify(validate_
     assert validate_job["runs-on"] == "ubuntu-latest"
     assert isinstance(validate_job["timeout-minutes"], int)
     assert 0 < validate_job["timeout-minutes"] <= 120
-    steps = validate_job["steps"]
-    java, setup_java = step(validate_job, lambda s: s.get("uses", "").startswith("actions/setup-java@"))
+    # the preparation shared with the sharded jobs lives in a local composite action
+    prepare = {"steps": load(PREPARE)["runs"]["steps"]}
+    java, setup_java = step(prepare, lambda s: s.get("uses", "").startswith("actions/setup-java@"))
     assert str(setup_java["with"]["java-version"]) == "17"
-    python, _ = step(validate_job, lambda s: s.get("uses", "").startswith("actions/setup-python@"))
-    kvm, kvm_step = step(validate_job, lambda s: "udevadm" in s.get("run", ""))
+    python, _ = step(prepare, lambda s: s.get("uses", "").startswith("actions/setup-python@"))
+    kvm, kvm_step = step(prepare, lambda s: "udevadm" in s.get("run", ""))
     assert 'KERNEL=="kvm"' in kvm_step["run"]
     assert 'MODE="0666"' in kvm_step["run"]
-    cached = {p.strip() for s in steps if s.get("uses", "").startswith("actions/cache@")
+    cached = {p.strip() for s in prepare["steps"] if s.get("uses", "").startswith("actions/cache@")
               for p in s["with"]["path"].splitlines()}
     assert {"~/.gradle/caches", "~/.android/avd", "~/.maestro"} <= cached
-    install, _ = step(validate_job, lambda s: s.get("run", "").strip() == "python -m pip install -e tools")
-    setup, _ = step(validate_job, lambda s: s.get("run", "").strip() == "invoke setup")
+    install, _ = step(prepare, lambda s: s.get("run", "").strip() == "python -m pip install -e tools")
+    setup, _ = step(prepare, lambda s: s.get("run", "").strip() == "invoke setup")
+    assert max(java, python, kvm) < install < setup
+    prepared, _ = step(validate_job, lambda s: s.get("uses") == "./.github/actions/prepare")
     chain, chain_def = chain_step(validate_job)
     upload, _ = step(validate_job, lambda s: s.get("uses", "").startswith("actions/upload-artifact@"))
-    assert max(java, python, kvm) < install < setup < chain < upload
+    assert prepared < chain < upload
     assert chain_def["id"]
 
 
@@ -181,8 +186,10 @@ def test_secrets_reach_the_chain_through_env_only(production: dict[str, Any], va
 # the gate ---------------------------------------------------------------------------------------------
 def test_frontend_deployment_runs_only_on_pass(production: dict[str, Any]) -> None:
     gate = production["jobs"]["deploy-frontend"]
-    assert gate["needs"] in ("validate", ["validate"])
-    assert gate["if"] == "needs.validate.outputs.verdict == 'pass'"  # no always(): skipped when validate failed
+    assert gate["needs"] == ["validate", "merge-and-notify"]
+    # always() because one of the two validation paths is skipped on every run; the verdict decides
+    assert gate["if"] == ("always() && (needs.validate.outputs.verdict == 'pass' || "
+                          "needs.merge-and-notify.outputs.verdict == 'pass')")
 
 
 def test_gate_starts_the_configured_deployment_workflow(production: dict[str, Any], tmp_path: Path) -> None:
@@ -208,7 +215,7 @@ def test_gate_without_a_configured_workflow_only_records_the_decision(production
 
 
 # hardening --------------------------------------------------------------------------------------------
-@pytest.mark.parametrize("path", [PRODUCTION, CI], ids=lambda p: p.name)
+@pytest.mark.parametrize("path", [PRODUCTION, CI, PREPARE], ids=lambda p: p.name)
 def test_actions_are_pinned_to_full_commits_with_their_version(path: Path) -> None:
     lines = [ln for ln in path.read_text().splitlines() if re.match(r"^\s*-?\s*uses:", ln)]
     assert lines
@@ -218,7 +225,7 @@ def test_actions_are_pinned_to_full_commits_with_their_version(path: Path) -> No
         assert PINNED.match(line), f"not pinned to a commit with a '# vX.Y.Z' comment: {line.strip()}"
 
 
-@pytest.mark.parametrize("path", [PRODUCTION, CI], ids=lambda p: p.name)
+@pytest.mark.parametrize("path", [PRODUCTION, CI, PREPARE], ids=lambda p: p.name)
 def test_no_expressions_inside_run_scripts(path: Path) -> None:
     runs = [value for keys, value in walk(load(path)) if keys and keys[-1] == "run"]
     assert runs
@@ -272,3 +279,56 @@ def test_workflow_lint_is_a_default_nox_session() -> None:
     sessions = next(node.value for node in ast.walk(tree) if isinstance(node, ast.Assign)
                     and ast.unparse(node.targets[0]) == "nox.options.sessions")
     assert "workflows" in ast.literal_eval(sessions)
+
+
+# sharded runs (the `shards` input) -------------------------------------------------------------------
+def test_shards_input_switches_to_a_matrix_then_one_merge_and_notify(production: dict[str, Any],
+                                                                     tmp_path: Path) -> None:
+    on, jobs = triggers(production), production["jobs"]
+    for trigger in ("workflow_dispatch", "workflow_call"):
+        assert on[trigger]["inputs"]["shards"]["default"] == 1
+    assert jobs["validate"]["if"].endswith("(inputs.shards || 1) <= 1")
+    assert jobs["plan-shards"]["if"].endswith("(inputs.shards || 1) > 1")
+    shard_job = jobs["validate-shard"]
+    assert shard_job["strategy"]["matrix"]["shard"] == "${{ fromJSON(needs.plan-shards.outputs.indices) }}"
+    assert shard_job["strategy"]["fail-fast"] is False
+    # every shard validates, none notifies; the merge job notifies once, after failed shards too
+    [validate_step] = [s for s in shard_job["steps"] if "invoke build-apk validate" in s.get("run", "")]
+    assert "notify" not in validate_step["run"] and "--shard" in validate_step["run"]
+    merge = jobs["merge-and-notify"]
+    assert merge["needs"] == ["plan-shards", "validate-shard"]
+    assert merge["if"].startswith("always()")
+    [merge_step] = [s for s in merge["steps"] if "merge-results" in s.get("run", "")]
+    assert merge_step["run"] == "invoke merge-results build/shards notify"
+    assert merge["outputs"]["verdict"] == "${{ steps.merge.outputs.verdict }}"
+    uploads = [s for s in shard_job["steps"] if s.get("uses", "").startswith("actions/upload-artifact@")]
+    assert [u["if"] for u in uploads] == ["always()"]
+
+    # the planning script numbers the shards; the shard script passes its share and the durations
+    [plan_step] = jobs["plan-shards"]["steps"]
+    output = tmp_path / "out"
+    done = run_script(plan_step["run"], tmp_path, {}, SHARDS="3", GITHUB_OUTPUT=str(output))
+    assert done.returncode == 0, done.stderr
+    assert output.read_text().splitlines() == ["count=3", "indices=[1, 2, 3]"]
+    (tmp_path / "build").mkdir()
+    (tmp_path / "build" / "timings.json").write_text("{}")
+    (tmp_path / "bin").mkdir(exist_ok=True)
+    fake = tmp_path / "bin" / "invoke"
+    fake.write_text(f'#!/bin/sh\necho "invoke $*" >> "{tmp_path / "calls.log"}"\n')
+    fake.chmod(0o755)
+    done = subprocess.run(
+        ["bash", "--noprofile", "--norc", "-eo", "pipefail", "-c", validate_step["run"]], cwd=tmp_path,
+        env={"PATH": f"{tmp_path / 'bin'}{os.pathsep}{os.environ['PATH']}", "SHARD": "2", "SHARDS": "3",
+             "INCLUDE_TAGS": "smoke"}, capture_output=True, text=True, timeout=30)
+    assert done.returncode == 0, done.stderr
+    assert (tmp_path / "calls.log").read_text().splitlines() == [
+        "invoke build-apk validate --shard 2/3 --include-tags smoke --timings build/timings.json"]
+
+
+def test_validation_jobs_share_one_runner_preparation(production: dict[str, Any]) -> None:
+    prepare = load(PREPARE)
+    names = [s["name"] for s in prepare["runs"]["steps"]]
+    assert names[-1] == "Install Maestro and the Android SDK packages"
+    for job in ("validate", "validate-shard"):
+        uses = [s.get("uses") for s in production["jobs"][job]["steps"]]
+        assert uses.index("./.github/actions/prepare") == 1  # right after the checkout

@@ -30,6 +30,7 @@ def merge_results(section: Mapping[str, Any], shards: str, results_dir: str | No
 
     from .merge import find_shard_records, merge
     from .results import VERDICT_EXIT, RecordWriter
+    from .schedule import remember_timings
     from .secrets import Redactor
     from .validate import announce
 
@@ -45,6 +46,7 @@ def merge_results(section: Mapping[str, Any], shards: str, results_dir: str | No
         return exc.exit_code
     writer = RecordWriter(Path(settings.results_dir), console.redact)
     writer.finish(merged)
+    remember_timings(writer.results_dir, merged.to_json())
     repo_paths = merged.environment.maestroFlowPaths
     announce(merged, console, writer, {
         f.flowFileName: next((p for p in repo_paths if p.endswith(f.flowFileName)), f.flowFileName)

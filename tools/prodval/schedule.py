@@ -13,6 +13,7 @@ from typing import Any
 
 from .errors import ConfigError
 from .flows import Flow
+from .results import atomic_write
 
 TIMINGS_NAME = "timings.json"
 
@@ -80,3 +81,15 @@ def shard_loads(flows: Sequence[Flow], timings: Mapping[str, int], count: int) -
     """Expected milliseconds per shard (for the benchmark and the log)."""
     cost = _estimate(flows, timings)
     return [sum(cost[f.file_name] for f in shard(flows, timings, i, count)) for i in range(1, count + 1)]
+
+
+def remember_timings(results_dir: Path, record: Mapping[str, Any]) -> None:
+    """Keep a run's durations in the results folder's timings.json, for ordering the next run."""
+    path = results_dir / TIMINGS_NAME
+    try:
+        known = load_timings(path) if path.is_file() else {}
+    except ConfigError:
+        known = {}
+    known.update(timings_from_record(record))
+    if known:
+        atomic_write(path, json.dumps(dict(sorted(known.items())), indent=1) + "\n")

@@ -8,7 +8,6 @@ record (verdict, junit.xml, summary.md, GitHub outputs), whatever stopped the ru
 from __future__ import annotations
 
 import contextlib
-import json
 import shutil
 import signal
 import threading
@@ -36,13 +35,12 @@ from .results import (
     RecordWriter,
     RunRecord,
     Stage,
-    atomic_write,
     headline,
     now_iso,
     start_record,
     summary_markdown,
 )
-from .schedule import TIMINGS_NAME, load_timings, longest_first, shard, timings_from_record
+from .schedule import TIMINGS_NAME, load_timings, longest_first, remember_timings, shard
 from .secrets import Redactor
 from .settings import Settings
 
@@ -406,18 +404,6 @@ def _finish_and_exit(record: RunRecord, stage: Stage, writer: RecordWriter, cons
     return VERDICT_EXIT[record.verdict]
 
 
-def _remember_timings(results_dir: Path, record: RunRecord) -> None:
-    """Keep the durations of this run for ordering (and sharding) the next one."""
-    path = results_dir / TIMINGS_NAME
-    try:
-        known = load_timings(path) if path.is_file() else {}
-    except ValidationError:
-        known = {}
-    known.update(timings_from_record(record.to_json()))
-    if known:
-        atomic_write(path, json.dumps(dict(sorted(known.items())), indent=1) + "\n")
-
-
 def _finish(record: RunRecord, stage: Stage, writer: RecordWriter, console: Console, settings: Settings,
             flows: list[Flow]) -> None:
     verdict = record.decide()
@@ -432,7 +418,7 @@ def _finish(record: RunRecord, stage: Stage, writer: RecordWriter, console: Cons
     record.job.artifactPaths = ["results.json", "junit.xml", "summary.md"] + [
         path for flow in record.flows for path in flow.artifactPaths]
     writer.finish(record)
-    _remember_timings(settings.results_dir, record)
+    remember_timings(settings.results_dir, record.to_json())
     announce(record, console, writer, {f.file_name: relative_display(f.path) for f in flows})
 
 
