@@ -68,7 +68,7 @@ def validate(
     flags = dict(flows=flows, apk=apk, device=device, results_dir=results_dir, include_tags=include_tags,
                  exclude_tags=exclude_tags, retries=retries, flow_timeout=flow_timeout, env=env,
                  devices=devices, shard=shard, timings=timings)
-    _exit(cli.validate(c.config.get(SECTION, {}), flags))
+    _exit(cli.validate(c.config.get(SECTION, {}), flags, emulator_section=c.config.get(EMULATOR_SECTION, {})))
 
 
 @task(

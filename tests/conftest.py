@@ -122,10 +122,12 @@ class World:
     def flow_result(self, file_name: str) -> dict[str, Any]:
         return next(f for f in self.record()["flows"] if f["flowFileName"] == file_name)
 
-    def maestro_calls(self) -> list[dict[str, Any]]:
+    def maestro_calls(self, *, everything: bool = False) -> list[dict[str, Any]]:
+        """The fake maestro's `test` invocations (one per flow attempt); `everything` adds `--version` checks."""
         if not self.maestro_log.exists():
             return []
-        return [json.loads(line) for line in self.maestro_log.read_text().splitlines() if line.strip()]
+        calls = [json.loads(line) for line in self.maestro_log.read_text().splitlines() if line.strip()]
+        return calls if everything else [c for c in calls if "test" in c["argv"]]
 
     def adb_calls(self) -> list[list[str]]:
         if not self.adb_log.exists():

@@ -84,7 +84,7 @@ def test_devices_listed_explicitly(farm: World) -> None:
 def test_not_enough_devices(farm: World) -> None:
     run = farm.invoke("validate", "--devices", "5")
     assert run.returncode == 2
-    assert "--devices 5 needs 5 booted devices, but only 4 are connected" in run.stderr
+    assert "4 of 5 booted device(s) connected, and no emulator can be booted here" in run.stderr
 
 
 def test_longest_flows_start_first_from_recorded_timings(world: World) -> None:

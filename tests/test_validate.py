@@ -51,7 +51,9 @@ def test_all_flows_pass(two_flows: World) -> None:
     assert (two_flows.results / "junit.xml").is_file()
     assert "All 2 flows passed" in (two_flows.results / "summary.md").read_text()
     # each flow is its own maestro process, on the selected device, with the production settings
-    calls = two_flows.maestro_calls()
+    version, *calls = two_flows.maestro_calls(everything=True)
+    assert version["argv"] == ["--version"]  # the preflight check, before any work
+    assert version["analytics_disabled"]
     assert len(calls) == 2
     argv = calls[0]["argv"]
     assert argv[argv.index("--device") + 1] == "emulator-5554"
@@ -214,11 +216,14 @@ def test_several_devices_need_a_choice(two_flows: World) -> None:
 
 def test_device_states(world: World) -> None:
     world.flow("login.yaml")
-    run = world.invoke("validate")
-    assert run.returncode == 2 and "no booted device is connected (adb sees: none)" in run.stderr
+    run = world.invoke("validate")  # no device, and no SDK to boot an emulator with
+    assert run.returncode == 2
+    assert "0 of 1 booted device(s) connected (adb sees: none); booting 1 emulator(s)" in run.stdout
+    assert "0 of 1 booted device(s) connected, and no emulator can be booted here" in run.stderr
+    assert "ANDROID_HOME: neither ANDROID_HOME nor ANDROID_SDK_ROOT is set" in run.stderr
     world.device("emulator-5554", booted=False).device("0123456789ABCDEF", state="unauthorized")
     run = world.invoke("validate")
-    assert "emulator-5554 (device), 0123456789ABCDEF (unauthorized)" in run.stderr
+    assert "(adb sees: emulator-5554 (device), 0123456789ABCDEF (unauthorized))" in run.stdout
     run = world.invoke("validate", "--device", "emulator-5554")
     assert run.returncode == 2 and "not booted" in run.stderr
     run = world.invoke("validate", "--device", "emulator-9999")

@@ -11,17 +11,20 @@ from .errors import ValidationError
 from .settings import load
 
 
-def validate(section: Mapping[str, Any], flags: Mapping[str, Any], environ: Mapping[str, str] | None = None) -> int:
+def validate(section: Mapping[str, Any], flags: Mapping[str, Any], environ: Mapping[str, str] | None = None,
+             emulator_section: Mapping[str, Any] | None = None) -> int:
+    from .settings import load_emulator
     from .validate import run_validation
 
     environ = os.environ if environ is None else environ
     console = Console(environ)
     try:
         settings = load(section, flags)
+        emulators = load_emulator(emulator_section or {}, {})
     except ValidationError as exc:
         console.error(str(exc), title="configuration")
         return exc.exit_code
-    return run_validation(settings, environ, console)
+    return run_validation(settings, environ, console, emulators)
 
 
 def merge_results(section: Mapping[str, Any], shards: str, results_dir: str | None,

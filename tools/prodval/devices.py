@@ -71,8 +71,13 @@ class Adb:
             booted = dict(zip(ready, pool.map(self.boot_completed, ready), strict=True))
         return [DeviceState(serial, state, booted.get(serial, False)) for serial, state in listed]
 
-    def select(self, requested: tuple[str, ...], count: int = 1) -> list[str]:
-        """The devices to run on: `requested`, else `count` booted devices (exactly one when count is 1)."""
+    def select(self, requested: tuple[str, ...], count: int = 1, *, can_boot: bool = False) -> tuple[list[str], int]:
+        """The devices to run on and how many emulators to boot besides them.
+
+        `requested` serials must all be connected and booted. Otherwise `count` booted devices are used
+        (exactly one must be booted when count is 1); when fewer are booted and `can_boot`, the rest are
+        to be booted as emulators, else that is an error.
+        """
         states = self.states()
         listing = ", ".join(f"{d.serial} ({d.state}{', booted' if d.booted else ''})" for d in states) or "none"
         if requested:
@@ -84,18 +89,22 @@ class Adb:
                 if not match.booted:
                     raise DeviceError(f"device '{serial}' is {match.state} and not booted (sys.boot_completed != 1)",
                                       fix="wait for it to finish booting, or `invoke emulator.start`")
-            return list(requested)
+            return list(requested), 0
         booted = [d.serial for d in states if d.booted]
-        if not booted:
-            raise DeviceError(f"no booted device is connected (adb sees: {listing})",
-                              fix="start an emulator (`invoke emulator.start`) or connect a device, then check `adb devices`")
         if count == 1 and len(booted) > 1:
             raise DeviceError(f"{len(booted)} booted devices are connected ({listing}); which one should run the flows?",
                               fix=f"pass --device SERIAL (e.g. --device {booted[0]}), or --devices {len(booted)} to use them all")
-        if len(booted) < count:
-            raise DeviceError(f"--devices {count} needs {count} booted devices, but only {len(booted)} are connected "
-                              f"({listing})", fix=f"start more emulators (`invoke emulator.start --count {count}`)")
-        return booted[:count]
+        if len(booted) >= count:
+            return booted[:count], 0
+        if can_boot:
+            self.console.info(f"{len(booted)} of {count} booted device(s) connected (adb sees: {listing}); "
+                              f"booting {count - len(booted)} emulator(s)")
+            return booted, count - len(booted)
+        if not booted:
+            raise DeviceError(f"no booted device is connected (adb sees: {listing})",
+                              fix="start an emulator (`invoke emulator.start`) or connect a device, then check `adb devices`")
+        raise DeviceError(f"--devices {count} needs {count} booted devices, but only {len(booted)} are connected "
+                          f"({listing})", fix=f"start more emulators (`invoke emulator.start --count {count}`)")
 
     def install(self, serial: str, apk: Path) -> None:
         if not apk.is_file():

@@ -109,10 +109,11 @@ def _android_home(ctx: _Context) -> Check:
 
 
 def _tool_version(ctx: _Context, key: str, name: str, locate: Callable[[], Path], args: Sequence[str],
-                  containing: str, fix: str) -> Check:
+                  containing: str, fix: str, extra_env: Mapping[str, str] | None = None) -> Check:
     try:
         tool = locate()
-        done = run(ctx.console, [tool, *args], check=False, env=ctx.environ, timeout=120, echo=False)
+        env = {**ctx.environ, **(extra_env or {})}
+        done = run(ctx.console, [tool, *args], check=False, env=env, timeout=120, echo=False)
     except (ToolNotFound, CommandFailed) as exc:
         return Check(key, name, MISSING, exc.message, fix)
     if done.returncode != 0:
@@ -167,7 +168,8 @@ def _kvm(ctx: _Context) -> Check:
 def _maestro(ctx: _Context) -> Check:
     pinned = ctx.settings.maestro_version
     check = _tool_version(ctx, "maestro", "maestro", lambda: find_maestro(ctx.maestro, ctx.environ), ["--version"],
-                          "", MAESTRO_INSTALL_HINT + "; it needs Java 17+")
+                          "", MAESTRO_INSTALL_HINT + "; it needs Java 17+",
+                          extra_env={"MAESTRO_CLI_NO_ANALYTICS": "1", "MAESTRO_DISABLE_UPDATE_CHECK": "true"})
     if check.status != OK:
         return check
     version = check.detail.split(" (")[0]

@@ -24,7 +24,9 @@ from .apk import check_flows_match_apk, recorded_apk
 from .commands import Cancelled, CancelScope, Streamed, display, stream
 from .console import Console, relative_display
 from .devices import Adb, find_adb
-from .errors import BuildFailed, DeviceError, Interrupted, ValidationError
+from .doctor import BOOT_NEEDS, VALIDATE_NEEDS, check, require
+from .emulator import StartedEmulator, capture_logcat, start_emulators, stop_emulators
+from .errors import BuildFailed, DeviceError, Interrupted, RequirementsMissing, ValidationError
 from .flows import Flow, discover
 from .maestro import ERROR, PASSED, TIMED_OUT, classify, find_maestro, process_env, test_command
 from .results import (
@@ -42,7 +44,7 @@ from .results import (
 )
 from .schedule import TIMINGS_NAME, load_timings, longest_first, remember_timings, shard
 from .secrets import Redactor
-from .settings import Settings
+from .settings import EmulatorSettings, Settings, load_emulator
 
 
 @dataclass(frozen=True)
@@ -339,17 +341,43 @@ def _timings(settings: Settings) -> dict[str, int]:
     return load_timings(recorded) if recorded.is_file() else {}
 
 
-def run_validation(settings: Settings, environ: Mapping[str, str], console: Console) -> int:
-    """Run the whole validation; return the verdict's exit code. Never raises ValidationError."""
+@contextlib.contextmanager
+def signals_deferred() -> Iterator[None]:
+    """Ignore SIGTERM and Ctrl-C while we clean up (stop emulators), so a second signal cannot cut that
+    short and leave an emulator running. The cleanup is bounded by its own timeouts."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = {sig: signal.signal(sig, signal.SIG_IGN) for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+def run_validation(settings: Settings, environ: Mapping[str, str], console: Console,
+                   emulators: EmulatorSettings | None = None) -> int:
+    """Run the whole validation; return the verdict's exit code. Never raises ValidationError.
+
+    When fewer booted devices are connected than needed (and no --device names them), it boots
+    emulators (`emulators` settings), and stops them at the end whatever happens. It never stops a
+    device it did not start.
+    """
+    emulators = emulators or load_emulator({}, {})
     redact = Redactor.from_env(environ, settings.flow_env)
     console.redact = redact
     writer = RecordWriter(settings.results_dir, redact)
     record = start_record(writer, environ, "validate", new_run_id(environ))
     stage = record.stages["validate"]
     selected: list[Flow] = []
+    started: list[StartedEmulator] = []
+    adb: Adb | None = None
     try:
-        with signals_as_interrupts():
+        with signals_as_interrupts(), contextlib.ExitStack() as logcats:
             console.step("Checking tools and flows")
+            require(check(emulators, environ, console=console, needs=VALIDATE_NEEDS, adb=settings.adb,
+                          maestro=settings.maestro))
             maestro = find_maestro(settings.maestro, environ)
             adb = Adb(find_adb(settings.adb, environ), console, environ)
             selection = discover(settings.flows, settings.include_tags, settings.exclude_tags)
@@ -374,9 +402,28 @@ def run_validation(settings: Settings, environ: Mapping[str, str], console: Cons
                 return _finish_and_exit(record, stage, writer, console, settings, selected)
 
             console.step("Selecting devices")
-            serials = adb.select(settings.device, settings.devices)
+            serials, to_boot = adb.select(settings.device, settings.devices, can_boot=True)
+            if to_boot:
+                try:
+                    require(check(emulators, environ, console=console, needs=BOOT_NEEDS))
+                except RequirementsMissing as exc:
+                    raise DeviceError(
+                        f"{len(serials)} of {len(serials) + to_boot} booted device(s) connected, and no emulator "
+                        f"can be booted here: {exc.message}",
+                        fix="connect a device or start one (`invoke emulator.start`), or install what is missing "
+                            "(`invoke setup`, `invoke doctor`)") from None
+                console.step(f"Starting {to_boot} emulator(s): {emulators.system_image}")
+                # start_emulators stops what it started if it fails; `started` gets only booted ones
+                started = start_emulators(emulators, to_boot, console=console, environ=environ,
+                                          results_dir=settings.results_dir, adb=adb.path)
+                serials += [em.serial for em in started]
+                record.job.artifactPaths += [_relative(em.log, settings.results_dir) for em in started]
             record.devices = serials
             console.info(f"device(s): {', '.join(serials)}")
+            for serial in serials:
+                log = logcats.enter_context(capture_logcat(
+                    adb.path, serial, settings.results_dir / "devices" / serial / "logcat.txt", environ, redact=redact))
+                record.job.artifactPaths.append(_relative(log, settings.results_dir))
             if apk:
                 for serial in serials:
                     console.step(f"Installing {apk} on {serial}")
@@ -394,7 +441,23 @@ def run_validation(settings: Settings, environ: Mapping[str, str], console: Cons
         for flow_result in record.flows:
             if flow_result.status == "not_run" and not flow_result.errorSummary:
                 flow_result.errorSummary = f"not run: {exc.message.splitlines()[0]}"
+    finally:
+        if started and adb is not None:
+            with signals_deferred():
+                console.step(f"Stopping the emulator(s) this run started: {', '.join(em.serial for em in started)}")
+                try:
+                    stop_emulators(started, console=console, environ=environ, results_dir=settings.results_dir,
+                                   adb=adb.path, timeout=emulators.stop_timeout)
+                except ValidationError as exc:
+                    console.error(str(exc), title="stopping emulators")
     return _finish_and_exit(record, stage, writer, console, settings, selected)
+
+
+def _relative(path: Path, base: Path) -> str:
+    try:
+        return path.resolve().relative_to(base.resolve()).as_posix()
+    except ValueError:
+        return str(path)
 
 
 def _finish_and_exit(record: RunRecord, stage: Stage, writer: RecordWriter, console: Console, settings: Settings,
@@ -415,7 +478,7 @@ def _finish(record: RunRecord, stage: Stage, writer: RecordWriter, console: Cons
     stage.outcome, stage.endTime = verdict, now_iso()
     record.job.endTime = stage.endTime
     record.job.status = "success" if verdict == "pass" else "failure"
-    record.job.artifactPaths = ["results.json", "junit.xml", "summary.md"] + [
+    record.job.artifactPaths = ["results.json", "junit.xml", "summary.md"] + record.job.artifactPaths + [
         path for flow in record.flows for path in flow.artifactPaths]
     writer.finish(record)
     remember_timings(settings.results_dir, record.to_json())
