@@ -330,7 +330,7 @@ def test_report_of_a_run_that_could_not_validate(world: World) -> None:
     assert run.returncode == 2
     page = parse((world.results / "report.html").read_text())
     assert page.find("span", "verdict").text() == "ERROR"
-    assert "no booted device is connected" in page.find("div", "stopped").text()
+    assert "0 of 1 booted device(s) connected, and no emulator can be booted here" in page.find("div", "stopped").text()
     assert page.find("section", "timeline").find("p").text() == "No device was used."
     (only,) = cards(page)
     assert "st-not_run" in only.classes
