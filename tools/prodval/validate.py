@@ -409,7 +409,8 @@ def run_validation(settings: Settings, environ: Mapping[str, str], console: Cons
                 except RequirementsMissing as exc:
                     raise DeviceError(
                         f"{len(serials)} of {len(serials) + to_boot} booted device(s) connected, and no emulator "
-                        f"can be booted here: {exc.message}",
+                        f"can be booted here (missing: {', '.join(name for name, _, _ in exc.missing)})\n"
+                        + exc.message,
                         fix="connect a device or start one (`invoke emulator.start`), or install what is missing "
                             "(`invoke setup`, `invoke doctor`)") from None
                 console.step(f"Starting {to_boot} emulator(s): {emulators.system_image}")
