@@ -295,7 +295,8 @@ def test_missing_system_image_names_the_package_to_install(world: World, tmp_pat
 
 
 def test_device_goes_offline_mid_run(lab: Run) -> None:
-    started = lab.start(env=lab.environ(FAKE_EMULATOR_OFFLINE_AFTER="0.5"))
+    # late enough that preparing the device (unlock, settings) is over even on a loaded machine
+    started = lab.start(env=lab.environ(FAKE_EMULATOR_OFFLINE_AFTER="3"))
     wait_for(lambda: lab.state()["devices"]["emulator-5554"]["state"] == "offline")
     lab.stop(started)
     wait_for(lab.nothing_running)

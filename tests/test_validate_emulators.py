@@ -85,8 +85,9 @@ def test_an_emulator_that_never_boots_is_an_error_and_leaves_nothing(bare: World
 
 
 def test_device_lost_mid_run_is_an_infrastructure_error_and_the_flow_is_retried(bare: World) -> None:
-    bare.scenario(default="sleep:0.5")
-    run = bare.invoke("validate", "--retries", "1", FAKE_EMULATOR_OFFLINE_AFTER="0.3", FAKE_EMULATOR_OFFLINE_FOR="0.6")
+    # offline 1.5 s after boot (preparing the device is over by then), while the second flow starts
+    bare.scenario(default="sleep:1")
+    run = bare.invoke("validate", "--retries", "1", FAKE_EMULATOR_OFFLINE_AFTER="1.5", FAKE_EMULATOR_OFFLINE_FOR="1")
     record = bare.record()
     attempts = [a for f in record["flows"] for a in f["attempts"]]
     assert any(a["status"] == "error" for a in attempts), run.stdout

@@ -22,6 +22,7 @@ import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
@@ -113,21 +114,31 @@ def bench_overhead(runs: int) -> list[Figure]:
                    "ratio <= 1.10 or < 30 ms/flow", ratio <= 1.10 or per_flow_ms < 30)]
 
 
+def _instant(text: str) -> float:
+    return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
+
+
 def bench_parallel(runs: int) -> list[Figure]:
+    """How busy the queue keeps the devices: the flow phase's wall time (first attempt's start to last
+    attempt's end, from the run record) against the sum of flow durations / devices. The fixed costs
+    before the first flow (preflight checks, device selection) are in the overhead figure instead."""
     devices, flows = 4, 16
     ws = Workspace(flows, devices, {"default": "sleep:1"})
-    efficiencies, walls = [], []
+    efficiencies, phases, walls = [], [], []
     try:
         for _ in range(runs):
-            wall = timed(lambda: ws.validate("--devices", str(devices)))
-            record = ws.record()
-            total = sum(int(f["duration"]) for f in record["flows"]) / 1000  # type: ignore[index, union-attr, attr-defined]
-            efficiencies.append(total / devices / wall)
-            walls.append(wall)
+            walls.append(timed(lambda: ws.validate("--devices", str(devices))))
+            attempts = [a for f in ws.record()["flows"] for a in f["attempts"]]  # type: ignore[attr-defined]
+            start = min(_instant(a["startTime"]) for a in attempts)
+            end = max(_instant(a["startTime"]) + a["duration"] / 1000 for a in attempts)
+            total = sum(a["duration"] for a in attempts) / 1000
+            efficiencies.append(total / devices / (end - start))
+            phases.append(end - start)
     finally:
         ws.clean()
     eff = statistics.median(efficiencies)
-    return [Figure("Parallel efficiency: 16 flows of 1 s on 4 devices", f"wall {statistics.median(walls):.2f} s",
+    return [Figure("Parallel efficiency: 16 flows of 1 s on 4 devices",
+                   f"flow phase {statistics.median(phases):.2f} s (whole run {statistics.median(walls):.2f} s)",
                    "sum of flow durations / 4", f"efficiency {eff:.2f}", ">= 0.90", eff >= 0.90)]
 
 

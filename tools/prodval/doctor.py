@@ -10,6 +10,7 @@ import re
 import shutil
 import sys
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -209,7 +210,9 @@ def check(settings: EmulatorSettings, environ: Mapping[str, str], *, console: Co
     if unknown:
         raise ValueError(f"unknown checks: {', '.join(sorted(unknown))}")  # a programming error
     ctx = _Context(settings, environ, console, adb, maestro, kvm_device, min_free_gb)
-    return [_CHECKS[key](ctx) for key in ALL if key in wanted]
+    keys = [key for key in ALL if key in wanted]
+    with ThreadPoolExecutor(max_workers=max(1, len(keys))) as pool:  # each check mostly waits on a tool
+        return list(pool.map(lambda key: _CHECKS[key](ctx), keys))
 
 
 def exit_code(checks: Sequence[Check]) -> int:

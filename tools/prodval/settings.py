@@ -11,6 +11,7 @@ Secrets are never settings: they come from the environment only (see `secrets.py
 from __future__ import annotations
 
 import difflib
+import math
 import re
 import shlex
 from collections.abc import Mapping
@@ -88,27 +89,38 @@ def _split_tags(value: Any, key: str) -> tuple[str, ...]:
     return tuple(t.strip() for t in items if t.strip())
 
 
-def _int(value: Any, key: str, minimum: int) -> int:
-    try:
-        number = int(value)
-    except (TypeError, ValueError):
-        raise ConfigError(f"validation.{key} must be a whole number, got {value!r}",
-                          fix=f"set {key} to a number such as {DEFAULTS[key]}") from None
-    if number < minimum or isinstance(value, bool):
-        raise ConfigError(f"validation.{key} must be at least {minimum}, got {value!r}",
-                          fix=f"set {key} to a number such as {DEFAULTS[key]}")
-    return number
+def _number(value: Any, where: str, example: Any, *, minimum: float, whole: bool = False,
+            positive: bool = False) -> float:
+    """A number from invoke.yaml, the environment (text) or a flag; `where` names the setting.
 
-
-def _seconds(value: Any, key: str) -> float:
+    `minimum` is inclusive; `positive` means strictly above zero (seconds to wait, for instance).
+    """
+    kind = "a whole number" if whole else "a positive number" if positive else "a number"
     try:
         number = float(value)
     except (TypeError, ValueError):
-        number = -1.0
-    if number <= 0 or isinstance(value, bool):
-        raise ConfigError(f"validation.{key} must be a positive number of seconds, got {value!r}",
-                          fix=f"set {key} to e.g. {DEFAULTS[key]}")
+        number = float("nan")
+    fix = f"set {where.rsplit('.', 1)[-1]} to a number such as {example}"
+    if isinstance(value, bool) or math.isnan(number) or (whole and number != int(number)):
+        raise ConfigError(f"{where} must be {kind}, got {value!r}", fix=fix)
+    if positive and number <= 0:
+        raise ConfigError(f"{where} must be a positive number, got {value!r}", fix=fix)
+    if number < minimum:
+        raise ConfigError(f"{where} must be at least {minimum:g}, got {value!r}", fix=fix)
     return number
+
+
+def _pairs(pairs: Mapping[str, Any] | list[str] | tuple[str, ...], origin: str, form: str, flag: str) -> list[tuple[str, str]]:
+    """NAME=VALUE items from a mapping (invoke.yaml) or strings (a repeatable flag)."""
+    if isinstance(pairs, Mapping):
+        return [(str(k), "" if v is None else str(v)) for k, v in pairs.items()]
+    items = []
+    for pair in pairs:
+        key, sep, value = str(pair).partition("=")
+        if not sep:
+            raise ConfigError(f"{origin}: '{pair}' is not {form}", fix=f"pass it as {flag} {form}")
+        items.append((key.strip(), value))
+    return items
 
 
 def _shard(value: Any) -> tuple[int, int] | None:
@@ -128,16 +140,7 @@ def _shard(value: Any) -> tuple[int, int] | None:
 def parse_env_pairs(pairs: Mapping[str, Any] | list[str] | tuple[str, ...], origin: str) -> dict[str, str]:
     """Flow variables from a mapping (invoke.yaml) or KEY=VALUE strings (--env)."""
     result: dict[str, str] = {}
-    if isinstance(pairs, Mapping):
-        items = [(str(k), "" if v is None else str(v)) for k, v in pairs.items()]
-    else:
-        items = []
-        for pair in pairs:
-            key, sep, value = str(pair).partition("=")
-            if not sep:
-                raise ConfigError(f"{origin}: '{pair}' is not KEY=VALUE", fix="pass it as --env KEY=VALUE")
-            items.append((key.strip(), value))
-    for key, value in items:
+    for key, value in _pairs(pairs, origin, "KEY=VALUE", "--env"):
         if not _ENV_KEY.match(key):
             raise ConfigError(f"{origin}: '{key}' is not a valid variable name",
                               fix="use letters, digits and underscores, not starting with a digit")
@@ -194,13 +197,15 @@ def load(section: Mapping[str, Any], cli: Mapping[str, Any]) -> Settings:
         device=tuple(d.strip() for d in str(merged["device"] or "").split(",") if d.strip()),
         include_tags=_split_tags(merged["include_tags"], "include_tags"),
         exclude_tags=_split_tags(merged["exclude_tags"], "exclude_tags"),
-        retries=_int(merged["retries"], "retries", 0),
-        flow_timeout=_seconds(merged["flow_timeout"], "flow_timeout"),
+        retries=int(_number(merged["retries"], "validation.retries", DEFAULTS["retries"], minimum=0, whole=True)),
+        flow_timeout=_number(merged["flow_timeout"], "validation.flow_timeout", DEFAULTS["flow_timeout"], minimum=0,
+                             positive=True),
         env=tuple(sorted(env.items())),
         maestro=str(merged["maestro"] or "").strip(),
         adb=str(merged["adb"] or "").strip(),
-        driver_startup_timeout=_int(merged["driver_startup_timeout"], "driver_startup_timeout", 1000),
-        devices=_int(merged["devices"], "devices", 1),
+        driver_startup_timeout=int(_number(merged["driver_startup_timeout"], "validation.driver_startup_timeout",
+                                           DEFAULTS["driver_startup_timeout"], minimum=1000, whole=True)),
+        devices=int(_number(merged["devices"], "validation.devices", DEFAULTS["devices"], minimum=1, whole=True)),
         shard=_shard(merged["shard"]),
         timings=Path(str(merged["timings"])) if merged["timings"] else None,
         sources=sources,
@@ -249,15 +254,7 @@ class BuildSettings:
 
 
 def _gradle_properties(pairs: Any, origin: str) -> dict[str, str]:
-    if isinstance(pairs, Mapping):
-        items = [(str(k), "" if v is None else str(v)) for k, v in pairs.items()]
-    else:
-        items = []
-        for pair in pairs:
-            key, sep, value = str(pair).partition("=")
-            if not sep:
-                raise ConfigError(f"{origin}: '{pair}' is not NAME=VALUE", fix="pass it as --property API_BASE_URL=https://...")
-            items.append((key.strip(), value))
+    items = _pairs(pairs, origin, "NAME=VALUE", "--property")
     for key, _ in items:
         if not _PROPERTY_NAME.match(key):
             raise ConfigError(f"{origin}: '{key}' is not a valid Gradle property name",
@@ -270,17 +267,6 @@ def _checked(value: Any, key: str, pattern: re.Pattern[str], example: str) -> st
     if not pattern.match(text):
         raise ConfigError(f"build.{key} is not valid: {value!r}", fix=f"set {key} to something like {example}")
     return text
-
-
-def _build_timeout(value: Any) -> float:
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        number = -1.0
-    if number <= 0 or isinstance(value, bool):
-        raise ConfigError(f"build.timeout must be a positive number of seconds, got {value!r}",
-                          fix=f"set it to e.g. {BUILD_DEFAULTS['timeout']}")
-    return number
 
 
 def load_build(section: Mapping[str, Any], validation: Mapping[str, Any], cli: Mapping[str, Any]) -> BuildSettings:
@@ -330,7 +316,7 @@ def load_build(section: Mapping[str, Any], validation: Mapping[str, Any], cli: M
         properties=tuple(sorted(properties.items())),
         signing_property_prefix=prefix,
         apk_name=apk_name,
-        timeout=_build_timeout(merged["timeout"]),
+        timeout=_number(merged["timeout"], "build.timeout", BUILD_DEFAULTS["timeout"], minimum=0, positive=True),
         results_dir=Path(results_dir),
         sources=sources,
     )
@@ -378,15 +364,7 @@ class NotifySettings:
 
 
 def _notify_number(value: Any, key: str, *, minimum: float, whole: bool = False) -> float:
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        number = minimum - 1
-    if isinstance(value, bool) or number < minimum or (whole and number != int(number)):
-        kind = "a whole number" if whole else "a number"
-        raise ConfigError(f"notify.{key} must be {kind} of at least {minimum:g}, got {value!r}",
-                          fix=f"set {key} to e.g. {NOTIFY_DEFAULTS[key]}")
-    return number
+    return _number(value, f"notify.{key}", NOTIFY_DEFAULTS[key], minimum=minimum, whole=whole)
 
 
 def _text(value: Any) -> str:
@@ -509,15 +487,7 @@ def _emu_bool(value: Any, key: str) -> bool:
 
 
 def _emu_number(value: Any, key: str, *, minimum: float, whole: bool = False) -> float:
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        number = minimum - 1
-    if isinstance(value, bool) or number < minimum or (whole and number != int(number)):
-        kind = "a whole number" if whole else "a number"
-        raise ConfigError(f"emulator.{key} must be {kind} of at least {minimum:g}, got {value!r}",
-                          fix=f"set {key} to e.g. {EMULATOR_DEFAULTS[key]}")
-    return number
+    return _number(value, f"emulator.{key}", EMULATOR_DEFAULTS[key], minimum=minimum, whole=whole)
 
 
 def _emu_text(value: Any, key: str, pattern: re.Pattern[str] | None, example: str) -> str:
