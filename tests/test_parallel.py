@@ -135,6 +135,8 @@ def test_a_device_that_keeps_breaking_leaves_the_rotation(world: World) -> None:
     broken = [a for f in record["flows"] for a in f["attempts"] if a["status"] == "error"]
     assert broken and {a["device"] for a in broken} == {"emulator-5556"}
     assert "emulator-5556 leaves the rotation" in err
+    assert "Left the rotation</dt><dd>emulator-5556: 2 infrastructure errors in a row" in (
+        world.results / "report.html").read_text()
 
 
 # -- shards across runners, merged --------------------------------------------------------------

@@ -297,6 +297,8 @@ def _header(record: RunRecord, esc: _Html, commit: str) -> str:
     seconds = _run_seconds(record)
     facts.append(("Duration", esc(_duration(seconds)) if seconds is not None else "—"))
     facts.append(("Devices", esc(", ".join(record.devices)) if record.devices else '<span class="muted">none</span>'))
+    if record.retiredDevices:
+        facts.append(("Left the rotation", esc("; ".join(f"{d['serial']}: {d['reason']}" for d in record.retiredDevices))))
     if env.alertChannels:
         facts.append(("Alert channels", esc(", ".join(env.alertChannels))))
     rows = "".join(f"<dt>{name}</dt><dd>{value}</dd>" for name, value in facts)
