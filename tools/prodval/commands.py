@@ -24,8 +24,8 @@ from .console import Console
 from .errors import CommandFailed, ToolNotFound
 
 # How much of each stream the run record keeps in memory; the full stream is always on disk.
-HEAD_BYTES = 32 * 1024
-TAIL_BYTES = 32 * 1024
+HEAD_BYTES = 8 * 1024
+TAIL_BYTES = 8 * 1024
 
 
 def find_tool(name: str, candidates: Sequence[tuple[str, str | Path | None]], install: str) -> Path:
