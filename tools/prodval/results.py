@@ -13,7 +13,7 @@ import sys
 import tempfile
 import xml.etree.ElementTree as ET
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, is_dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -143,9 +143,21 @@ class RunRecord:
         return "pass"
 
     def to_json(self) -> dict[str, Any]:
-        data = asdict(self)
+        data: dict[str, Any] = _plain(self)
         data["counts"] = self.counts()
         return data
+
+
+def _plain(value: Any) -> Any:
+    """JSON-ready data from the record's dataclasses: like dataclasses.asdict, without its deep copies of
+    every leaf (the record is rewritten after every flow; its leaves are already JSON values)."""
+    if is_dataclass(value) and not isinstance(value, type):
+        return {name: _plain(item) for name, item in vars(value).items()}
+    if isinstance(value, list):
+        return [_plain(item) for item in value]
+    if isinstance(value, dict):
+        return {key: _plain(item) for key, item in value.items()}
+    return value
 
 
 def job_from_env(environ: Mapping[str, str]) -> Job:
@@ -185,8 +197,10 @@ class RecordWriter:
     def path(self) -> Path:
         return self.results_dir / RECORD_NAME
 
-    def save(self, record: RunRecord) -> None:
-        text = json.dumps(record.to_json(), indent=2, ensure_ascii=False)
+    def save(self, record: RunRecord, *, indent: int | None = None) -> None:
+        """Rewrite the record. Compact while the run goes on (json's C encoder only works without
+        indentation, and this runs after every flow); `finish` writes it indented for people."""
+        text = json.dumps(record.to_json(), indent=indent, ensure_ascii=False)
         atomic_write(self.path, self.redact(text))
 
     def finish(self, record: RunRecord) -> None:
@@ -196,7 +210,7 @@ class RecordWriter:
         """
         if REPORT_NAME not in record.job.artifactPaths:
             record.job.artifactPaths.append(REPORT_NAME)
-        self.save(record)
+        self.save(record, indent=2)
         atomic_write(self.results_dir / "junit.xml", self.redact(junit_xml(record)))
         atomic_write(self.results_dir / "summary.md", self.redact(summary_markdown(record)))
         from .report import write_report  # noqa: PLC0415 (report imports this module)
