@@ -334,7 +334,8 @@ def test_report_of_a_run_that_could_not_validate(world: World) -> None:
     assert page.find("section", "timeline").find("p").text() == "No device was used."
     (only,) = cards(page)
     assert "st-not_run" in only.classes
-    assert only.find("p", "error-summary").text().startswith("not run: 0 of 1 booted device(s) connected, and no emulator can be booted here (missing: ANDROID_HOME")
+    assert only.find("p", "error-summary").text().startswith(
+        "not run: 0 of 1 booted device(s) connected, and no emulator can be booted here (missing: ANDROID_HOME")
 
 
 def test_report_without_a_record(world: World) -> None:
