@@ -1,6 +1,8 @@
 """Invoke tasks: production validation of the app. Thin: flags and help here, work in `tools/prodval`.
 
-    invoke validate            run every Maestro flow against production and record the run
+    invoke build-apk validate notify   the chain: build, run every flow against production, alert; exits
+                                       with the verdict (0 pass, 1 fail, 2 error)
+    invoke --list                      every task (emulator.*, doctor, setup, lint-flows, report, merge-results)
 """
 
 from __future__ import annotations
