@@ -142,6 +142,13 @@ class World:
         return "\n".join(p.read_text(errors="replace") for p in self.results.rglob("*") if p.is_file())
 
 
+def write(path: Path, text: str) -> Path:
+    """A file with its folders, for tests that build flow trees."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+    return path
+
+
 def alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)

@@ -5,16 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from conftest import write
 from prodval.errors import ConfigError, FlowError
 from prodval.flows import discover
 
 HEADER = "appId: com.example.exerciselog\n"
-
-
-def write(path: Path, text: str) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(text)
-    return path
 
 
 @pytest.fixture

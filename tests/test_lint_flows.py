@@ -8,6 +8,7 @@ import textwrap
 from pathlib import Path
 
 import pytest
+from conftest import write
 from prodval import cli
 from prodval.errors import ConfigError, FlowError
 from prodval.flowlint import expressions, identifiers, is_guard, lint
@@ -15,12 +16,6 @@ from prodval.flowlint import expressions, identifiers, is_guard, lint
 REPO = Path(__file__).resolve().parents[1]
 HEADER = "appId: com.example.exerciselog\n"
 GUARD = "    when:\n      true: ${SKIP_DATA_CLEANUP != 'true'}\n"
-
-
-def write(path: Path, text: str) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(text)
-    return path
 
 
 @pytest.fixture
