@@ -445,7 +445,6 @@ def test_build_settings_precedence_and_checks() -> None:
     assert settings.variant == "productionRelease"
     assert dict(settings.properties) == {"API_BASE_URL": "https://b", "FLAG": "1"}
     assert settings.results_dir == Path("out/v")
-    assert settings.sources["variant"] == "config" and settings.sources["properties"] == "command line"
     with pytest.raises(ConfigError, match="did you mean 'variant'"):
         load_build({"varient": "release"}, {}, {})
     with pytest.raises(ConfigError, match="not NAME=VALUE"):

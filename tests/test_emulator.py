@@ -106,7 +106,6 @@ def test_settings_defaults_precedence_and_errors() -> None:
     assert (merged.api_level, merged.wipe, merged.count, merged.ram_size) == (30, True, 2, "4096M")
     assert merged.avd == "prodval-api30-google_apis-x86_64"
     assert merged.emulator_options == ("-no-window", "-accel", "off")
-    assert merged.sources["api_level"] == "command line" and merged.sources["count"] == "config"
     with pytest.raises(ConfigError, match="did you mean 'boot_timeout'"):
         load_emulator({"boot_timout": 5}, {})
     with pytest.raises(ConfigError, match="even console port"):

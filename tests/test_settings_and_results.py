@@ -29,8 +29,6 @@ def test_command_line_beats_config_and_none_does_not_override() -> None:
     assert settings.flows == Path(".maestro")
     assert settings.include_tags == ("production", "smoke")
     assert settings.flow_env == {"API": "https://x", "USER_NAME": "a=b"}
-    assert settings.sources["retries"] == "command line"
-    assert settings.sources["include_tags"] == "config"
 
 
 def test_unknown_key_gets_a_suggestion() -> None:

@@ -94,9 +94,6 @@ class Console:
         head = f"{kind} {','.join(props)}" if props else kind
         self._write(self.out, f"::{head}::{_escape_data(self.redact(text))}")
 
-    def annotations_over_limit(self, kind: str = "error") -> int:
-        return max(0, self._annotations[kind] - MAX_ANNOTATIONS)
-
     # folds -----------------------------------------------------------------------------------------
     @contextlib.contextmanager
     def group(self, title: str) -> Iterator[None]:
@@ -145,8 +142,8 @@ class Console:
 
 
 def relative_display(path: Path, base: Path | None = None) -> str:
-    """A path as a person would type it: relative to the working directory when inside it."""
+    """A path as a person would type it: relative to `base` (the working directory) when inside it."""
     try:
-        return str(path.resolve().relative_to((base or Path.cwd()).resolve()))
+        return path.resolve().relative_to((base or Path.cwd()).resolve()).as_posix()
     except ValueError:
         return str(path)

@@ -179,7 +179,7 @@ class StartedEmulator:
 
     def to_json(self, results_dir: Path) -> dict[str, Any]:
         return {"serial": self.serial, "port": self.port, "avd": self.avd, "pid": self.pid, "pgid": self.pgid,
-                "startTicks": self.start_ticks, "log": _relative(self.log, results_dir), "startedAt": self.startedAt}
+                "startTicks": self.start_ticks, "log": relative_display(self.log, results_dir), "startedAt": self.startedAt}
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any], results_dir: Path) -> StartedEmulator:
@@ -188,13 +188,6 @@ class StartedEmulator:
                    pid=int(data["pid"]), pgid=int(data.get("pgid", data["pid"])),
                    start_ticks=int(ticks) if ticks is not None else None,
                    log=results_dir / str(data.get("log", "")), startedAt=str(data.get("startedAt", "")))
-
-
-def _relative(path: Path, base: Path) -> str:
-    try:
-        return path.relative_to(base).as_posix()
-    except ValueError:
-        return str(path)
 
 
 def state_path(results_dir: Path) -> Path:

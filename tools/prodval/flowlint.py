@@ -36,6 +36,7 @@ from pathlib import Path
 
 import yaml
 
+from .console import relative_display
 from .errors import ConfigError, FlowError
 from .flows import (
     FLOW_SUFFIXES,
@@ -241,7 +242,7 @@ class _Linter:
             return  # variable paths are resolved at run time; missing files are the preflight's problem
         sub = self.parse(target, sub_flow=True)
         if sub is not None:
-            self.file(target, sub, replace(inner, via=(*ctx.via, f"{_shown(path)}:{line}")))
+            self.file(target, sub, replace(inner, via=(*ctx.via, f"{relative_display(path)}:{line}")))
 
     def variables(self, path: Path, node: yaml.ScalarNode, ctx: _Context) -> None:
         if "${" not in node.value:
@@ -256,13 +257,6 @@ class _Linter:
                          f"variable '{name}' is not defined{hint}: define it in the flow's env:, pass it with "
                          "runFlow env:, or add it to validation.env in invoke.yaml (the harness passes "
                          f"{', '.join(RESERVED_FLOW_ENV)} and those with -e)", ctx)
-
-
-def _shown(path: Path) -> str:
-    try:
-        return path.resolve().relative_to(Path.cwd().resolve()).as_posix()
-    except ValueError:
-        return path.as_posix()
 
 
 def _cleanup_of(command: Command) -> str:

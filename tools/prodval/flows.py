@@ -22,6 +22,7 @@ from typing import Any
 
 import yaml
 
+from .console import relative_display
 from .errors import ConfigError, FlowError
 
 FLOW_SUFFIXES = (".yaml", ".yml")
@@ -42,7 +43,6 @@ class Flow:
     app_id: str
     tags: tuple[str, ...] = ()
     env: tuple[tuple[str, str], ...] = ()
-    launch_line: int = 0  # line of the first launchApp, for annotations
 
     @property
     def key(self) -> str:
@@ -52,12 +52,8 @@ class Flow:
 
 @dataclass
 class Selection:
-    root: Path
     flows: list[Flow]
-    config_path: Path | None = None
-    include_tags: tuple[str, ...] = ()
-    exclude_tags: tuple[str, ...] = ()
-    filtered_out: list[str] = field(default_factory=list)
+    filtered_out: list[str] = field(default_factory=list)  # file names the tag filters left out
 
 
 @dataclass
@@ -141,11 +137,7 @@ class Problems:
         self.items: list[str] = []
 
     def add(self, path: Path, line: int, message: str) -> None:
-        try:
-            shown = path.resolve().relative_to(self.base.resolve())
-        except ValueError:
-            shown = path
-        self.items.append(f"{shown}:{line}: {message}")
+        self.items.append(f"{relative_display(path, self.base)}:{line}: {message}")
 
 
 def parse_flow(path: Path, problems: Problems, *, sub_flow: bool) -> ParsedFlow | None:
@@ -215,10 +207,6 @@ def line_of(node: yaml.Node, *, end: bool = False) -> int:
     return (node.end_mark.line if end else node.start_mark.line + 1) or 1
 
 
-def _first_line_of(node: yaml.Node | None, command: str) -> int:
-    return next((c.line for c in commands_of(node) if c.name == command), 0)
-
-
 def _check_refs(path: Path, parsed: ParsedFlow, problems: Problems, seen: set[Path]) -> None:
     for command in flow_commands(parsed):
         if command.file is None:
@@ -276,7 +264,6 @@ def load_flow(path: Path, root: Path, problems: Problems) -> Flow | None:
         app_id=str(app_id or ""),
         tags=_tags(tags),
         env=tuple((str(k), str(v)) for k, v in env.items()),
-        launch_line=_first_line_of(parsed.commands_node, "launchApp"),
     )
 
 
@@ -376,4 +363,4 @@ def discover(
             f"no flow selected in '{flows_path}': {why}{tag_text}",
             fix="check --flows, the workspace config.yaml 'flows' globs and the --include-tags/--exclude-tags filters",
         )
-    return Selection(workspace.root, selected, workspace.config_path, include, exclude, filtered)
+    return Selection(selected, filtered)

@@ -15,7 +15,7 @@ import math
 import re
 import shlex
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -69,7 +69,6 @@ class Settings:
     devices: int = DEFAULTS["devices"]
     shard: tuple[int, int] | None = None  # (index, count), 1-based index
     timings: Path | None = None
-    sources: Mapping[str, str] = field(default_factory=dict, compare=False)
 
     @property
     def flow_env(self) -> dict[str, str]:
@@ -163,15 +162,22 @@ def check_known_keys(section: Mapping[str, Any], known: Mapping[str, Any], where
     raise ConfigError("; ".join(problems), fix=f"known settings under {where}: {', '.join(sorted(known))}")
 
 
+def _merge(section: Mapping[str, Any], defaults: Mapping[str, Any], name: str) -> dict[str, Any]:
+    """Defaults overlaid by the keys invoke merged (invoke.yaml, then INVOKE_* variables), unknown keys refused.
+
+    Keys registered with invoke but set nowhere arrive as None (or {}): they keep their default.
+    """
+    given = {key: value for key, value in section.items() if value is not None and value != {}}
+    check_known_keys(given, defaults, name)
+    return {**defaults, **given}
+
+
 def load(section: Mapping[str, Any], cli: Mapping[str, Any]) -> Settings:
     """Build Settings from the merged invoke `validation` section and the task's flags.
 
     A flag left at None (or an empty list) means "not given" and does not override.
     """
-    section = {key: value for key, value in section.items() if value is not None and value != {}}
-    check_known_keys(section, DEFAULTS, SECTION)
-    merged: dict[str, Any] = {**DEFAULTS, **section}
-    sources = {key: "config" if key in section else "default" for key in DEFAULTS}
+    merged = _merge(section, DEFAULTS, SECTION)
     env = parse_env_pairs(merged["env"] or {}, "validation.env in invoke.yaml")
     for key, value in cli.items():
         if value is None or value in ([], ()):
@@ -182,7 +188,6 @@ def load(section: Mapping[str, Any], cli: Mapping[str, Any]) -> Settings:
             raise ConfigError(f"unknown option '{key}'")  # a programming error in tasks.py
         else:
             merged[key] = value
-        sources[key] = "command line"
     flows = str(merged["flows"] or "").strip()
     if not flows:
         raise ConfigError("validation.flows is empty", fix="point it at the folder of Maestro flows, e.g. .maestro")
@@ -208,7 +213,6 @@ def load(section: Mapping[str, Any], cli: Mapping[str, Any]) -> Settings:
         devices=int(_number(merged["devices"], "validation.devices", DEFAULTS["devices"], minimum=1, whole=True)),
         shard=_shard(merged["shard"]),
         timings=Path(str(merged["timings"])) if merged["timings"] else None,
-        sources=sources,
     )
 
 
@@ -250,7 +254,6 @@ class BuildSettings:
     apk_name: str = BUILD_DEFAULTS["apk_name"]
     timeout: float = BUILD_DEFAULTS["timeout"]
     results_dir: Path = Path(DEFAULTS["results_dir"])
-    sources: Mapping[str, str] = field(default_factory=dict, compare=False)
 
 
 def _gradle_properties(pairs: Any, origin: str) -> dict[str, str]:
@@ -271,10 +274,7 @@ def _checked(value: Any, key: str, pattern: re.Pattern[str], example: str) -> st
 
 def load_build(section: Mapping[str, Any], validation: Mapping[str, Any], cli: Mapping[str, Any]) -> BuildSettings:
     """BuildSettings from the merged `build:` section, the `validation:` section (results folder) and flags."""
-    section = {key: value for key, value in section.items() if value is not None and value != {}}
-    check_known_keys(section, BUILD_DEFAULTS, BUILD_SECTION)
-    merged: dict[str, Any] = {**BUILD_DEFAULTS, **section}
-    sources = {key: "config" if key in section else "default" for key in BUILD_DEFAULTS}
+    merged = _merge(section, BUILD_DEFAULTS, BUILD_SECTION)
     properties = _gradle_properties(merged["properties"] or {}, "build.properties in invoke.yaml")
     results_dir = str(validation.get("results_dir") or DEFAULTS["results_dir"])
     for key, value in cli.items():
@@ -288,7 +288,6 @@ def load_build(section: Mapping[str, Any], validation: Mapping[str, Any], cli: M
             raise ConfigError(f"unknown option '{key}'")  # a programming error in tasks.py
         else:
             merged[key] = value
-        sources[key] = "command line"
     try:
         command = tuple(shlex.split(str(merged["command"] or "")))
     except ValueError as exc:
@@ -318,7 +317,6 @@ def load_build(section: Mapping[str, Any], validation: Mapping[str, Any], cli: M
         apk_name=apk_name,
         timeout=_number(merged["timeout"], "build.timeout", BUILD_DEFAULTS["timeout"], minimum=0, positive=True),
         results_dir=Path(results_dir),
-        sources=sources,
     )
 
 
@@ -373,9 +371,7 @@ def _text(value: Any) -> str:
 
 def load_notify(section: Mapping[str, Any], validation: Mapping[str, Any], cli: Mapping[str, Any]) -> NotifySettings:
     """NotifySettings from the merged `notify:` section, `validation.results_dir` and the task's flags."""
-    section = {key: value for key, value in section.items() if value is not None}
-    check_known_keys(section, NOTIFY_DEFAULTS, NOTIFY_SECTION)
-    merged: dict[str, Any] = {**NOTIFY_DEFAULTS, **section}
+    merged = _merge(section, NOTIFY_DEFAULTS, NOTIFY_SECTION)
     if cli.get("on") is not None:
         merged["alert_on"] = cli["on"]
     on = _text(merged["alert_on"]).lower()
@@ -463,7 +459,6 @@ class EmulatorSettings:
     maestro_version: str = "2.8.0"
     maestro_url: str = MAESTRO_RELEASE_URL
     maestro_sha256: str = ""
-    sources: Mapping[str, str] = field(default_factory=dict, compare=False)
 
     @property
     def system_image(self) -> str:
@@ -499,17 +494,13 @@ def _emu_text(value: Any, key: str, pattern: re.Pattern[str] | None, example: st
 
 def load_emulator(section: Mapping[str, Any], cli: Mapping[str, Any]) -> EmulatorSettings:
     """EmulatorSettings from the merged `emulator:` section and the task's flags (None: not given)."""
-    section = {key: value for key, value in section.items() if value is not None}
-    check_known_keys(section, EMULATOR_DEFAULTS, EMULATOR_SECTION)
-    merged: dict[str, Any] = {**EMULATOR_DEFAULTS, **section}
-    sources = {key: "config" if key in section else "default" for key in EMULATOR_DEFAULTS}
+    merged = _merge(section, EMULATOR_DEFAULTS, EMULATOR_SECTION)
     for key, value in cli.items():
         if value is None:
             continue
         if key not in EMULATOR_DEFAULTS:
             raise ConfigError(f"unknown option '{key}'")  # a programming error in tasks.py
         merged[key] = value
-        sources[key] = "command line"
     api_level = int(_emu_number(merged["api_level"], "api_level", minimum=21, whole=True))
     target = _emu_text(merged["target"], "target", re.compile(r"^[a-z][a-z0-9_]*$"), "google_apis") or "google_apis"
     arch = _emu_text(merged["arch"], "arch", None, "x86_64") or "x86_64"
@@ -559,6 +550,5 @@ def load_emulator(section: Mapping[str, Any], cli: Mapping[str, Any]) -> Emulato
         maestro_version=version or EMULATOR_DEFAULTS["maestro_version"],
         maestro_url=url or MAESTRO_RELEASE_URL,
         maestro_sha256=sha256,
-        sources=sources,
     )
 

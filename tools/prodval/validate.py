@@ -418,13 +418,13 @@ def run_validation(settings: Settings, environ: Mapping[str, str], console: Cons
                 started = start_emulators(emulators, to_boot, console=console, environ=environ,
                                           results_dir=settings.results_dir, adb=adb.path)
                 serials += [em.serial for em in started]
-                record.job.artifactPaths += [_relative(em.log, settings.results_dir) for em in started]
+                record.job.artifactPaths += [relative_display(em.log, settings.results_dir) for em in started]
             record.devices = serials
             console.info(f"device(s): {', '.join(serials)}")
             for serial in serials:
                 log = logcats.enter_context(capture_logcat(
                     adb.path, serial, settings.results_dir / "devices" / serial / "logcat.txt", environ, redact=redact))
-                record.job.artifactPaths.append(_relative(log, settings.results_dir))
+                record.job.artifactPaths.append(relative_display(log, settings.results_dir))
             if apk:
                 for serial in serials:
                     console.step(f"Installing {apk} on {serial}")
@@ -454,13 +454,6 @@ def run_validation(settings: Settings, environ: Mapping[str, str], console: Cons
     return _finish_and_exit(record, stage, writer, console, settings, selected)
 
 
-def _relative(path: Path, base: Path) -> str:
-    try:
-        return path.resolve().relative_to(base.resolve()).as_posix()
-    except ValueError:
-        return str(path)
-
-
 def _finish_and_exit(record: RunRecord, stage: Stage, writer: RecordWriter, console: Console, settings: Settings,
                      flows: list[Flow]) -> int:
     _finish(record, stage, writer, console, settings, flows)
@@ -479,8 +472,8 @@ def _finish(record: RunRecord, stage: Stage, writer: RecordWriter, console: Cons
     stage.outcome, stage.endTime = verdict, now_iso()
     record.job.endTime = stage.endTime
     record.job.status = "success" if verdict == "pass" else "failure"
-    record.job.artifactPaths = ["results.json", "junit.xml", "summary.md"] + record.job.artifactPaths + [
-        path for flow in record.flows for path in flow.artifactPaths]
+    record.job.artifactPaths = list(dict.fromkeys(["results.json", "junit.xml", "summary.md", *record.job.artifactPaths,
+                                                   *(path for flow in record.flows for path in flow.artifactPaths)]))
     writer.finish(record)
     remember_timings(settings.results_dir, record.to_json())
     announce(record, console, writer, {f.file_name: relative_display(f.path) for f in flows})
