@@ -310,6 +310,23 @@ def test_outputs_without_metadata_are_found_by_folder(tmp_path: Path, keystore: 
     assert plan.argv == ("./gradlew", ":app:assembleFreeProductionRelease")
 
 
+def test_abi_splits_without_metadata_are_read_from_the_file_names(tmp_path: Path, keystore: tuple[Path, str]) -> None:
+    settings = BuildSettings(project_dir=tmp_path / "android", variant="release", abi="x86")
+    plan = plan_build(settings)
+    folder = plan.apk_root / "release"
+    folder.mkdir(parents=True)
+    built = sign(aapt_apk(tmp_path, "x"), keystore[0], "v2")
+    for abi in ("arm64-v8a", "x86_64"):
+        shutil.copy(built, folder / f"app-{abi}-release.apk")
+    with pytest.raises(ApkError, match=r"none is for 'x86': app-arm64-v8a-release.apk \(arm64-v8a\)"):
+        find_output(settings, plan)
+    shutil.copy(built, folder / "app-x86-release.apk")
+    assert find_output(settings, plan).path == folder / "app-x86-release.apk"
+    (folder / "app-x86-release.apk").unlink()
+    shutil.copy(built, folder / "app-universal-release.apk")
+    assert find_output(settings, plan).path == folder / "app-universal-release.apk"
+
+
 def test_unsigned_release_is_an_error_naming_the_settings(app: App, world: World) -> None:
     app.edit_build_script('else signingConfigs.getByName("debug")', "else null")
     done = world.invoke("build-apk")
@@ -356,14 +373,15 @@ def test_bad_keystore_secret_is_a_configuration_error(app: App, world: World) ->
 
 def test_failed_build_is_recorded_and_validate_runs_nothing(app: App, world: World) -> None:
     world.device().scenario()
-    app.scenario(fail="compile")
+    app.scenario(fail="compile", warnings=800)  # the error sits amid ~90 KB of warnings
     done = world.invoke("build-apk")
     assert done.returncode == 2
     assert "BUILD FAILED" in done.stderr
     record = world.record()
     build = record["stages"]["build"]
     assert build["outcome"] == "error" and record["verdict"] == "error"
-    assert "Unresolved reference: exerciseList" in build["error"]  # the tail of Gradle's output
+    errors = build["error"].split("\n  errors:\n", 1)[1]  # read from the whole log, past what the record keeps
+    assert "Unresolved reference: exerciseList" in errors
     assert "FAILURE: Build failed with an exception." in build["error"]
     assert not (world.results / "app-production.apk").exists()
 

@@ -179,14 +179,18 @@ def _from_metadata(apk_root: Path, variant: str) -> tuple[list[Output], list[str
     return outputs, variants
 
 
-def _from_folder(apk_root: Path, variant: str, abi: str) -> list[Output]:
-    """Without metadata: the APKs in apk/<flavor>/<buildType>/, their ABI guessed from the name."""
+# The ABIs an ABI split can name (AGP writes app-<abi>-<buildType>.apk); "universal" is not one.
+_ABI_IN_NAME = re.compile(r"-(armeabi-v7a|arm64-v8a|x86_64|x86|riscv64)-")
+
+
+def _from_folder(apk_root: Path, variant: str) -> list[Output]:
+    """Without metadata: the APKs in apk/<flavor>/<buildType>/, their ABI read from the file name."""
     flavor, build_type = _split_variant(variant)
     folder = apk_root / flavor / build_type if flavor else apk_root / build_type
     found = []
     for path in sorted(folder.glob("*.apk")):
-        named = f"-{abi}-" in path.name
-        found.append(Output(path, abi if named else ""))
+        match = _ABI_IN_NAME.search(path.name)
+        found.append(Output(path, match.group(1) if match else ""))
     return found
 
 
@@ -196,7 +200,7 @@ def find_output(settings: BuildSettings, plan: BuildPlan) -> Output:
         return Output(_configured_output(settings.output), "")
     outputs, variants = _from_metadata(plan.apk_root, settings.variant)
     if not outputs:
-        outputs = _from_folder(plan.apk_root, settings.variant, settings.abi)
+        outputs = _from_folder(plan.apk_root, settings.variant)
     outputs = [o for o in outputs if o.path.is_file()]
     if not outputs:
         bundles = sorted(plan.bundle_root.rglob("*.aab")) if plan.bundle_root.is_dir() else []
@@ -244,9 +248,14 @@ def _configured_output(pattern: str) -> Path:
 _COMPILER_ERROR = re.compile(r"^(?:e: |error: |ERROR: |\S+\.(?:kt|java|kts):\d+: error)")
 
 
-def build_errors(output: str, limit: int = 10) -> list[str]:
-    """The compiler errors in a build's output (Kotlin `e: ...`, javac `X.java:12: error`, AAPT `ERROR:`)."""
-    return [line.rstrip() for line in output.splitlines() if _COMPILER_ERROR.match(line)][:limit]
+def build_errors(*logs: Path, limit: int = 10) -> list[str]:
+    """The compiler errors in a build's logs (Kotlin `e: ...`, javac `X.java:12: error`, AAPT `ERROR:`),
+    read line by line: they sit in the middle of a long build's output."""
+    found: list[str] = []
+    for log in logs:
+        with open(log, encoding="utf-8", errors="replace") as fh:
+            found += [line.rstrip() for line in fh if _COMPILER_ERROR.match(line)][:limit - len(found)]
+    return found
 
 
 # ---- the build stage -------------------------------------------------------------------------------
@@ -321,7 +330,7 @@ def _build(settings: BuildSettings, environ: Mapping[str, str], console: Console
             built.stderr.text if not built.timed_out else f"timed out after {settings.timeout:g}s",
             what="the build failed", stage=STAGE,
             fix=f"fix the build (its whole output is in {relative_display(logs)}/), then run it again")
-        reasons = build_errors(built.stdout.text + "\n" + built.stderr.text)
+        reasons = build_errors(built.stdout.path, built.stderr.path)  # the whole logs, not the kept head and tail
         if reasons:  # compiler errors come long before the tail of Gradle's report
             failure.message += "\n  errors:\n" + "\n".join(f"    {line}" for line in reasons)
         raise failure

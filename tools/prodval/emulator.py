@@ -645,5 +645,5 @@ def capture_logcat(adb: Path, serial: str, path: Path, environ: Mapping[str, str
     finally:
         stop_process_group(proc, grace=0, term_wait=TERM_WAIT)
         if redact is not None:
-            redact.scrub_files(path.parent, skip=[p for p in path.parent.iterdir() if p != path])
+            redact.scrub_file(path)
 

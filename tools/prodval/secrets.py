@@ -63,10 +63,12 @@ class Redactor:
         skipped = {p.resolve() for p in skip}
         for path in folder.rglob("*"):
             if path.is_file() and path.suffix not in _BINARY_SUFFIXES and path.resolve() not in skipped:
-                self._scrub_file(path)
+                self.scrub_file(path)
 
-    def _scrub_file(self, path: Path) -> None:
-        assert self._pattern is not None
+    def scrub_file(self, path: Path) -> None:
+        """Mask secrets inside one text file, in place (line by line: it may be large)."""
+        if self._pattern is None:
+            return
         changed = False
         tmp = path.with_name(f".{path.name}.scrub")
         with open(path, "rb") as src, open(tmp, "wb") as dst:
