@@ -254,3 +254,20 @@ def test_no_flows_is_an_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -
     done = run_task(tmp_path, "--flows", "missing")
     assert done.returncode == 2
     assert "does not exist" in done.stderr
+
+
+@pytest.mark.parametrize("assigning", ["a-assigns.yaml", "z-assigns.yaml"])
+def test_a_name_one_flow_assigns_does_not_excuse_another(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                         assigning: str) -> None:
+    monkeypatch.chdir(tmp_path)
+    folder = tmp_path / ".maestro"
+    write(folder / assigning, HEADER + "---\n- evalScript: ${TOKEN_X = 'abc'}\n- inputText: ${TOKEN_X}\n")
+    write(folder / "m-uses.yaml", HEADER + "---\n- inputText: ${TOKEN_X}\n")
+    write(folder / "subflows" / "set.yaml", HEADER + "---\n- evalScript: ${SUB_TOKEN = 'x'}\n")
+    write(folder / "n-via-sub.yaml", HEADER + "---\n- runFlow: subflows/set.yaml\n- inputText: ${SUB_TOKEN}\n")
+    with pytest.raises(FlowError) as info:
+        lint(folder)
+    assert info.value.problems == [
+        ".maestro/m-uses.yaml:3: variable 'TOKEN_X' is not defined: define it in the flow's env:, pass it with "
+        "runFlow env:, or add it to validation.env in invoke.yaml (the harness passes SKIP_DATA_CLEANUP, "
+        "VALIDATION_RUN_ID and those with -e)"]

@@ -47,6 +47,7 @@ from .flows import (
     Problems,
     commands_of,
     find_workspace,
+    flow_commands,
     hook_lists,
     line_of,
     load_flow,
@@ -168,7 +169,6 @@ class _Context:
 class _Linter:
     problems: Problems
     known: frozenset[str]
-    assigned: set[str] = field(default_factory=set)
     parsed: dict[Path, ParsedFlow | None] = field(default_factory=dict)
     active: set[Path] = field(default_factory=set)
     seen_problems: set[tuple[Path, int, str]] = field(default_factory=set)
@@ -186,16 +186,29 @@ class _Linter:
         if resolved not in self.parsed:
             # Parse problems were already reported by the preflight; don't report them twice.
             self.parsed[resolved] = parse_flow(path, Problems(Path.cwd()), sub_flow=sub_flow)
-            parsed = self.parsed[resolved]
-            if parsed is not None:
-                self.assigned |= _assigned_names(parsed)
         return self.parsed[resolved]
+
+    def assigned(self, path: Path, parsed: ParsedFlow, seen: set[Path]) -> set[str]:
+        """Names an evalScript (`${NAME = ...}`) assigns in this flow or a sub-flow it runs: JavaScript
+        globals for the rest of that flow. Per top-level flow, so one flow's names never excuse another's."""
+        seen.add(path.resolve())
+        names = _assigned_names(parsed)
+        for command in flow_commands(parsed):
+            if command.name != "runFlow" or command.file is None or "${" in command.file[0]:
+                continue
+            target = path.parent / command.file[0]
+            if target.suffix in FLOW_SUFFIXES and target.is_file() and target.resolve() not in seen:
+                sub = self.parse(target, sub_flow=True)
+                if sub is not None:
+                    names |= self.assigned(target, sub, seen)
+        return names
 
     # walking ---------------------------------------------------------------------------------------
     def flow(self, flow: Flow) -> None:
         parsed = self.parse(flow.path, sub_flow=False)
         if parsed is not None:
-            self.file(flow.path, parsed, _Context(self.known, PRODUCTION_TAG in flow.tags))
+            defined = self.known | self.assigned(flow.path, parsed, set())
+            self.file(flow.path, parsed, _Context(defined, PRODUCTION_TAG in flow.tags))
 
     def file(self, path: Path, parsed: ParsedFlow, ctx: _Context) -> None:
         resolved = path.resolve()
@@ -249,7 +262,7 @@ class _Linter:
             return
         for offset, body in expressions(node.value):
             for name in identifiers(body):
-                if name in ctx.defined or name in self.assigned or name.startswith("MAESTRO_"):
+                if name in ctx.defined or name.startswith("MAESTRO_"):
                     continue
                 close = difflib.get_close_matches(name, sorted(ctx.defined - JS_NAMES), n=1)
                 hint = f" (did you mean '{close[0]}'?)" if close else ""
@@ -274,18 +287,13 @@ def _cleanup_of(command: Command) -> str:
 def _assigned_names(parsed: ParsedFlow) -> set[str]:
     """Names an evalScript assigns (`${NAME = ...}`): JavaScript globals from then on."""
     names: set[str] = set()
-    nodes = [parsed.commands_node, *hook_lists(parsed.header_node)]
-    for node in nodes:
-        stack = list(commands_of(node))
-        while stack:
-            command = stack.pop()
-            stack.extend(commands_of(command.nested))
-            if command.name == "evalScript" and isinstance(command.value, yaml.ScalarNode):
-                for _, body in expressions(command.value.value):
-                    for statement in body.split(";"):
-                        match = _ASSIGNED.match(statement)
-                        if match:
-                            names.add(match.group(1))
+    for command in flow_commands(parsed):
+        if command.name == "evalScript" and isinstance(command.value, yaml.ScalarNode):
+            for _, body in expressions(command.value.value):
+                for statement in body.split(";"):
+                    match = _ASSIGNED.match(statement)
+                    if match:
+                        names.add(match.group(1))
     return names
 
 
