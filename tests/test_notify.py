@@ -441,6 +441,17 @@ def test_404_no_service_is_not_retried_and_the_others_still_go(world: World, cha
     channels.assert_no_secret(run.stdout, run.stderr, world.files_text(), summary.read_text())
 
 
+def test_a_200_that_is_not_slacks_ok_is_not_a_delivery(world: World, channels: Channels) -> None:
+    channels.http.script(WEBHOOK_PATH, Reply(200, "<html>Sign in to continue</html>"))  # a proxy's login page
+    record(world.results)
+    run = world.invoke("notify")
+    assert run.returncode == 0
+    [failed] = [a for a in world.record()["alerts"] if not a["delivered"]]
+    assert failed["channel"] == "slack" and failed["httpStatus"] == 200
+    assert "answered HTTP 200 without `ok`" in failed["detail"]
+    channels.assert_no_secret(run.stdout, run.stderr, world.files_text())
+
+
 def test_pagerduty_invalid_event_is_reported_with_the_answer(world: World, channels: Channels) -> None:
     record(world.results)
     run = world.invoke("notify", PAGERDUTY_ROUTING_KEY="too-short-key")

@@ -298,7 +298,7 @@ def headline(record: RunRecord) -> str:
         return f"{counts['failed']} of {total} flows failed against production"
     errors = [s.error for s in record.stages.values() if s.error]
     if errors:
-        return f"Validation could not run: {errors[-1].splitlines()[0]}"
+        return f"Validation could not run: {errors[0].splitlines()[0]}"  # the first stage that stopped: the cause
     broken = counts["error"] + counts["timed_out"]
     return f"Validation could not run: {broken} of {total} flows hit infrastructure errors"
 

@@ -62,13 +62,10 @@ class Alert:
     environment: str
     check_name: str
     run_id: str = ""
-    verdict: str = ""
     app_version: str = ""
-    repository: str = ""
     commit: str = ""
     commit_url: str = ""
     duration: str = ""
-    total: int = 0
     failed: tuple[FlowLine, ...] = ()
     flaky: tuple[FlowLine, ...] = ()
     not_run: int = 0
@@ -153,13 +150,10 @@ def build_alert(record: RunRecord, kind: str, ctx: AlertContext) -> Alert:
         environment=ctx.environment,
         check_name=ctx.check_name,
         run_id=record.runId,
-        verdict=record.verdict or "error",
         app_version=app_version(record),
-        repository=ctx.repository,
         commit=ctx.sha,
         commit_url=_commit_url(ctx),
         duration=_duration(record.job.startTime, end) if record.job.startTime and end else "",
-        total=len(record.flows),
         failed=tuple(FlowLine(f.flowFileName, f.status, len(f.attempts), _one_line(f.errorSummary)) for f in broken),
         flaky=tuple(FlowLine(f.flowFileName, "flaky", len(f.attempts), _one_line(f.errorSummary))
                     for f in record.flows if f.status == "flaky"),
@@ -178,7 +172,6 @@ def make_test_alert(ctx: AlertContext, record: RunRecord | None = None) -> Alert
         check_name=ctx.check_name,
         run_id=record.runId if record else "",
         app_version=app_version(record) if record else "",
-        repository=ctx.repository,
         commit=ctx.sha,
         commit_url=_commit_url(ctx),
         links=links(ctx),

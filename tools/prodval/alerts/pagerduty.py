@@ -103,8 +103,7 @@ class PagerDuty:
         status = None
         for event in self.events(alert):
             answer = request("POST", self.events_url, what="PagerDuty Events API", policy=policy, payload=event,
-                             explain=explain, setting="PAGERDUTY_EVENTS_URL",
-                                ok_statuses=(200, 202))
+                             explain=explain, setting="PAGERDUTY_EVENTS_URL", ok_statuses=(202,))
             attempts += answer.attempts
             status = answer.status
             actions.append(event["event_action"])

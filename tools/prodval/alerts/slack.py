@@ -12,6 +12,7 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
+from ..errors import DeliveryFailed
 from . import Delivery, RetryPolicy, request
 from .message import Alert, FlowLine, clip, take
 
@@ -126,7 +127,11 @@ class Slack:
 
     def send(self, alert: Alert, policy: RetryPolicy) -> Delivery:
         answer = request("POST", self.webhook_url, what="Slack webhook", policy=policy, payload=payload(alert),
-                                explain=explain, setting="SLACK_WEBHOOK_URL",
-                                ok_statuses=(200,))
+                         explain=explain, setting="SLACK_WEBHOOK_URL", ok_statuses=(200,))
+        if answer.body.strip() != "ok":  # Slack answers `ok`; a 200 with anything else is not Slack
+            raise DeliveryFailed(
+                f"Slack webhook answered HTTP 200 without `ok`: {answer.body.strip()[:200]!r}",
+                fix="check that SLACK_WEBHOOK_URL is a Slack incoming webhook (a proxy or login page may answer)",
+                attempts=answer.attempts, status=answer.status)
         return Delivery(self.name, alert.kind, True, f"delivered (HTTP {answer.status})", self.target(),
                                answer.attempts, answer.status)
