@@ -105,7 +105,8 @@ def test_device_lost_mid_run_is_an_infrastructure_error_and_the_flow_is_retried(
 def test_sigterm_stops_the_emulator_and_keeps_the_record(bare: World, moment: str) -> None:
     if moment == "boot":
         proc = bare.scenario().start("validate", FAKE_EMULATOR_BOOT_DELAY="never")
-        wait_for(lambda: bool(load_started(bare.results)))
+        # Our state file names it and the fake has registered itself and its child: it is really booting.
+        wait_for(lambda: bool(load_started(bare.results)) and bool(fake_emulator_processes(bare.adb_state)))
     else:
         proc = bare.scenario({"login.yaml": ["hang"]}).start("validate")
         wait_for(lambda: len(bare.hung_pids()) == 2)
