@@ -17,7 +17,7 @@ from prodval.console import Console
 from prodval.doctor import BOOT_NEEDS, MISSING, OK, VALIDATE_NEEDS, WARNING, check, exit_code, java_major, require
 from prodval.errors import RequirementsMissing
 from prodval.secrets import Redactor
-from prodval.settings import load_emulator
+from prodval.settings import MAESTRO_RELEASE_SHA256, load_emulator
 
 SYSTEM_IMAGE = "system-images;android-34;google_apis;x86_64"
 
@@ -227,6 +227,14 @@ def test_setup_with_a_wrong_checksum_installs_nothing(world: World, server: Arch
     assert "nothing was installed" in done.stderr
     assert not (home / ".maestro").exists()
     assert not list(home.glob(".maestro-staging-*"))
+
+
+def test_the_official_release_of_the_default_version_has_a_known_checksum() -> None:
+    known = MAESTRO_RELEASE_SHA256["2.8.0"]
+    assert load_emulator({}, {}).expected_sha256 == known
+    assert load_emulator({}, {"maestro_version": "2.7.0"}).expected_sha256 == ""  # another release: pin it
+    assert load_emulator({}, {"maestro_url": "https://mirror.example/{version}.zip"}).expected_sha256 == ""
+    assert load_emulator({}, {"maestro_sha256": "A" * 64}).expected_sha256 == "a" * 64  # a pin always wins
 
 
 def test_setup_without_a_pinned_checksum_refuses_and_shows_the_download_s(world: World, server: ArchiveServer) -> None:

@@ -241,7 +241,7 @@ def _staging(parent: Path) -> Iterator[Path]:
 def install_maestro(settings: EmulatorSettings, environ: Mapping[str, str], console: Console) -> bool:
     """Install Maestro `maestro_version` to ~/.maestro unless it is there; True when something changed.
 
-    Nothing in ~/.maestro changes unless the download matches `maestro_sha256` and unpacks cleanly;
+    Nothing in ~/.maestro changes unless the download matches the expected SHA-256 and unpacks cleanly;
     only bin/ and lib/ are replaced (Maestro keeps its own state beside them).
     """
     home = maestro_home(environ)
@@ -255,13 +255,14 @@ def install_maestro(settings: EmulatorSettings, environ: Mapping[str, str], cons
     with _staging(home.parent) as staging:
         archive = staging / "maestro.zip"
         actual = _download(url, archive)
-        if not settings.maestro_sha256:
-            raise SetupFailed(f"emulator.maestro_sha256 is not set, so the download cannot be verified "
-                              f"(it has SHA-256 {actual}); nothing was installed",
+        expected = settings.expected_sha256
+        if not expected:
+            raise SetupFailed(f"emulator.maestro_sha256 is not set and Maestro {version} from {url} has no known "
+                              f"checksum, so the download cannot be verified (it has SHA-256 {actual}); nothing was installed",
                               fix="check that checksum against the release you trust and pin it in invoke.yaml "
                                   "(emulator: maestro_sha256: ...) or pass --maestro-sha256")
-        if actual != settings.maestro_sha256:
-            raise SetupFailed(f"checksum mismatch for {url}: expected SHA-256 {settings.maestro_sha256}, got {actual}; "
+        if actual != expected:
+            raise SetupFailed(f"checksum mismatch for {url}: expected SHA-256 {expected}, got {actual}; "
                               "nothing was installed",
                               fix="make emulator.maestro_url, maestro_version and maestro_sha256 name the same release")
         unpacked = _unpack(archive, staging / "unpacked")

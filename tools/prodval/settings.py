@@ -406,6 +406,11 @@ def load_notify(section: Mapping[str, Any], validation: Mapping[str, Any], cli: 
 EMULATOR_SECTION = "emulator"
 DEFAULT_EMULATOR_OPTIONS = "-no-window -gpu swiftshader_indirect -noaudio -no-boot-anim -no-snapshot-save"
 MAESTRO_RELEASE_URL = "https://github.com/mobile-dev-inc/maestro/releases/download/cli-{version}/maestro.zip"
+# SHA-256 of the official maestro.zip per release, as pinned by Maestro's own Homebrew formula (JReleaser) and the
+# AUR package; used when `maestro_sha256` is not set and `maestro_url` is the official release.
+MAESTRO_RELEASE_SHA256 = {
+    "2.8.0": "b3e561161904fb391875ca5834d5b22cf0b01c052dd1b408ad83e30d8f8951b3",
+}
 EMULATOR_DEFAULTS: dict[str, Any] = {
     "avd": "",  # default prodval-api<api_level>-<target>-<arch>; further emulators add -2, -3, ...
     "api_level": 34,
@@ -427,7 +432,7 @@ EMULATOR_DEFAULTS: dict[str, Any] = {
     "disable_spell_checker": True,
     "maestro_version": "2.8.0",  # what `invoke setup` installs
     "maestro_url": MAESTRO_RELEASE_URL,  # {version} is replaced
-    "maestro_sha256": "",  # required by `invoke setup`: the pinned archive's SHA-256
+    "maestro_sha256": "",  # the archive's SHA-256; known for the official release of the default version
 }
 EMULATOR_INVOKE_DEFAULTS: dict[str, Any] = dict.fromkeys(EMULATOR_DEFAULTS)
 EMULATOR_ARCHS = ("x86_64", "x86", "arm64-v8a", "armeabi-v7a")
@@ -468,6 +473,13 @@ class EmulatorSettings:
     @property
     def download_url(self) -> str:
         return self.maestro_url.replace("{version}", self.maestro_version)
+
+    @property
+    def expected_sha256(self) -> str:
+        """The checksum `invoke setup` verifies: the pinned one, else the known one of an official release."""
+        if self.maestro_sha256:
+            return self.maestro_sha256
+        return MAESTRO_RELEASE_SHA256.get(self.maestro_version, "") if self.maestro_url == MAESTRO_RELEASE_URL else ""
 
 
 def _emu_bool(value: Any, key: str) -> bool:
