@@ -32,6 +32,12 @@ def _exit(code: int) -> None:
         raise Exit(code=code)
 
 
+def _deployed_sha(c: Context) -> str | None:
+    """notify.deployed_sha (invoke.yaml or INVOKE_NOTIFY_DEPLOYED_SHA): the commit every stage records."""
+    value = (c.config.get(NOTIFY_SECTION) or {}).get("deployed_sha")
+    return None if value is None else str(value)
+
+
 @task(
     iterable=["env"],
     help={
@@ -70,7 +76,8 @@ def validate(
     flags = dict(flows=flows, apk=apk, device=device, results_dir=results_dir, include_tags=include_tags,
                  exclude_tags=exclude_tags, retries=retries, flow_timeout=flow_timeout, env=env,
                  devices=devices, shard=shard, timings=timings)
-    _exit(cli.validate(c.config.get(SECTION, {}), flags, emulator_section=c.config.get(EMULATOR_SECTION, {})))
+    _exit(cli.validate(c.config.get(SECTION, {}), flags, emulator_section=c.config.get(EMULATOR_SECTION, {}),
+                       deployed_sha=_deployed_sha(c)))
 
 
 @task(
@@ -92,8 +99,7 @@ def report(c: Context, results_dir: str | None = None) -> None:
     """Render report.html (one self-contained page: verdict, timeline, a card per flow) from a run record."""
     from prodval import cli
 
-    commit = (c.config.get("notify") or {}).get("deployed_sha")
-    _exit(cli.report(c.config.get(SECTION, {}), results_dir, commit))
+    _exit(cli.report(c.config.get(SECTION, {}), results_dir, _deployed_sha(c)))
 
 
 @task(
@@ -137,7 +143,7 @@ def build_apk(
 
     flags = dict(variant=variant, properties=property, command=command, output=output, abi=abi,
                  project_dir=project_dir, results_dir=results_dir)
-    _exit(cli.build_apk(c.config.get(BUILD_SECTION, {}), c.config.get(SECTION, {}), flags))
+    _exit(cli.build_apk(c.config.get(BUILD_SECTION, {}), c.config.get(SECTION, {}), flags, deployed_sha=_deployed_sha(c)))
 
 
 @task(

@@ -183,6 +183,20 @@ def test_env_passed_to_flows_and_config_precedence(two_flows: World) -> None:
     assert "LOGIN_PASSWORD=***" in run.stdout
 
 
+def test_the_deployed_commit_from_invoke_yaml_reaches_the_record_and_the_report(two_flows: World) -> None:
+    deployed, head = "fedcba9876543210fedcba9876543210fedcba98", "0123456789abcdef0123456789abcdef01234567"
+    config = two_flows.root / "ci.yaml"  # invoke -f: the project's notify: section
+    config.write_text(f"notify:\n  deployed_sha: {deployed}\n")
+    run = two_flows.invoke("-f", str(config), "validate", GITHUB_SHA=head)
+    assert run.returncode == 0, run.stderr
+    assert two_flows.record()["job"]["commit"] == deployed
+    assert deployed in (two_flows.results / "report.html").read_text()
+    run = two_flows.invoke("validate", GITHUB_SHA=head)  # nothing configured: GITHUB_SHA
+    assert two_flows.record()["job"]["commit"] == head
+    run = two_flows.invoke("validate", GITHUB_SHA=head, INVOKE_NOTIFY_DEPLOYED_SHA=deployed)  # the workflow's way
+    assert two_flows.record()["job"]["commit"] == deployed
+
+
 def test_environment_variables_override_defaults(two_flows: World) -> None:
     run = two_flows.scenario({"login.yaml": [FAILURE]}).invoke("validate", INVOKE_VALIDATION_RETRIES="2",
                                                                  INVOKE_VALIDATION_RESULTS_DIR="out")

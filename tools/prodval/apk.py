@@ -269,12 +269,13 @@ def resolve_executable(plan: BuildPlan) -> Path:
     return find_tool(first, [("PATH", first)], GRADLEW_HINT if plan.gradle else f"install {first}, or set build.command")
 
 
-def run_build(settings: BuildSettings, environ: Mapping[str, str], console: Console, run_id: str) -> int:
+def run_build(settings: BuildSettings, environ: Mapping[str, str], console: Console, run_id: str,
+              deployed_sha: str | None = None) -> int:
     """Build, find, inspect, copy and record the APK; return 0, or 2 when the build stage failed."""
     redact = Redactor.from_env(environ, dict(settings.properties))
     console.redact = redact
     writer = RecordWriter(settings.results_dir, redact)
-    record = start_new_record(writer, environ, STAGE, run_id)
+    record = start_new_record(writer, environ, STAGE, run_id, deployed_sha)
     stage = record.stages[STAGE]
     copy = settings.results_dir / settings.apk_name
     copy.unlink(missing_ok=True)  # never leave the previous build's APK where validate would take it

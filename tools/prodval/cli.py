@@ -12,7 +12,7 @@ from .settings import load
 
 
 def validate(section: Mapping[str, Any], flags: Mapping[str, Any], environ: Mapping[str, str] | None = None,
-             emulator_section: Mapping[str, Any] | None = None) -> int:
+             emulator_section: Mapping[str, Any] | None = None, deployed_sha: str | None = None) -> int:
     from .settings import load_emulator
     from .validate import run_validation
 
@@ -24,7 +24,7 @@ def validate(section: Mapping[str, Any], flags: Mapping[str, Any], environ: Mapp
     except ValidationError as exc:
         console.error(str(exc), title="configuration")
         return exc.exit_code
-    return run_validation(settings, environ, console, emulators)
+    return run_validation(settings, environ, console, emulators, deployed_sha=deployed_sha)
 
 
 def merge_results(section: Mapping[str, Any], shards: str, results_dir: str | None,
@@ -63,7 +63,7 @@ def report(section: Mapping[str, Any], results_dir: str | None, commit: str | No
            environ: Mapping[str, str] | None = None) -> int:
     """`invoke report`: render report.html again from the run record in the results folder."""
     from .errors import ReportError
-    from .report import deployed_commit, write_report
+    from .report import write_report
     from .results import RECORD_NAME, load_record
     from .secrets import Redactor
 
@@ -78,7 +78,7 @@ def report(section: Mapping[str, Any], results_dir: str | None, commit: str | No
             raise ReportError(f"no run record at {record_path}",
                               fix="run `invoke validate` first, or pass --results-dir with the folder holding results.json")
         try:
-            path = write_report(record, settings.results_dir, console.redact, commit=commit or deployed_commit(environ))
+            path = write_report(record, settings.results_dir, console.redact, commit=(commit or "").strip())
         except OSError as exc:
             raise ReportError(f"could not write the report in {settings.results_dir}: {exc}",
                               fix="check that the results folder is writable and the disk is not full") from None
@@ -119,7 +119,7 @@ def lint_flows(section: Mapping[str, Any], flags: Mapping[str, Any], environ: Ma
 
 
 def build_apk(section: Mapping[str, Any], validation: Mapping[str, Any], flags: Mapping[str, Any],
-              environ: Mapping[str, str] | None = None) -> int:
+              environ: Mapping[str, str] | None = None, deployed_sha: str | None = None) -> int:
     """`invoke build-apk`: a new run record with the build stage; 0, or 2 when the build failed."""
     from .apk import run_build
     from .secrets import Redactor
@@ -134,7 +134,7 @@ def build_apk(section: Mapping[str, Any], validation: Mapping[str, Any], flags: 
         console.error(str(exc), title="configuration")
         return exc.exit_code
     with signals_as_interrupts():  # SIGTERM raises Interrupted inside run_build, which records it
-        return run_build(settings, environ, console, new_run_id(environ))
+        return run_build(settings, environ, console, new_run_id(environ), deployed_sha=deployed_sha)
 
 
 def notify(section: Mapping[str, Any], validation: Mapping[str, Any], flags: Mapping[str, Any],

@@ -26,7 +26,7 @@ from .alerts.pagerduty import DEFAULT_EVENTS_URL, PagerDuty, dedup_key
 from .alerts.slack import Slack
 from .console import Console, relative_display
 from .errors import EXIT_ERROR, EXIT_PASS, DeliveryFailed, NotifyError, ValidationError
-from .results import RecordWriter, RunRecord, Stage, load_record, now_iso
+from .results import RecordWriter, RunRecord, Stage, deployed_commit, load_record, now_iso
 from .secrets import Redactor
 from .settings import NotifySettings
 
@@ -73,10 +73,6 @@ def repository(environ: Mapping[str, str]) -> str:
     return environ.get("GITHUB_REPOSITORY", "") or Path.cwd().name
 
 
-def deployed_sha(settings: NotifySettings, environ: Mapping[str, str]) -> str:
-    return settings.deployed_sha or environ.get("GITHUB_SHA", "")
-
-
 def configure_channels(settings: NotifySettings, environ: Mapping[str, str]) -> tuple[list[Channel], list[str]]:
     """The channels the environment configures, and warnings about half-configured ones."""
     channels: list[Channel] = []
@@ -95,7 +91,7 @@ def configure_channels(settings: NotifySettings, environ: Mapping[str, str]) -> 
             events_url=environ.get("PAGERDUTY_EVENTS_URL", "").strip() or DEFAULT_EVENTS_URL,
         ))
     if environ.get("GITHUB_TOKEN") and environ.get("GITHUB_REPOSITORY"):
-        sha = deployed_sha(settings, environ)
+        sha = deployed_commit(settings.deployed_sha, environ)
         if sha:
             channels.append(CommitStatus(
                 api_url=environ.get("GITHUB_API_URL", "").strip() or "https://api.github.com",
@@ -150,7 +146,7 @@ def context(settings: NotifySettings, environ: Mapping[str, str], record: RunRec
     if not run_url and environ.get("GITHUB_RUN_ID") and environ.get("GITHUB_REPOSITORY"):
         server = environ.get("GITHUB_SERVER_URL", "https://github.com")
         run_url = f"{server}/{environ['GITHUB_REPOSITORY']}/actions/runs/{environ['GITHUB_RUN_ID']}"
-    sha = deployed_sha(settings, environ)
+    sha = deployed_commit(settings.deployed_sha, environ)
     run_id = record.runId if record else ""
 
     def fill(template: str) -> str:

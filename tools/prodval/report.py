@@ -21,7 +21,7 @@ import base64
 import html
 import io
 import re
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path, PurePosixPath
@@ -46,11 +46,6 @@ _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
 
 
 # --- the plan: pure functions of the record ---------------------------------------------------------
-
-
-def deployed_commit(environ: Mapping[str, str]) -> str:
-    """The deployed commit as `notify` names it: notify.deployed_sha given by environment, else GITHUB_SHA."""
-    return environ.get("INVOKE_NOTIFY_DEPLOYED_SHA", "") or environ.get("GITHUB_SHA", "")
 
 
 def order_flows(flows: Sequence[FlowResult]) -> list[FlowResult]:

@@ -72,7 +72,7 @@ class Job:
     endTime: str = ""
     artifactPaths: list[str] = field(default_factory=list)
     url: str = ""
-    commit: str = ""  # the deployed commit: notify.deployed_sha given by environment, else GITHUB_SHA
+    commit: str = ""  # the deployed commit (deployed_commit)
 
 
 @dataclass
@@ -160,15 +160,20 @@ def _plain(value: Any) -> Any:
     return value
 
 
-def job_from_env(environ: Mapping[str, str]) -> Job:
+def deployed_commit(configured: str | None, environ: Mapping[str, str]) -> str:
+    """The deployed commit, the one place it is worked out: `notify.deployed_sha` (invoke.yaml, or
+    INVOKE_NOTIFY_DEPLOYED_SHA through invoke's configuration), else GITHUB_SHA."""
+    return (configured or "").strip() or environ.get("GITHUB_SHA", "")
+
+
+def job_from_env(environ: Mapping[str, str], deployed_sha: str | None = None) -> Job:
     run_id, job = environ.get("GITHUB_RUN_ID"), environ.get("GITHUB_JOB")
     url = ""
     if run_id and environ.get("GITHUB_REPOSITORY"):
         server = environ.get("GITHUB_SERVER_URL", "https://github.com")
         url = f"{server}/{environ['GITHUB_REPOSITORY']}/actions/runs/{run_id}"
     job_id = f"{run_id}/{job}" if run_id and job else f"local-{os.getpid()}-{datetime.now(UTC):%Y%m%dT%H%M%S}"
-    commit = environ.get("INVOKE_NOTIFY_DEPLOYED_SHA", "") or environ.get("GITHUB_SHA", "")
-    return Job(jobId=job_id, url=url, commit=commit)
+    return Job(jobId=job_id, url=url, commit=deployed_commit(deployed_sha, environ))
 
 
 def alert_channels(environ: Mapping[str, str]) -> list[str]:
@@ -342,7 +347,8 @@ def load_record(path: Path) -> RunRecord | None:
         return None
 
 
-def start_record(writer: RecordWriter, environ: Mapping[str, str], stage: str, run_id: str) -> RunRecord:
+def start_record(writer: RecordWriter, environ: Mapping[str, str], stage: str, run_id: str,
+                 deployed_sha: str | None = None) -> RunRecord:
     """The record a stage writes into.
 
     Stages of one chain (`invoke build-apk validate notify`) share one record: a stage continues the
@@ -354,7 +360,7 @@ def start_record(writer: RecordWriter, environ: Mapping[str, str], stage: str, r
     if previous is not None and previous.stages and stage not in previous.stages:
         record = previous
     else:
-        record = RunRecord(runId=run_id, job=job_from_env(environ))
+        record = RunRecord(runId=run_id, job=job_from_env(environ, deployed_sha))
         record.job.startTime = now_iso()
         build = previous.stages.get("build") if previous is not None else None
         if previous is not None and build is not None and build.outcome == "pass" and previous.apk:
@@ -368,14 +374,15 @@ def start_record(writer: RecordWriter, environ: Mapping[str, str], stage: str, r
     return record
 
 
-def start_new_record(writer: RecordWriter, environ: Mapping[str, str], stage: str, run_id: str) -> RunRecord:
+def start_new_record(writer: RecordWriter, environ: Mapping[str, str], stage: str, run_id: str,
+                     deployed_sha: str | None = None) -> RunRecord:
     """A new record for a stage that always begins a chain (`build-apk`), never continuing an old one.
 
     The files derived from the previous record (junit.xml, summary.md) describe another run: removed.
     """
     for stale in ("junit.xml", "summary.md"):
         (writer.results_dir / stale).unlink(missing_ok=True)
-    record = RunRecord(runId=run_id, job=job_from_env(environ))
+    record = RunRecord(runId=run_id, job=job_from_env(environ, deployed_sha))
     record.job.startTime = now_iso()
     record.job.status = "running"
     record.environment.alertChannels = alert_channels(environ)

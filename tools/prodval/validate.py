@@ -357,7 +357,7 @@ def signals_deferred() -> Iterator[None]:
 
 
 def run_validation(settings: Settings, environ: Mapping[str, str], console: Console,
-                   emulators: EmulatorSettings | None = None) -> int:
+                   emulators: EmulatorSettings | None = None, *, deployed_sha: str | None = None) -> int:
     """Run the whole validation; return the verdict's exit code. Never raises ValidationError.
 
     When fewer booted devices are connected than needed (and no --device names them), it boots
@@ -368,7 +368,7 @@ def run_validation(settings: Settings, environ: Mapping[str, str], console: Cons
     redact = Redactor.from_env(environ, settings.flow_env)
     console.redact = redact
     writer = RecordWriter(settings.results_dir, redact)
-    record = start_record(writer, environ, "validate", new_run_id(environ))
+    record = start_record(writer, environ, "validate", new_run_id(environ), deployed_sha)
     stage = record.stages["validate"]
     selected: list[Flow] = []
     started: list[StartedEmulator] = []
