@@ -494,6 +494,19 @@ def _walk(node: Any) -> list[tuple[str, Any]]:
     return found
 
 
+def test_the_gradle_wrapper_is_the_official_one_and_pins_its_distribution() -> None:
+    wrapper = REPO / "android" / "gradle" / "wrapper"
+    # the published SHA-256 of Gradle 9.4's gradle-wrapper.jar (what gradle/actions/wrapper-validation accepts)
+    official = "55243ef57851f12b070ad14f7f5bb8302daceeebc5bce5ece5fa6edb23e1145c"
+    assert hashlib.sha256((wrapper / "gradle-wrapper.jar").read_bytes()).hexdigest() == official
+    properties = dict(line.split("=", 1) for line in (wrapper / "gradle-wrapper.properties").read_text().splitlines()
+                      if "=" in line and not line.startswith("#"))
+    assert properties["distributionUrl"] == "https\\://services.gradle.org/distributions/gradle-8.7-bin.zip"
+    assert properties["distributionSha256Sum"] == "544c35d6bd849ae8a5ed0bcea39ba677dc40f49df7d1835561582da2009b961d"
+    gradlew = REPO / "android" / "gradlew"
+    assert gradlew.stat().st_mode & 0o111 and "gradle/wrapper/gradle-wrapper.jar" in gradlew.read_text()
+
+
 def test_sample_app_matches_every_flow() -> None:
     app = REPO / "android" / "app"
     script = (app / "build.gradle.kts").read_text()
