@@ -5,7 +5,8 @@ path (a list of `Reply` or callables; the last entry repeats). The `slack`, `pag
 helpers answer the way those services do (see shared/reference/alerting-and-github.md), including
 their checks: Slack refuses blocks over its limits, PagerDuty refuses a routing key that is not 32
 characters, GitHub refuses a wrong token. `SmtpServer` is aiosmtpd with STARTTLS (or implicit TLS) and
-AUTH, its certificate issued by a throwaway CA from `trustme`; clients trust it through SSL_CERT_FILE.
+AUTH, its certificate issued by a throwaway CA from `trustme`; clients trust it through SSL_CERT_FILE;
+`answer_data` scripts its answers to DATA (a temporary 4xx, a permanent 5xx).
 """
 
 from __future__ import annotations
@@ -202,6 +203,8 @@ class _Mailbox:
     def __init__(self, refuse: tuple[str, ...]) -> None:
         self.refuse = refuse
         self.messages: list[tuple[Envelope, EmailMessage]] = []
+        self.data_replies: list[str] = []
+        self.data_commands = 0
 
     async def handle_RCPT(self, server: SMTPServerProtocol, session: Session, envelope: Envelope, address: str,
                           rcpt_options: list[str]) -> str:
@@ -211,6 +214,9 @@ class _Mailbox:
         return "250 OK"
 
     async def handle_DATA(self, server: SMTPServerProtocol, session: Session, envelope: Envelope) -> str:
+        self.data_commands += 1
+        if self.data_replies:
+            return self.data_replies.pop(0)
         raw = envelope.original_content or b""
         message = message_from_bytes(raw, policy=policy.default)
         assert isinstance(message, EmailMessage)
@@ -249,6 +255,15 @@ class SmtpServer:
     @property
     def messages(self) -> list[tuple[Envelope, EmailMessage]]:
         return self.mailbox.messages
+
+    @property
+    def data_commands(self) -> int:
+        """How many times a client got as far as sending the message."""
+        return self.mailbox.data_commands
+
+    def answer_data(self, *replies: str) -> None:
+        """The next DATA commands get these answers (e.g. `451 4.3.0 Try again later`), then mail is accepted."""
+        self.mailbox.data_replies = list(replies)
 
     def __enter__(self) -> SmtpServer:
         self.controller.start()

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import re
+import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,10 +16,11 @@ from alert_servers import HttpServer, Reply, SmtpServer, free_port, github_statu
 from conftest import World
 from prodval.alerts import RetryPolicy, check_url, retry_after
 from prodval.alerts import slack as slack_channel
+from prodval.alerts.github import owner_name
 from prodval.alerts.message import AlertContext, build_alert
-from prodval.alerts.pagerduty import dedup_key
+from prodval.alerts.pagerduty import PagerDuty, dedup_key
 from prodval.errors import ConfigError, DeliveryFailed
-from prodval.notify import plan
+from prodval.notify import configure_channels, plan
 from prodval.results import Attempt, FlowResult, Job, RecordWriter, RunRecord, Stage
 from prodval.secrets import Redactor
 from prodval.settings import load_notify
@@ -495,6 +497,8 @@ def test_smtp_auth_failure(world: World, channels: Channels) -> None:
     assert "check SMTP_USERNAME and SMTP_PASSWORD" in run.stderr
     assert "wrong-password-123" not in run.stdout + run.stderr + world.files_text()
     assert channels.smtp.messages == [] and len(channels.slack_posts()) == 1
+    [email] = [a for a in world.record()["alerts"] if a["channel"] == "email"]
+    assert email["attempts"] == 1
 
 
 def test_smtp_refused_recipients_are_reported(world: World, channels: Channels) -> None:
@@ -506,6 +510,43 @@ def test_smtp_refused_recipients_are_reported(world: World, channels: Channels) 
     assert "email delivered to 1 of 2 recipients; refused: gone@example.com (550 5.1.1" in run.stderr
     [email] = [a for a in world.record()["alerts"] if a["channel"] == "email"]
     assert email["delivered"] is False and "gone@example.com" in email["detail"]
+
+
+def test_smtp_temporary_failure_is_retried(world: World, channels: Channels) -> None:
+    channels.smtp.answer_data("451 4.3.0 Temporary local problem, try again")
+    record(world.results)
+    run = world.invoke("notify")
+    assert run.returncode == 0, run.stderr
+    assert channels.smtp.data_commands == 2 and len(channels.smtp.messages) == 1
+    [email] = [a for a in world.record()["alerts"] if a["channel"] == "email"]
+    assert email["delivered"] is True and email["attempts"] == 2
+
+
+def test_smtp_gives_up_on_temporary_failures_and_never_retries_a_permanent_one(world: World,
+                                                                                channels: Channels) -> None:
+    record(world.results)
+    channels.smtp.answer_data(*["451 4.3.0 Temporary local problem, try again"] * 2)
+    run = world.invoke("notify", INVOKE_NOTIFY_RETRIES="1")
+    assert ("email: temporary SMTP failure (451 4.3.0 Temporary local problem, try again); gave up after 2 attempts"
+            in run.stderr)
+    assert channels.smtp.data_commands == 2 and channels.smtp.messages == []
+    channels.smtp.answer_data("554 5.7.1 Message rejected as spam")
+    run = world.invoke("notify")
+    assert "the SMTP server refused the message (554 5.7.1 Message rejected as spam)" in run.stderr
+    assert channels.smtp.data_commands == 3 and channels.smtp.messages == []
+    email = [a for a in world.record()["alerts"] if a["channel"] == "email"][-1]  # this run's
+    assert email["delivered"] is False and email["attempts"] == 1
+
+
+def test_smtp_connection_refused_is_retried_then_reported(world: World, channels: Channels) -> None:
+    port = free_port()
+    record(world.results)
+    run = world.invoke("notify", SMTP_PORT=str(port), INVOKE_NOTIFY_RETRIES="1")
+    assert run.returncode == 0
+    assert f"email: could not reach 127.0.0.1:{port}: connection refused; gave up after 2 attempts" in run.stderr
+    assert f"check SMTP_HOST and SMTP_PORT (127.0.0.1:{port}) and the network" in run.stderr
+    [email] = [a for a in world.record()["alerts"] if a["channel"] == "email"]
+    assert email["delivered"] is False and email["attempts"] == 2
 
 
 @pytest.mark.filterwarnings("ignore:Requiring AUTH while not requiring TLS")  # aiosmtpd; the socket is TLS
@@ -588,6 +629,61 @@ def test_dedup_key_is_deterministic_per_repository_environment_and_check() -> No
     assert len({key, dedup_key("acme/other", "production", "production-validation"),
                 dedup_key(REPO, "staging", "production-validation"), dedup_key(REPO, "production", "smoke")}) == 4
     assert len(dedup_key("o/" + "r" * 400, "production", "c")) == 255
+
+
+def git_checkout(folder: Path, origin: str = "") -> Path:
+    """A real git checkout at `folder`, with `origin` as its origin remote when given."""
+    folder.mkdir(parents=True)
+    subprocess.run(["git", "init", "-q", str(folder)], check=True)
+    if origin:
+        subprocess.run(["git", "-C", str(folder), "remote", "add", "origin", origin], check=True)
+    return folder
+
+
+def pagerduty_dedup(folder: Path, monkeypatch: pytest.MonkeyPatch, **env: str) -> str:
+    """The dedup key `invoke notify` uses when run from `folder`."""
+    monkeypatch.chdir(folder)
+    [channel], _ = configure_channels(load_notify({}, {}, {}), {"PAGERDUTY_ROUTING_KEY": ROUTING_KEY, **env})
+    assert isinstance(channel, PagerDuty)
+    return channel.dedup
+
+
+def test_two_checkouts_of_one_origin_share_the_dedup_key(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    key = f"prodval/{REPO}/production/production-validation"
+    first = git_checkout(tmp_path / "exercise-log", f"https://github.com/{REPO}.git")
+    second = git_checkout(tmp_path / "work" / "app-copy", f"git@github.com:{REPO}.git")
+    (second / ".maestro").mkdir()
+    assert pagerduty_dedup(first, monkeypatch) == key
+    assert pagerduty_dedup(second, monkeypatch) == key
+    assert pagerduty_dedup(second / ".maestro", monkeypatch) == key
+    assert pagerduty_dedup(second, monkeypatch, GITHUB_REPOSITORY="acme/other") == \
+        "prodval/acme/other/production/production-validation"  # GITHUB_REPOSITORY wins
+
+
+def test_dedup_key_falls_back_to_the_folder_name(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    no_origin = git_checkout(tmp_path / "exercise-log-local")
+    assert pagerduty_dedup(no_origin, monkeypatch) == "prodval/exercise-log-local/production/production-validation"
+    local_clone = git_checkout(tmp_path / "mirror", str(no_origin))  # a local path names no owner/name
+    assert pagerduty_dedup(local_clone, monkeypatch) == "prodval/mirror/production/production-validation"
+    not_a_checkout = tmp_path / "unpacked"
+    not_a_checkout.mkdir()
+    assert pagerduty_dedup(not_a_checkout, monkeypatch, GIT_CEILING_DIRECTORIES=str(tmp_path)) == \
+        "prodval/unpacked/production/production-validation"
+
+
+@pytest.mark.parametrize("url", [
+    f"https://github.com/{REPO}.git", f"https://github.com/{REPO}", f"https://github.com/{REPO}/",
+    f"https://x-access-token:{TOKEN}@github.com/{REPO}.git", f"git@github.com:{REPO}.git", f"github.com:{REPO}",
+    f"ssh://git@github.com/{REPO}.git", f"ssh://git@github.com:22/{REPO}.git", f"git@github.com:{REPO}.git\n",
+])
+def test_owner_name_from_remote_urls(url: str) -> None:
+    assert owner_name(url) == REPO
+
+
+def test_no_owner_name_from_local_or_short_remotes() -> None:
+    for url in ("", "/srv/git/exercise-log.git", "../exercise-log", f"file:///srv/{REPO}.git",
+                "https://github.com/exercise-log"):
+        assert owner_name(url) == ""
 
 
 def test_notify_settings() -> None:

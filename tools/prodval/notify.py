@@ -20,7 +20,7 @@ from urllib.parse import urlsplit
 
 from .alerts import Channel, Delivery, RetryPolicy
 from .alerts.email import DEFAULT_PORT, SECURITY, Email
-from .alerts.github import CommitStatus, previous_verdict
+from .alerts.github import CommitStatus, origin_repository, previous_verdict
 from .alerts.message import Alert, AlertContext, build_alert, make_test_alert, masked
 from .alerts.pagerduty import DEFAULT_EVENTS_URL, PagerDuty, dedup_key
 from .alerts.slack import Slack
@@ -70,7 +70,13 @@ class Misconfigured:
 
 
 def repository(environ: Mapping[str, str]) -> str:
-    return environ.get("GITHUB_REPOSITORY", "") or Path.cwd().name
+    """GITHUB_REPOSITORY, else the `owner/name` of the checkout's origin remote, else the folder's name.
+
+    The folder's name comes last: PagerDuty's dedup key is built from this, and two checkouts of one
+    project under different folder names must trigger and resolve the same incident.
+    """
+    folder = Path.cwd()
+    return environ.get("GITHUB_REPOSITORY", "") or origin_repository(folder, environ) or folder.name
 
 
 def configure_channels(settings: NotifySettings, environ: Mapping[str, str]) -> tuple[list[Channel], list[str]]:

@@ -1,9 +1,10 @@
-"""Alert channels: the shape they share and the one way they deliver over HTTP.
+"""Alert channels: the shape they share, the one retry loop and the one way they deliver over HTTP.
 
 Every channel (Slack, email, PagerDuty, the GitHub commit status) renders an `Alert` (see `message.py`)
-into its own payload and delivers it. Delivery is the same everywhere: a timeout on every request;
-retries with exponential backoff on 429 (honouring `Retry-After`, capped), 5xx and network errors; no
-retry on any other 4xx, which is reported as a misconfigured channel together with the server's answer.
+into its own payload and delivers it. Delivery is the same everywhere: a timeout on every request and
+`with_retries`, which retries with exponential backoff what each channel calls transient. Over HTTP that
+is 429 (honouring `Retry-After`, capped), 5xx and network errors; any other 4xx is not retried and is
+reported as a misconfigured channel together with the server's answer. Email says the same of SMTP.
 Webhook and API URLs must be https, except loopback addresses (so tests can run real local servers).
 
 A failed delivery raises `DeliveryFailed`; `notify.py` catches it per channel, so one broken channel
@@ -19,7 +20,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime  # not `import email`: alerts/email.py would shadow it
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 from urllib.parse import urlsplit
 
 import requests
@@ -28,6 +29,7 @@ from ..errors import DeliveryFailed
 from .message import Alert
 
 USER_AGENT = "prodval-notify/1"
+T = TypeVar("T")
 
 
 class Channel(Protocol):
@@ -151,6 +153,39 @@ def _reason(exc: requests.RequestException, timeout: float) -> str:
     return type(exc).__name__
 
 
+class Transient(Exception):
+    """One attempt failed in a way worth trying again; `reason` says how, `wait` overrides the backoff."""
+
+    def __init__(self, reason: str, *, status: int | None = None, wait: float | None = None) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.status = status
+        self.wait = wait
+
+
+def with_retries(attempt: Callable[[], T], policy: RetryPolicy, *, what: str, fix: str) -> tuple[T, int]:
+    """`attempt()`'s result and the number of attempts it took: the one retry loop of every channel.
+
+    `attempt` raises `Transient` for a failure worth repeating, retried after an exponential backoff (capped
+    at `policy.max_wait`) until `policy.retries` retries are spent, and `DeliveryFailed` for a final one.
+    Either way the DeliveryFailed that leaves here carries the attempt count.
+    """
+    attempts = 0
+    while True:
+        attempts += 1
+        try:
+            return attempt(), attempts
+        except DeliveryFailed as exc:
+            exc.attempts = attempts
+            raise
+        except Transient as exc:
+            if attempts > policy.retries:
+                raise DeliveryFailed(f"{what}: {exc.reason}; gave up after {attempts} attempts", fix=fix,
+                                     attempts=attempts, status=exc.status) from None
+            wait = exc.wait if exc.wait is not None else policy.backoff * 2 ** (attempts - 1)
+            time.sleep(min(policy.max_wait, wait))
+
+
 Explain = Callable[[int, str], str]
 
 
@@ -179,36 +214,26 @@ def request(
     check_url(url, setting or what)
     host = urlsplit(url).netloc.rpartition("@")[2]
     sent_headers = {"User-Agent": USER_AGENT, **(headers or {})}
-    attempts = 0
-    last = ""
-    status: int | None = None
-    while True:
-        attempts += 1
-        wait: float | None = None
+
+    def attempt() -> tuple[int, str]:
         try:
             response = requests.request(method, url, json=payload, headers=sent_headers, params=params,
                                         timeout=policy.timeout, allow_redirects=False)
         except requests.RequestException as exc:
-            last = f"could not reach {host}: {_reason(exc, policy.timeout)}"
-            status = None
-        else:
-            status, body = response.status_code, response.text
-            if status in ok_statuses:
-                return Answer(status, body, attempts)
-            answer = " ".join(body.split())[:300] or response.reason or "(empty answer)"
-            rate_limited = status == 429 or (status == 403 and "Retry-After" in response.headers)
-            if rate_limited:
-                last = f"rate limited (HTTP {status}: {answer})"
-                wait = retry_after(response.headers.get("Retry-After"))
-            elif status >= 500:
-                last = f"server error (HTTP {status}: {answer})"
-            else:
-                # Any other answer is final: retrying a refused request only repeats the refusal.
-                raise DeliveryFailed(f"{what} refused the alert: channel misconfigured (HTTP {status}: {answer})",
-                                     fix=explain(status, body), attempts=attempts, status=status)
-        if attempts > policy.retries:
-            raise DeliveryFailed(f"{what}: {last}; gave up after {attempts} attempts",
-                                 fix="the service or the network is failing; the alert is in results.json",
-                                 attempts=attempts, status=status)
-        backoff = policy.backoff * 2 ** (attempts - 1)
-        time.sleep(min(policy.max_wait, wait if wait is not None else backoff))
+            raise Transient(f"could not reach {host}: {_reason(exc, policy.timeout)}") from None
+        status, body = response.status_code, response.text
+        if status in ok_statuses:
+            return status, body
+        answer = " ".join(body.split())[:300] or response.reason or "(empty answer)"
+        if status == 429 or (status == 403 and "Retry-After" in response.headers):
+            raise Transient(f"rate limited (HTTP {status}: {answer})", status=status,
+                            wait=retry_after(response.headers.get("Retry-After")))
+        if status >= 500:
+            raise Transient(f"server error (HTTP {status}: {answer})", status=status)
+        # Any other answer is final: retrying a refused request only repeats the refusal.
+        raise DeliveryFailed(f"{what} refused the alert: channel misconfigured (HTTP {status}: {answer})",
+                             fix=explain(status, body), status=status)
+
+    (status, body), attempts = with_retries(
+        attempt, policy, what=what, fix="the service or the network is failing; the alert is in results.json")
+    return Answer(status, body, attempts)

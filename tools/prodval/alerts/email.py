@@ -11,13 +11,13 @@ from __future__ import annotations
 import smtplib
 import socket
 import ssl
-import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from email.message import EmailMessage
 from email.utils import formatdate, make_msgid
 
 from ..errors import DeliveryFailed
-from . import Delivery, RetryPolicy, is_loopback
+from . import Delivery, RetryPolicy, Transient, is_loopback, with_retries
 from .message import Alert, html_body, text_body
 
 SECURITY = ("starttls", "ssl", "none")
@@ -66,39 +66,18 @@ class Email:
             raise DeliveryFailed(f"refusing to send SMTP credentials to {self.host} without TLS (SMTP_SECURITY=none)",
                                  fix="use SMTP_SECURITY=starttls or ssl")
         msg = self.message(alert)
-        attempts = 0
-        while True:
-            attempts += 1
-            try:
-                refused = self._send_once(msg, policy)
-                break
-            except DeliveryFailed as exc:
-                exc.attempts = attempts
-                raise
-            except smtplib.SMTPRecipientsRefused as exc:
-                raise DeliveryFailed(f"the SMTP server refused every recipient: {refused_all(exc)}",
-                                     fix="check the addresses in ALERT_EMAIL_TO", attempts=attempts) from None
-            except (smtplib.SMTPServerDisconnected, smtplib.SMTPConnectError, ConnectionError, TimeoutError,
-                    socket.gaierror) as exc:
-                last = self._network_reason(exc, policy)
-            except smtplib.SMTPResponseException as exc:
-                if not 400 <= exc.smtp_code < 500:
-                    raise self._refusal(exc, attempts) from None
-                last = f"temporary SMTP failure ({_answer(exc.smtp_code, exc.smtp_error)})"
-            if attempts > policy.retries:
-                raise DeliveryFailed(f"email: {last}; gave up after {attempts} attempts",
-                                     fix=f"check SMTP_HOST and SMTP_PORT ({self.host}:{self.port}) and the network",
-                                     attempts=attempts)
-            time.sleep(min(policy.max_wait, policy.backoff * 2 ** (attempts - 1)))
+        refused, attempts = with_retries(lambda: self._send_once(msg, policy), policy, what="email",
+                                         fix=f"check SMTP_HOST and SMTP_PORT ({self.host}:{self.port}) and the network")
         if refused:
-            who = "; ".join(f"{rcpt} ({_answer(code, text)})" for rcpt, (code, text) in sorted(refused.items()))
             delivered = len(self.recipients) - len(refused)
-            raise DeliveryFailed(f"email delivered to {delivered} of {len(self.recipients)} recipients; refused: {who}",
+            raise DeliveryFailed(f"email delivered to {delivered} of {len(self.recipients)} recipients; "
+                                 f"refused: {listed(refused)}",
                                  fix="check the refused addresses in ALERT_EMAIL_TO", attempts=attempts)
         return Delivery(self.name, alert.kind, True, f"delivered to {len(self.recipients)} recipient(s)",
                         self.target(), attempts)
 
     def _send_once(self, msg: EmailMessage, policy: RetryPolicy) -> dict[str, tuple[int, bytes]]:
+        """One connection: the recipients refused (some, not all); raises Transient for what may pass on a retry."""
         context = ssl.create_default_context()
         try:
             client: smtplib.SMTP
@@ -123,6 +102,16 @@ class Email:
             raise DeliveryFailed(f"TLS with the SMTP server {self.host}:{self.port} failed: {reason}",
                                  fix="check SMTP_HOST (the certificate's name) and SMTP_SECURITY; SSL_CERT_FILE "
                                      "names extra trusted certificates") from None
+        except smtplib.SMTPRecipientsRefused as exc:
+            raise DeliveryFailed(f"the SMTP server refused every recipient: {listed(exc.recipients)}",
+                                 fix="check the addresses in ALERT_EMAIL_TO") from None
+        except (smtplib.SMTPServerDisconnected, smtplib.SMTPConnectError, ConnectionError, TimeoutError,
+                socket.gaierror) as exc:
+            raise Transient(self._network_reason(exc, policy)) from None
+        except smtplib.SMTPResponseException as exc:
+            if not 400 <= exc.smtp_code < 500:
+                raise self._refusal(exc) from None
+            raise Transient(f"temporary SMTP failure ({_answer(exc.smtp_code, exc.smtp_error)})") from None
 
     def _network_reason(self, exc: BaseException, policy: RetryPolicy) -> str:
         if isinstance(exc, ConnectionRefusedError):
@@ -133,18 +122,18 @@ class Email:
             return f"could not reach {self.host}: host name not found"
         return f"the SMTP server {self.host}:{self.port} closed the connection"
 
-    def _refusal(self, exc: smtplib.SMTPResponseException, attempts: int) -> DeliveryFailed:
+    def _refusal(self, exc: smtplib.SMTPResponseException) -> DeliveryFailed:
         answer = _answer(exc.smtp_code, exc.smtp_error)
         if isinstance(exc, smtplib.SMTPAuthenticationError):
             return DeliveryFailed(f"the SMTP server refused the login ({answer})",
-                                  fix="check SMTP_USERNAME and SMTP_PASSWORD (many providers need an app password)",
-                                  attempts=attempts)
+                                  fix="check SMTP_USERNAME and SMTP_PASSWORD (many providers need an app password)")
         if isinstance(exc, smtplib.SMTPSenderRefused):
             return DeliveryFailed(f"the SMTP server refused the sender {self.sender} ({answer})",
-                                  fix="set ALERT_EMAIL_FROM to an address this account may send as", attempts=attempts)
+                                  fix="set ALERT_EMAIL_FROM to an address this account may send as")
         return DeliveryFailed(f"the SMTP server refused the message ({answer})",
-                              fix="check the SMTP settings and ALERT_EMAIL_TO", attempts=attempts)
+                              fix="check the SMTP settings and ALERT_EMAIL_TO")
 
 
-def refused_all(exc: smtplib.SMTPRecipientsRefused) -> str:
-    return "; ".join(f"{rcpt} ({_answer(code, text)})" for rcpt, (code, text) in sorted(exc.recipients.items()))
+def listed(refused: Mapping[str, tuple[int, bytes]]) -> str:
+    """Refused recipients with the server's answer to each."""
+    return "; ".join(f"{rcpt} ({_answer(code, text)})" for rcpt, (code, text) in sorted(refused.items()))

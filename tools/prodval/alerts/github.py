@@ -7,14 +7,23 @@ it. A `--test` alert uses the context `<check name>/test`, so it can never open 
 The previous run (for recovery messages) is the previous attempt of this run when it is a re-run, else
 the newest earlier completed run of the same workflow that passed or failed (cancelled runs say nothing).
 That needs `actions: read`; the status needs `statuses: write`.
+
+Outside Actions, the repository's `owner/name` comes from the checkout's `origin` remote.
 """
 
 from __future__ import annotations
 
 import json
+import re
+from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
+from .. import commands
+from ..console import Console
+from ..errors import CommandFailed, ToolNotFound
 from . import Delivery, RetryPolicy, request
 from .message import Alert, clip
 
@@ -27,6 +36,30 @@ CONCLUSION = {"success": "pass", "failure": "fail", "timed_out": "error", "start
 def headers(token: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {token}", "Accept": "application/vnd.github+json",
             "X-GitHub-Api-Version": API_VERSION}
+
+
+def owner_name(remote_url: str) -> str:
+    """`owner/name` from a remote URL: https://github.com/o/n(.git), git@github.com:o/n.git, ssh://...; else ""."""
+    url = remote_url.strip()
+    if "://" in url:
+        parts = urlsplit(url)
+        path = parts.path if parts.hostname else ""  # file:///srv/app.git names no repository
+    else:  # scp-like `[user@]host:path`; a local path has no `host:`
+        scp = re.fullmatch(r"(?:[^@/]+@)?[^@/:]+:(.+)", url)
+        path = scp.group(1) if scp else ""
+    segments = path.rstrip("/").removesuffix(".git").strip("/").split("/")
+    return "/".join(segments[-2:]) if len(segments) >= 2 and all(segments[-2:]) else ""
+
+
+def origin_repository(folder: Path, environ: Mapping[str, str]) -> str:
+    """`owner/name` of the `origin` remote of the checkout at `folder`; "" without git, a checkout or origin."""
+    try:
+        git = commands.find_tool("git", [("PATH", "git")], install="install git")
+        done = commands.run(Console(environ), [git, "-C", folder, "config", "--get", "remote.origin.url"],
+                            check=False, env=environ, timeout=10, stage="notify", echo=False)
+    except (ToolNotFound, CommandFailed):  # with check=False, CommandFailed means it timed out
+        return ""
+    return owner_name(done.stdout) if done.returncode == 0 else ""
 
 
 def explain_status(status: int, body: str) -> str:
