@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import shlex
 import threading
 import zipfile
 from collections.abc import Iterator
@@ -16,6 +17,8 @@ from conftest import AndroidSdk, World
 from prodval.console import Console
 from prodval.doctor import BOOT_NEEDS, MISSING, OK, VALIDATE_NEEDS, WARNING, check, exit_code, java_major, require
 from prodval.errors import RequirementsMissing
+from prodval.maestro import parse_version
+from prodval.sdk import installed_maestro
 from prodval.secrets import Redactor
 from prodval.settings import MAESTRO_RELEASE_SHA256, load_emulator
 
@@ -117,6 +120,54 @@ def test_validate_checks_only_what_it_needs(world: World, android_sdk: AndroidSd
         require(missing)
     assert [name for name, _, _ in caught.value.missing] == ["maestro"]
     assert "Couldn't find 'maestro'" in str(caught.value) and "invoke setup" in str(caught.value)
+
+
+# What a real `maestro --version` may print around the version: the JVM's notice of JAVA_TOOL_OPTIONS
+# and an update notice (when the update check is not disabled).
+NOISY_VERSION = ("Picked up JAVA_TOOL_OPTIONS: -Xmx2g\n"
+                 "A new version of the Maestro CLI is available (2.9.0). Upgrade command:\n"
+                 "curl -Ls \"https://get.maestro.mobile.dev\" | bash\n\n2.8.0\n\n")
+
+
+def fake_tool(path: Path, stdout: str, stderr: str = "", code: int = 0) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(f"#!/bin/sh\nprintf '%s' {shlex.quote(stdout)}\nprintf '%s' {shlex.quote(stderr)} >&2\n"
+                    f"exit {code}\n")
+    path.chmod(0o755)
+    return path
+
+
+def test_parse_version_takes_the_line_that_is_a_version() -> None:
+    assert parse_version("2.8.0\n") == "2.8.0"
+    assert parse_version(NOISY_VERSION) == "2.8.0"
+    assert parse_version("1.39.13\nsomething after it\n") == "1.39.13"
+    assert parse_version("2.0.0-beta1") == "2.0.0-beta1"
+    assert parse_version("Error: JAVA_HOME is not set\n") is None
+    assert parse_version("") is None
+
+
+def test_doctor_and_setup_read_the_same_version(world: World) -> None:
+    maestro = fake_tool(Path(world.env()["HOME"]) / ".maestro" / "bin" / "maestro", NOISY_VERSION,
+                        stderr="WARNING: A terminally deprecated method in sun.misc.Unsafe has been called\n")
+    [row] = check(load_emulator({}, {}), world.env(), console=console(), needs=["maestro"], maestro=str(maestro))
+    assert (row.status, row.detail) == (OK, f"2.8.0 ({maestro})")
+    assert installed_maestro(world.env(), console()) == "2.8.0"
+
+
+@pytest.mark.parametrize(("stdout", "stderr", "code", "detail"), [
+    ("", "ERROR: JAVA_HOME is set to an invalid directory\n", 1,
+     "maestro did not say its version: `{maestro} --version` exited with code 1: ERROR: JAVA_HOME is set to an "
+     "invalid directory"),
+    ("Usage: maestro [-hv] [COMMAND]\n", "", 0,
+     "maestro printed no version: `{maestro} --version` exited with code 0: Usage: maestro [-hv] [COMMAND]"),
+])
+def test_a_maestro_that_cannot_say_its_version_is_missing_and_setup_installs_over_it(
+        world: World, stdout: str, stderr: str, code: int, detail: str) -> None:
+    maestro = fake_tool(Path(world.env()["HOME"]) / ".maestro" / "bin" / "maestro", stdout, stderr, code)
+    [row] = check(load_emulator({}, {}), world.env(), console=console(), needs=["maestro"], maestro=str(maestro))
+    assert (row.status, row.detail) == (MISSING, detail.format(maestro=maestro))
+    assert "invoke setup" in row.fix and "Java 17+" in row.fix
+    assert installed_maestro(world.env(), console()) is None
 
 
 # ---- setup: Maestro ----------------------------------------------------------------------------------------

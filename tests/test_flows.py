@@ -119,6 +119,24 @@ def test_sub_flows_are_checked_recursively_once(flows: Path) -> None:
     ]
 
 
+def test_a_broken_sub_flow_is_reported_for_each_flow_that_runs_it(flows: Path) -> None:
+    write(flows / "subflows" / "broken.yaml", HEADER + "---\n- tapOn: [unclosed\n")
+    for name in ("c.yaml", "d.yaml"):
+        write(flows / name, HEADER + "---\n- runFlow: subflows/broken.yaml\n")
+    with pytest.raises(FlowError) as info:
+        discover(flows)
+    assert [p.split(": ")[0] for p in info.value.problems] == [".maestro/subflows/broken.yaml:3"] * 2
+
+
+def test_a_file_is_judged_as_a_flow_and_as_a_sub_flow_separately(flows: Path) -> None:
+    write(flows / "c.yaml", HEADER + "---\n- runFlow: steps.yaml\n")
+    write(flows / "steps.yaml", "- tapOn: Login\n")  # a bare command list: a sub-flow, not a flow
+    with pytest.raises(FlowError) as info:
+        discover(flows)
+    assert info.value.problems == [
+        ".maestro/steps.yaml:1: the header is missing: start the file with 'appId: <package>' and a '---' line"]
+
+
 def test_every_problem_is_reported_at_once(flows: Path) -> None:
     write(flows / "x.yaml", "---\n")
     write(flows / "y.yaml", "name: y\n---\n- back\n")

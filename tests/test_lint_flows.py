@@ -5,7 +5,9 @@ from __future__ import annotations
 import subprocess
 import sys
 import textwrap
+from collections import Counter
 from pathlib import Path
+from typing import Any
 
 import pytest
 from conftest import write
@@ -210,6 +212,26 @@ def test_cleanup_hidden_in_a_sub_flow_or_a_hook_is_found(flows: Path) -> None:
     assert found[0].startswith(".maestro/subflows/teardown.yaml:3: cleanup (runFlow cleanup.yaml)")
     assert found[0].endswith("(reached through .maestro/a.yaml:4)")
     assert found[1].startswith(".maestro/b.yaml:4: cleanup (runFlow subflows/cleanup.yaml)")
+
+
+def test_each_flow_file_is_read_once(flows: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # b.yaml is a flow and a sub-flow of a.yaml; teardown.yaml and cleanup.yaml are reached twice each.
+    write(flows / "subflows" / "teardown.yaml", HEADER + "---\n- runFlow: cleanup.yaml\n")
+    write(flows / "a.yaml", HEADER + "---\n- runFlow: subflows/teardown.yaml\n- runFlow: b.yaml\n")
+    write(flows / "b.yaml", HEADER + "onFlowComplete:\n  - runFlow: subflows/cleanup.yaml\n"
+          "---\n- runFlow: subflows/teardown.yaml\n")
+    reads: Counter[Path] = Counter()
+    read_text = Path.read_text
+
+    def counting(self: Path, *args: Any, **kwargs: Any) -> str:
+        reads[self.resolve()] += 1
+        return read_text(self, *args, **kwargs)
+
+    monkeypatch.setattr(Path, "read_text", counting)
+    report = lint(flows)
+    assert [p.name for p in report.sub_flows] == ["cleanup.yaml", "teardown.yaml"]
+    names = ("a.yaml", "b.yaml", "subflows/teardown.yaml", "subflows/cleanup.yaml")
+    assert reads == {(flows / name).resolve(): 1 for name in names}
 
 
 def test_guard_expressions() -> None:

@@ -20,7 +20,7 @@ from .console import Console
 from .devices import ADB_INSTALL_HINT, find_adb
 from .emulator import KVM_DEVICE, KVM_FIX, kvm_usable
 from .errors import CommandFailed, RequirementsMissing, ToolNotFound
-from .maestro import MAESTRO_INSTALL_HINT, find_maestro
+from .maestro import MAESTRO_FIX, find_maestro, installed_version
 from .settings import EmulatorSettings
 
 OK, MISSING, WARNING = "ok", "missing", "warning"
@@ -110,11 +110,10 @@ def _android_home(ctx: _Context) -> Check:
 
 
 def _tool_version(ctx: _Context, key: str, name: str, locate: Callable[[], Path], args: Sequence[str],
-                  containing: str, fix: str, extra_env: Mapping[str, str] | None = None) -> Check:
+                  containing: str, fix: str) -> Check:
     try:
         tool = locate()
-        env = {**ctx.environ, **(extra_env or {})}
-        done = run(ctx.console, [tool, *args], check=False, env=env, timeout=120, echo=False)
+        done = run(ctx.console, [tool, *args], check=False, env=ctx.environ, timeout=120, echo=False)
     except (ToolNotFound, CommandFailed) as exc:
         return Check(key, name, MISSING, exc.message, fix)
     if done.returncode != 0:
@@ -167,17 +166,19 @@ def _kvm(ctx: _Context) -> Check:
 
 
 def _maestro(ctx: _Context) -> Check:
+    try:
+        tool = find_maestro(ctx.maestro, ctx.environ)
+        version = installed_version(tool, ctx.environ, ctx.console)
+    except ToolNotFound as exc:
+        return Check("maestro", "maestro", MISSING, exc.message, MAESTRO_FIX)
+    except CommandFailed as exc:  # one line for the table: what failed, then its first words
+        detail = f"{exc.message.splitlines()[0]}: {_first_line(exc.stderr or exc.stdout)}"
+        return Check("maestro", "maestro", MISSING, detail, exc.fix)
     pinned = ctx.settings.maestro_version
-    check = _tool_version(ctx, "maestro", "maestro", lambda: find_maestro(ctx.maestro, ctx.environ), ["--version"],
-                          "", MAESTRO_INSTALL_HINT + "; it needs Java 17+",
-                          extra_env={"MAESTRO_CLI_NO_ANALYTICS": "1", "MAESTRO_DISABLE_UPDATE_CHECK": "true"})
-    if check.status != OK:
-        return check
-    version = check.detail.split(" (")[0]
     if version != pinned:
-        return Check("maestro", "maestro", WARNING, f"{check.detail}, but the pinned version is {pinned}",
+        return Check("maestro", "maestro", WARNING, f"{version} ({tool}), but the pinned version is {pinned}",
                      "`invoke setup` installs the pinned version")
-    return check
+    return Check("maestro", "maestro", OK, f"{version} ({tool})")
 
 
 def _disk(ctx: _Context) -> Check:

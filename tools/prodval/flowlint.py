@@ -1,7 +1,8 @@
 """`invoke lint-flows`: the preflight of `validate` on every flow, plus variable and cleanup checks.
 
 Built on `flows`: the same discovery (every flow the workspace `config.yaml` globs match, whatever
-its tags), the same parsing and file checks, the same walk over the command tree. On top of them:
+its tags), the same file checks, the same walk over the command tree, on the files the preflight parsed
+(`FlowFiles`; nothing is parsed twice). On top of them:
 
 Variables. Every `${...}` in a flow (commands, their options, the header) may use only names that are
 defined where it runs:
@@ -43,6 +44,7 @@ from .flows import (
     HOOKS,
     Command,
     Flow,
+    FlowFiles,
     ParsedFlow,
     Problems,
     commands_of,
@@ -51,7 +53,6 @@ from .flows import (
     hook_lists,
     line_of,
     load_flow,
-    parse_flow,
 )
 from .settings import RESERVED_FLOW_ENV
 
@@ -169,7 +170,8 @@ class _Context:
 class _Linter:
     problems: Problems
     known: frozenset[str]
-    parsed: dict[Path, ParsedFlow | None] = field(default_factory=dict)
+    files: FlowFiles  # parsed by the preflight, which reported their problems
+    walked: set[Path] = field(default_factory=set)
     active: set[Path] = field(default_factory=set)
     seen_problems: set[tuple[Path, int, str]] = field(default_factory=set)
 
@@ -181,13 +183,6 @@ class _Linter:
             message += f" (reached through {' -> '.join(ctx.via)})"
         self.problems.add(path, line, message)
 
-    def parse(self, path: Path, *, sub_flow: bool) -> ParsedFlow | None:
-        resolved = path.resolve()
-        if resolved not in self.parsed:
-            # Parse problems were already reported by the preflight; don't report them twice.
-            self.parsed[resolved] = parse_flow(path, Problems(Path.cwd()), sub_flow=sub_flow)
-        return self.parsed[resolved]
-
     def assigned(self, path: Path, parsed: ParsedFlow, seen: set[Path]) -> set[str]:
         """Names an evalScript (`${NAME = ...}`) assigns in this flow or a sub-flow it runs: JavaScript
         globals for the rest of that flow. Per top-level flow, so one flow's names never excuse another's."""
@@ -198,14 +193,14 @@ class _Linter:
                 continue
             target = path.parent / command.file[0]
             if target.suffix in FLOW_SUFFIXES and target.is_file() and target.resolve() not in seen:
-                sub = self.parse(target, sub_flow=True)
+                sub = self.files.get(target, sub_flow=True)
                 if sub is not None:
                     names |= self.assigned(target, sub, seen)
         return names
 
     # walking ---------------------------------------------------------------------------------------
     def flow(self, flow: Flow) -> None:
-        parsed = self.parse(flow.path, sub_flow=False)
+        parsed = self.files.get(flow.path, sub_flow=False)
         if parsed is not None:
             defined = self.known | self.assigned(flow.path, parsed, set())
             self.file(flow.path, parsed, _Context(defined, PRODUCTION_TAG in flow.tags))
@@ -214,6 +209,7 @@ class _Linter:
         resolved = path.resolve()
         if resolved in self.active:
             return  # a sub-flow that runs itself: the preflight walks it once, so do we
+        self.walked.add(resolved)
         self.active.add(resolved)
         try:
             env = parsed.header.get("env")
@@ -253,7 +249,7 @@ class _Linter:
         target = path.parent / ref
         if "${" in ref or target.suffix not in FLOW_SUFFIXES or not target.is_file():
             return  # variable paths are resolved at run time; missing files are the preflight's problem
-        sub = self.parse(target, sub_flow=True)
+        sub = self.files.get(target, sub_flow=True)
         if sub is not None:
             self.file(target, sub, replace(inner, via=(*ctx.via, f"{relative_display(path)}:{line}")))
 
@@ -307,13 +303,12 @@ def lint(flows_path: Path, flow_env: Iterable[str] = ()) -> LintReport:
     if not workspace.candidates and not problems.items:
         raise ConfigError(f"no flow found in '{flows_path}' (top-level *.yaml or *.yml, or the config.yaml 'flows' globs)",
                           fix="point --flows (or validation.flows) at the folder of Maestro flows")
-    flows = [f for f in (load_flow(p, workspace.root, problems) for p in workspace.candidates) if f is not None]
+    files = FlowFiles()
+    flows = [f for f in (load_flow(p, workspace.root, problems, files) for p in workspace.candidates) if f is not None]
     known = frozenset({*RESERVED_FLOW_ENV, *flow_env, *MAESTRO_BUILTINS, *JS_NAMES})
-    linter = _Linter(problems, known)
+    linter = _Linter(problems, known, files)
     for flow in flows:
         linter.flow(flow)
     if problems.items:
         raise FlowError(problems.items, fix="correct the lines above, then run `invoke lint-flows` again")
-    tops = {f.path.resolve() for f in flows}
-    subs = tuple(sorted(p for p, parsed in linter.parsed.items() if parsed is not None and p not in tops))
-    return LintReport(tuple(flows), subs)
+    return LintReport(tuple(flows), tuple(sorted(linter.walked - {f.path.resolve() for f in flows})))

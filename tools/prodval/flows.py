@@ -6,7 +6,8 @@ and the tag flags, which add to the config's tags. A file means that one flow.
 
 The preflight parses every flow (a header document, `---`, then a list of commands), requires `appId`
 (or `url`) in the header, and checks that every `runFlow`/`runScript` file exists, recursively.
-Every problem is reported as `file:line: message`, all at once.
+Every problem is reported as `file:line: message`, all at once. `FlowFiles` keeps what it parsed, each
+file parsed once, for `flowlint` to walk.
 
 `Command`, `commands_of` and `flow_commands` are the one walk over a flow's command tree (nested
 `commands:` of runFlow/retry/repeat and the header's onFlowStart/onFlowComplete); `flowlint` builds its
@@ -140,13 +141,51 @@ class Problems:
         self.items.append(f"{relative_display(path, self.base)}:{line}: {message}")
 
 
-def parse_flow(path: Path, problems: Problems, *, sub_flow: bool) -> ParsedFlow | None:
-    """Parse a flow file (a sub-flow may be a bare command list); None after reporting why not."""
-    try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        problems.add(path, 1, f"cannot read the file: {exc}")
+@dataclass(frozen=True)
+class _Documents:
+    """A flow file's YAML documents: the nodes (with their lines) and the values built from them."""
+
+    nodes: list[yaml.Node]
+    values: list[Any]
+
+
+class FlowFiles:
+    """Flow files, each read and parsed once however many flows reach it, and however (flow or sub-flow).
+
+    The preflight parses through it and `flowlint` walks what it kept. A file that does not parse has its
+    problem reported each time the preflight reaches it, as if it were parsed again.
+    """
+
+    def __init__(self) -> None:
+        self._documents: dict[Path, _Documents | tuple[int, str]] = {}
+
+    def parse(self, path: Path, problems: Problems, *, sub_flow: bool) -> ParsedFlow | None:
+        """The parsed flow (a sub-flow may be a bare command list); None after reporting why not."""
+        parsed = self._flow(path, sub_flow)
+        if isinstance(parsed, ParsedFlow):
+            return parsed
+        problems.add(path, *parsed)
         return None
+
+    def get(self, path: Path, *, sub_flow: bool) -> ParsedFlow | None:
+        """Like `parse`, for a file whose problems the preflight has already reported."""
+        parsed = self._flow(path, sub_flow)
+        return parsed if isinstance(parsed, ParsedFlow) else None
+
+    def _flow(self, path: Path, sub_flow: bool) -> ParsedFlow | tuple[int, str]:
+        key = path.resolve()
+        if key not in self._documents:
+            try:
+                text = path.read_text(encoding="utf-8")
+            except (OSError, UnicodeDecodeError) as exc:
+                return 1, f"cannot read the file: {exc}"  # not kept: the message names the path as given
+            self._documents[key] = _compose(text)
+        documents = self._documents[key]
+        return documents if isinstance(documents, tuple) else _flow_of(documents, sub_flow=sub_flow)
+
+
+def _compose(text: str) -> _Documents | tuple[int, str]:
+    """The YAML documents of a flow file, or (line, problem)."""
     loader = yaml.SafeLoader(text)
     try:
         nodes: list[yaml.Node] = []
@@ -154,40 +193,35 @@ def parse_flow(path: Path, problems: Problems, *, sub_flow: bool) -> ParsedFlow 
             node = loader.get_node()
             if node is not None:
                 nodes.append(node)
-        values = [loader.construct_document(n) for n in nodes]
+        return _Documents(nodes, [loader.construct_document(n) for n in nodes])
     except yaml.MarkedYAMLError as exc:
-        problems.add(path, *_yaml_problem(exc))
-        return None
+        return _yaml_problem(exc)
     except yaml.YAMLError as exc:
-        problems.add(path, 1, f"invalid YAML: {exc}")
-        return None
+        return 1, f"invalid YAML: {exc}"
     finally:
         loader.dispose()
 
+
+def _flow_of(documents: _Documents, *, sub_flow: bool) -> ParsedFlow | tuple[int, str]:
+    """A header document, then a command list (or, for a sub-flow, a command list alone); else (line, problem)."""
+    nodes, values = documents.nodes, documents.values
     if not nodes:
-        problems.add(path, 1, "the file is empty; a flow is a header (appId: ...), then ---, then a list of commands")
-        return None
+        return 1, "the file is empty; a flow is a header (appId: ...), then ---, then a list of commands"
     if len(nodes) == 1:
         if sub_flow and isinstance(values[0], list):
             return ParsedFlow({}, None, nodes[0])
         if isinstance(values[0], list):
-            problems.add(path, 1, "the header is missing: start the file with 'appId: <package>' and a '---' line")
-        else:
-            problems.add(path, line_of(nodes[0], end=True),
-                         "no commands: add a '---' line after the header, then the list of commands")
-        return None
+            return 1, "the header is missing: start the file with 'appId: <package>' and a '---' line"
+        return line_of(nodes[0], end=True), "no commands: add a '---' line after the header, then the list of commands"
     if len(nodes) > 2:
-        problems.add(path, line_of(nodes[2]), "more than two YAML documents: a flow is one header and one command list")
-        return None
+        return line_of(nodes[2]), "more than two YAML documents: a flow is one header and one command list"
     header, commands = values
     if header is None:
         header = {}
     if not isinstance(header, dict):
-        problems.add(path, line_of(nodes[0]), "the header (before '---') must be a mapping such as 'appId: com.example.app'")
-        return None
+        return line_of(nodes[0]), "the header (before '---') must be a mapping such as 'appId: com.example.app'"
     if not isinstance(commands, list):
-        problems.add(path, line_of(nodes[1]), "the commands (after '---') must be a list, one '- command' per line")
-        return None
+        return line_of(nodes[1]), "the commands (after '---') must be a list, one '- command' per line"
     return ParsedFlow(header, nodes[0], nodes[1])
 
 
@@ -207,7 +241,7 @@ def line_of(node: yaml.Node, *, end: bool = False) -> int:
     return (node.end_mark.line if end else node.start_mark.line + 1) or 1
 
 
-def _check_refs(path: Path, parsed: ParsedFlow, problems: Problems, seen: set[Path]) -> None:
+def _check_refs(path: Path, parsed: ParsedFlow, problems: Problems, files: FlowFiles, seen: set[Path]) -> None:
     for command in flow_commands(parsed):
         if command.file is None:
             continue
@@ -221,9 +255,9 @@ def _check_refs(path: Path, parsed: ParsedFlow, problems: Problems, seen: set[Pa
         if target in seen or target.suffix not in FLOW_SUFFIXES:
             continue
         seen.add(target)
-        sub = parse_flow(target, problems, sub_flow=True)
+        sub = files.parse(target, problems, sub_flow=True)
         if sub is not None:
-            _check_refs(target, sub, problems, seen)
+            _check_refs(target, sub, problems, files, seen)
 
 
 def _tags(value: Any) -> tuple[str, ...]:
@@ -236,9 +270,9 @@ def _tags(value: Any) -> tuple[str, ...]:
     return ()
 
 
-def load_flow(path: Path, root: Path, problems: Problems) -> Flow | None:
-    """Parse and preflight one top-level flow (its sub-flows too); None if it does not parse."""
-    parsed = parse_flow(path, problems, sub_flow=False)
+def load_flow(path: Path, root: Path, problems: Problems, files: FlowFiles) -> Flow | None:
+    """Parse (into `files`) and preflight one top-level flow, its sub-flows too; None if it does not parse."""
+    parsed = files.parse(path, problems, sub_flow=False)
     if parsed is None:
         return None
     header = parsed.header
@@ -252,7 +286,7 @@ def load_flow(path: Path, root: Path, problems: Problems) -> Flow | None:
     if not isinstance(env, dict):
         problems.add(path, 1, "'env' in the header must be a mapping of NAME: value")
         env = {}
-    _check_refs(path, parsed, problems, {path.resolve()})
+    _check_refs(path, parsed, problems, files, {path.resolve()})
     try:
         file_name = path.resolve().relative_to(root.resolve()).as_posix()
     except ValueError:
@@ -343,10 +377,11 @@ def discover(
     workspace = find_workspace(flows_path, problems, include_tags, exclude_tags)
     include, exclude = workspace.include_tags, workspace.exclude_tags
 
+    files = FlowFiles()
     selected: list[Flow] = []
     filtered: list[str] = []
     for path in workspace.candidates:
-        flow = load_flow(path, workspace.root, problems)
+        flow = load_flow(path, workspace.root, problems, files)
         if flow is None:
             continue
         tags = set(flow.tags)

@@ -13,12 +13,15 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from .commands import find_tool
+from .commands import display, find_tool, run
+from .console import Console
+from .errors import CommandFailed
 
 MAESTRO_INSTALL_HINT = (
     "install Maestro with `invoke setup` (or `curl -Ls \"https://get.maestro.mobile.dev\" | bash`), "
     "or set validation.maestro in invoke.yaml to the maestro executable"
 )
+MAESTRO_FIX = MAESTRO_INSTALL_HINT + "; it needs Java 17+"  # for a maestro that is there but does not work
 
 # Output that means "the environment broke", not "the app regressed". Matched case-insensitively;
 # keep this the one list (shared/reference/maestro-cli.md, "Typical infrastructure signatures").
@@ -37,6 +40,11 @@ INFRA_SIGNATURES = tuple(
         r"Device .* (?:was requested, but it )?is not connected",
     )
 )
+# The whole of a version line: "2.8.0", "1.39.13", "2.0.0-beta1".
+_VERSION = re.compile(r"\d+(?:\.\d+)+(?:[-+][\w.+-]+)?")
+VERSION_TIMEOUT = 120.0  # seconds: `--version` starts a JVM, slow on a busy runner
+# Keeps Maestro from phoning home: no analytics, no update check (whose notice would mix with the output).
+QUIET_ENV = {"MAESTRO_CLI_NO_ANALYTICS": "1", "MAESTRO_DISABLE_UPDATE_CHECK": "true"}
 _STACK_FRAME = re.compile(r"^\s+at [\w.$<>]+\(.*\)\s*$")
 _EXCEPTION_LINE = re.compile(r"^(?:Exception in thread \"[^\"]*\" )?([\w.$]+(?:Exception|Error))(?::\s*(.*))?$")
 
@@ -53,6 +61,27 @@ def find_maestro(configured: str, environ: Mapping[str, str]) -> Path:
     candidates.append(("PATH", "maestro"))
     candidates.append(("~/.maestro/bin", Path(home) / ".maestro" / "bin" / "maestro" if home else None))
     return find_tool("maestro", candidates, MAESTRO_INSTALL_HINT)
+
+
+def parse_version(stdout: str) -> str | None:
+    """The version in `maestro --version`'s stdout: the last line that is only a version.
+
+    Maestro prints the bare version ("2.8.0"), but the launcher, the JVM or an update notice may print
+    lines around it; None when no line is a version.
+    """
+    lines = [ln.strip() for ln in stdout.splitlines()]
+    return next((ln for ln in reversed(lines) if _VERSION.fullmatch(ln)), None)
+
+
+def installed_version(maestro: Path, environ: Mapping[str, str], console: Console) -> str:
+    """Run `maestro --version` and return the version; CommandFailed when it fails, times out or prints none."""
+    done = run(console, [maestro, "--version"], env={**environ, **QUIET_ENV}, timeout=VERSION_TIMEOUT, echo=False,
+               what="maestro did not say its version", fix=MAESTRO_FIX)
+    version = parse_version(done.stdout)
+    if version is None:
+        raise CommandFailed(console.redact(display(done.argv)), done.returncode, done.stdout, done.stderr,
+                            what="maestro printed no version", fix=MAESTRO_FIX)
+    return version
 
 
 def test_command(
@@ -76,9 +105,7 @@ def test_command(
 
 
 def process_env(environ: Mapping[str, str], driver_startup_timeout_ms: int) -> dict[str, str]:
-    env = dict(environ)
-    env["MAESTRO_CLI_NO_ANALYTICS"] = "1"
-    env["MAESTRO_DISABLE_UPDATE_CHECK"] = "true"
+    env = {**environ, **QUIET_ENV}
     # CI emulators are slow to start Maestro's driver; 15 s (Maestro's default) fails often.
     env.setdefault("MAESTRO_DRIVER_STARTUP_TIMEOUT", str(driver_startup_timeout_ms))
     return env

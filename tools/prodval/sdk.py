@@ -25,7 +25,8 @@ import requests
 
 from .commands import find_tool, run
 from .console import Console
-from .errors import SetupFailed, ToolNotFound
+from .errors import CommandFailed, SetupFailed, ToolNotFound
+from .maestro import installed_version
 from .settings import EmulatorSettings
 
 CMDLINE_TOOLS_HINT = (
@@ -169,9 +170,10 @@ def installed_maestro(environ: Mapping[str, str], console: Console) -> str | Non
     with contextlib.suppress(OSError, ValueError):
         marker = json.loads((home / MAESTRO_MARKER).read_text(encoding="utf-8"))
         return str(marker["version"])
-    done = run(console, [binary, "--version"], check=False, env=environ, timeout=120, echo=False)
-    lines = [ln.strip() for ln in done.stdout.splitlines() if ln.strip()]
-    return lines[-1] if done.returncode == 0 and lines else None
+    try:
+        return installed_version(binary, environ, console)
+    except CommandFailed:
+        return None  # a maestro that cannot say its version is as good as none: install over it
 
 
 def _download(url: str, dest: Path) -> str:
