@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 from conftest import AndroidSdk, World, alive, fake_emulator_processes
 from prodval.console import Console
+from prodval.devices import Adb
 from prodval.emulator import (
     StartedEmulator,
     capture_logcat,
@@ -31,7 +32,7 @@ from prodval.emulator import (
     start_emulators,
     stop_emulators,
 )
-from prodval.errors import ConfigError, DeviceError, ToolNotFound
+from prodval.errors import CommandFailed, ConfigError, DeviceError, ToolNotFound
 from prodval.secrets import Redactor
 from prodval.settings import EmulatorSettings, load_emulator
 
@@ -305,7 +306,8 @@ def test_capture_logcat_streams_to_a_file_masks_secrets_and_stops(world: World) 
     world.device(logcat=["I App: started", "D Net: token=s3cr3t-value sent"])
     adb = world.bin / "adb"
     path = world.results / "devices" / "emulator-5554" / "logcat.txt"
-    with capture_logcat(adb, "emulator-5554", path, world.env(), redact=Redactor(["s3cr3t-value"])) as out:
+    with capture_logcat(Adb(adb, Console(world.env()), world.env()), "emulator-5554", path,
+                        redact=Redactor(["s3cr3t-value"])) as out:
         wait_for(lambda: "token=" in out.read_text())
         logcat_pids = [int(p.name) for p in Path("/proc").iterdir() if p.name.isdigit()
                        and "logcat" in _cmdline(int(p.name)) and str(adb) in _cmdline(int(p.name))]
@@ -314,6 +316,28 @@ def test_capture_logcat_streams_to_a_file_masks_secrets_and_stops(world: World) 
     assert "I App: started" in text and "token=*** sent" in text and "s3cr3t-value" not in text
     assert ["-s", "emulator-5554", "logcat", "-v", "threadtime"] in world.adb_calls()
     assert not [pid for pid in logcat_pids if alive(pid)]
+
+
+def test_adb_unlock_settings_and_emu_kill_on_the_serial_asked_for(world: World) -> None:
+    world.device("emulator-5554").device("emulator-5556", booted=False)
+    out = io.StringIO()
+    # a stale $ANDROID_SERIAL must not pick the device: every command names its own with -s
+    adb = Adb(world.bin / "adb", Console({}, Redactor(), out=out, err=io.StringIO()),
+              world.env(ANDROID_SERIAL="emulator-5556"))
+    assert adb.press_key("emulator-5554", 82).returncode == 0
+    adb.put_setting("emulator-5554", "global", "window_animation_scale", "0.0")
+    booting = adb.press_key("emulator-5556", 82, echo=False)  # still booting: input is not up yet
+    assert (booting.returncode, booting.stderr.strip()) == (20, "cmd: Can't find service: input")
+    with pytest.raises(CommandFailed, match="could not set secure spell_checker_enabled on emulator-5556"):
+        adb.put_setting("emulator-5556", "secure", "spell_checker_enabled", "0")
+    assert adb.emu_kill("emulator-5554")
+    assert not adb.emu_kill("emulator-5554")  # gone now: adb refuses
+    device = json.loads(world.adb_state.read_text())["devices"]
+    assert list(device) == ["emulator-5556"] and "input" not in device["emulator-5556"]
+    assert world.adb_calls()[:2] == [["-s", "emulator-5554", "shell", "input", "keyevent", "82"],
+                                     ["-s", "emulator-5554", "shell", "settings", "put", "global",
+                                      "window_animation_scale", "0.0"]]
+    assert out.getvalue().count("input keyevent 82") == 1  # the unchecked retry is not echoed
 
 
 def _cmdline(pid: int) -> str:

@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
+import subprocess
 from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-from .commands import Completed, find_tool, run
+from .commands import Completed, find_tool, run, start_background
 from .console import Console
-from .errors import ConfigError, DeviceError
+from .errors import CommandFailed, ConfigError, DeviceError
 
 ADB_INSTALL_HINT = (
     "install the Android SDK platform-tools (`sdkmanager platform-tools`, or `invoke setup`) and set "
@@ -63,6 +64,26 @@ class Adb:
     def boot_completed(self, serial: str) -> bool:
         done = self._run("-s", serial, "shell", "getprop", "sys.boot_completed", check=False, timeout=30, echo=False)
         return done.returncode == 0 and done.stdout.strip() == "1"
+
+    def press_key(self, serial: str, keycode: int, *, echo: bool = True) -> Completed:
+        """`input keyevent KEYCODE`, unchecked: right after boot it fails for a while, the caller retries."""
+        return self._run("-s", serial, "shell", "input", "keyevent", str(keycode), check=False, timeout=30, echo=echo)
+
+    def put_setting(self, serial: str, namespace: str, key: str, value: str) -> None:
+        self._run("-s", serial, "shell", "settings", "put", namespace, key, value, timeout=30,
+                  what=f"could not set {namespace} {key} on {serial}")
+
+    def emu_kill(self, serial: str) -> bool:
+        """Ask an emulator to exit; False when adb refused (offline, early in a boot) or timed out."""
+        try:
+            return self._run("-s", serial, "emu", "kill", check=False, timeout=15).returncode == 0
+        except CommandFailed:
+            return False
+
+    def start_logcat(self, serial: str, log_path: Path) -> subprocess.Popen[bytes]:
+        """`logcat -v threadtime` appended to `log_path`, in its own process group: the caller stops it."""
+        return start_background([self.path, "-s", serial, "logcat", "-v", "threadtime"], log_path=log_path,
+                                env=self.env)
 
     def states(self) -> list[DeviceState]:
         listed = self.devices()

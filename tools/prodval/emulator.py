@@ -312,17 +312,13 @@ def _wait_until(condition: Callable[[], bool], deadline: float, step: float = 0.
         time.sleep(step)
 
 
-def _adb_env(environ: Mapping[str, str]) -> dict[str, str]:
-    return {k: v for k, v in environ.items() if k != "ANDROID_SERIAL"}
-
-
-def _optional_adb(adb: Path | None, environ: Mapping[str, str]) -> Path | None:
-    if adb is not None:
-        return adb
-    try:
-        return find_adb("", environ)
-    except ToolNotFound:
-        return None
+def _optional_adb(adb: Path | None, console: Console, environ: Mapping[str, str]) -> Adb | None:
+    if adb is None:
+        try:
+            adb = find_adb("", environ)
+        except ToolNotFound:
+            return None
+    return Adb(adb, console, environ)
 
 
 def stop_emulators(started_or_serials: Iterable[StartedEmulator | str], *, console: Console,
@@ -345,17 +341,13 @@ def stop_emulators(started_or_serials: Iterable[StartedEmulator | str], *, conso
             not_ours.append(item)
     survivors: list[StartedEmulator] = []
     if targets:
-        adb_path = _optional_adb(adb, environ)
+        client = _optional_adb(adb, console, environ)
         try:
             # Wait only for those whose `emu kill` was accepted: early in a boot (offline) it is not.
             killed = []
             for em in targets:
-                if adb_path is not None and _leader_alive(em):
-                    with contextlib.suppress(CommandFailed):
-                        done = run(console, [adb_path, "-s", em.serial, "emu", "kill"], check=False, timeout=15,
-                                   env=_adb_env(environ), stage="device")
-                        if done.returncode == 0:
-                            killed.append(em)
+                if client is not None and _leader_alive(em) and client.emu_kill(em.serial):
+                    killed.append(em)
             deadline = time.monotonic() + timeout
             for em in killed:
                 if not _wait_until(partial(_leader_gone, em), deadline):
@@ -521,15 +513,12 @@ def _wait_for_boot(started: list[StartedEmulator], launches: list[Launch], setti
             time.sleep(settings.boot_poll)
 
 
-def prepare(adb: Path, serial: str, settings: EmulatorSettings, *, console: Console,
-            environ: Mapping[str, str]) -> None:
+def prepare(adb: Adb, serial: str, settings: EmulatorSettings) -> None:
     """Unlock the screen (retried: it fails intermittently right after boot) and turn animations off."""
-    env = _adb_env(environ)
     problem = ""
     for attempt in range(1, UNLOCK_ATTEMPTS + 1):
         try:
-            done = run(console, [adb, "-s", serial, "shell", "input", "keyevent", "82"], check=False, env=env,
-                       timeout=30, stage="device", echo=attempt == 1)
+            done = adb.press_key(serial, 82, echo=attempt == 1)
             problem = (done.stderr or done.stdout).strip()
             if done.returncode == 0:
                 break
@@ -546,8 +535,7 @@ def prepare(adb: Path, serial: str, settings: EmulatorSettings, *, console: Cons
         puts.append(("secure", "spell_checker_enabled", "0"))
     for namespace, key, value in puts:
         try:
-            run(console, [adb, "-s", serial, "shell", "settings", "put", namespace, key, value], env=env, timeout=30,
-                stage="device", what=f"could not set {namespace} {key} on {serial}")
+            adb.put_setting(serial, namespace, key, value)
         except CommandFailed as exc:
             raise DeviceError(exc.message, fix="the device may have gone offline: check `adb devices`") from None
 
@@ -581,7 +569,7 @@ def start_emulators(settings: EmulatorSettings, count: int, *, console: Console,
         _wait_for_boot(started, launches, settings, adb=adb_client, env=env, console=console, environ=environ,
                        results_dir=results_dir, kvm=kvm)
         for em in started:
-            prepare(adb_path, em.serial, settings, console=console, environ=environ)
+            prepare(adb_client, em.serial, settings)
     except BaseException:
         try:
             stop_emulators(started, console=console, environ=environ, results_dir=results_dir, adb=adb_path,
@@ -633,13 +621,12 @@ def render_status(rows: Sequence[StatusRow]) -> str:
 
 
 @contextlib.contextmanager
-def capture_logcat(adb: Path, serial: str, path: Path, environ: Mapping[str, str], *,
-                   redact: Redactor | None = None) -> Iterator[Path]:
+def capture_logcat(adb: Adb, serial: str, path: Path, *, redact: Redactor | None = None) -> Iterator[Path]:
     """Stream `adb -s SERIAL logcat` to `path` while the block runs; stopped (whole group) on exit.
     Secrets known to `redact` are masked in the file afterwards."""
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_bytes(b"")
-    proc = start_background([adb, "-s", serial, "logcat", "-v", "threadtime"], log_path=path, env=_adb_env(environ))
+    proc = adb.start_logcat(serial, path)
     try:
         yield path
     finally:

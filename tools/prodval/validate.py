@@ -423,7 +423,7 @@ def run_validation(settings: Settings, environ: Mapping[str, str], console: Cons
             console.info(f"device(s): {', '.join(serials)}")
             for serial in serials:
                 log = logcats.enter_context(capture_logcat(
-                    adb.path, serial, settings.results_dir / "devices" / serial / "logcat.txt", environ, redact=redact))
+                    adb, serial, settings.results_dir / "devices" / serial / "logcat.txt", redact=redact))
                 record.job.artifactPaths.append(relative_display(log, settings.results_dir))
             if apk:
                 for serial in serials:
