@@ -300,6 +300,9 @@ def test_device_goes_offline_mid_run(lab: Run) -> None:
     wait_for(lambda: lab.state()["devices"]["emulator-5554"]["state"] == "offline")
     lab.stop(started)
     wait_for(lab.nothing_running)
+    # adb talks to the emulator console over TCP, offline or not: `emu kill` did it, no signal was needed
+    assert ["-s", "emulator-5554", "emu", "kill"] in lab.world.adb_calls()
+    assert "after `emu kill`" not in lab.output and lab.state().get("killed") == ["emulator-5554"]
 
 
 def test_capture_logcat_streams_to_a_file_masks_secrets_and_stops(world: World) -> None:
@@ -331,7 +334,8 @@ def test_adb_unlock_settings_and_emu_kill_on_the_serial_asked_for(world: World) 
     with pytest.raises(CommandFailed, match="could not set secure spell_checker_enabled on emulator-5556"):
         adb.put_setting("emulator-5556", "secure", "spell_checker_enabled", "0")
     assert adb.emu_kill("emulator-5554")
-    assert not adb.emu_kill("emulator-5554")  # gone now: adb refuses
+    assert not adb.emu_kill("emulator-5554")  # gone now: nothing answers on its console port
+    assert not adb.emu_kill("R58M123ABC")  # not an emulator serial: adb has no console port for it
     device = json.loads(world.adb_state.read_text())["devices"]
     assert list(device) == ["emulator-5556"] and "input" not in device["emulator-5556"]
     assert world.adb_calls()[:2] == [["-s", "emulator-5554", "shell", "input", "keyevent", "82"],

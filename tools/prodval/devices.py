@@ -74,7 +74,7 @@ class Adb:
                   what=f"could not set {namespace} {key} on {serial}")
 
     def emu_kill(self, serial: str) -> bool:
-        """Ask an emulator to exit; False when adb refused (offline, early in a boot) or timed out."""
+        """Ask an emulator to exit through its console; False when no console answered (not up yet, or gone) or it timed out."""
         try:
             return self._run("-s", serial, "emu", "kill", check=False, timeout=15).returncode == 0
         except CommandFailed:

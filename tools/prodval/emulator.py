@@ -343,7 +343,8 @@ def stop_emulators(started_or_serials: Iterable[StartedEmulator | str], *, conso
     if targets:
         client = _optional_adb(adb, console, environ)
         try:
-            # Wait only for those whose `emu kill` was accepted: early in a boot (offline) it is not.
+            # Wait only for those whose console took `emu kill` (adb talks to it over TCP, whatever the
+            # device's state; very early in a boot it is not listening yet).
             killed = []
             for em in targets:
                 if client is not None and _leader_alive(em) and client.emu_kill(em.serial):
