@@ -139,3 +139,40 @@ def test_chain_executor_runs_every_task_and_exits_with_the_worst(tmp_path: Path,
     # alone, a task behaves as with invoke's own executor
     assert invoke("fails").returncode == 1
     assert invoke("marks").returncode == 0
+
+
+def _build_once_then_shards(project: World, shards: int) -> Path:
+    """The sharded workflow: one job builds (its results folder is the artifact), each shard validates
+    its share in a copy of that folder, then merge-results; returns the merged folder."""
+    build = project.root / "build" / "apk"
+    project.invoke("build-apk", "--results-dir", str(build), VALIDATION_RUN_ID="gh-77-1")
+    for index in range(1, shards + 1):
+        folder = project.root / "build" / "shards" / f"shard-{index}"
+        shutil.copytree(build, folder)  # download-artifact into the shard's results folder
+        project.invoke("validate", "--shard", f"{index}/{shards}", "--results-dir", str(folder),
+                       VALIDATION_RUN_ID="gh-77-1")
+    merged = project.root / "build" / "validation"
+    project.invoke("merge-results", str(project.root / "build" / "shards"), "--results-dir", str(merged))
+    return merged
+
+
+@pytest.mark.skipif(bool(BUILD_TOOLS) and not IN_CI, reason=f"needs {', '.join(BUILD_TOOLS)} to build a real APK")
+def test_shards_validate_the_one_apk_the_build_job_built(project: World) -> None:
+    merged = json.loads((_build_once_then_shards(project, 2) / "results.json").read_text())
+    assert merged["verdict"] == "pass" and merged["runId"] == "gh-77-1"
+    assert merged["stages"]["build"]["outcome"] == "pass" and merged["apk"]["packageName"] == "com.example.exerciselog"
+    assert len(merged["flows"]) == 4
+    installs = [c for c in project.adb_calls() if "install" in c]
+    assert sorted(Path(c[-1]).parent.name for c in installs) == ["shard-1", "shard-2"]  # each from its download
+    built = [json.loads((project.root / "build" / "shards" / f"shard-{i}" / "results.json").read_text())["apk"]
+             for i in (1, 2)]
+    assert built[0]["sha256"] == built[1]["sha256"]
+
+
+def test_a_failed_build_job_makes_every_shard_an_error(project: World) -> None:
+    (project.root / "fake-gradle-scenario.json").write_text(json.dumps({"fail": "compile"}))
+    merged = json.loads((_build_once_then_shards(project, 2) / "results.json").read_text())
+    assert merged["verdict"] == "error"
+    assert merged["stages"]["build"]["outcome"] == "error"
+    assert all(f["status"] == "not_run" for f in merged["flows"]) and len(merged["flows"]) == 4
+    assert project.maestro_calls() == []

@@ -292,11 +292,12 @@ def test_shards_input_switches_to_a_matrix_then_one_merge_and_notify(production:
     shard_job = jobs["validate-shard"]
     assert shard_job["strategy"]["matrix"]["shard"] == "${{ fromJSON(needs.plan-shards.outputs.indices) }}"
     assert shard_job["strategy"]["fail-fast"] is False
-    # every shard validates, none notifies; the merge job notifies once, after failed shards too
-    [validate_step] = [s for s in shard_job["steps"] if "invoke build-apk validate" in s.get("run", "")]
-    assert "notify" not in validate_step["run"] and "--shard" in validate_step["run"]
+    # every shard validates, none builds or notifies; the merge job notifies once, after failed shards too
+    [validate_step] = [s for s in shard_job["steps"] if "invoke validate" in s.get("run", "")]
+    assert "notify" not in validate_step["run"] and "build-apk" not in validate_step["run"]
+    assert "--shard" in validate_step["run"]
     merge = jobs["merge-and-notify"]
-    assert merge["needs"] == ["plan-shards", "validate-shard"]
+    assert merge["needs"] == ["plan-shards", "build-apk", "validate-shard"]
     assert merge["if"].startswith("always()")
     [merge_step] = [s for s in merge["steps"] if "merge-results" in s.get("run", "")]
     assert merge_step["run"] == "invoke merge-results build/shards notify"
@@ -322,13 +323,40 @@ def test_shards_input_switches_to_a_matrix_then_one_merge_and_notify(production:
              "INCLUDE_TAGS": "smoke"}, capture_output=True, text=True, timeout=30)
     assert done.returncode == 0, done.stderr
     assert (tmp_path / "calls.log").read_text().splitlines() == [
-        "invoke build-apk validate --shard 2/3 --include-tags smoke --timings build/timings.json"]
+        "invoke validate --shard 2/3 --include-tags smoke --timings build/timings.json"]
+
+
+def test_one_job_builds_the_apk_every_shard_validates(production: dict[str, Any]) -> None:
+    jobs = production["jobs"]
+    build = jobs["build-apk"]
+    assert build["if"] == jobs["plan-shards"]["if"]
+    assert [s["run"] for s in build["steps"] if "run" in s] == ["invoke build-apk"]
+    assert build["env"]["INVOKE_VALIDATION_RESULTS_DIR"] == "build/apk"
+    [upload] = [s for s in build["steps"] if s.get("uses", "").startswith("actions/upload-artifact@")]
+    assert upload["if"] == "always()" and upload["with"]["path"] == "build/apk"  # a failed build is recorded too
+    # the signing secrets reach the build job only
+    build_env = {k for s in build["steps"] for k in s.get("env", {})}
+    assert {"ANDROID_KEYSTORE_BASE64", "ANDROID_KEY_PASSWORD"} <= build_env
+    shard = jobs["validate-shard"]
+    assert shard["needs"] == ["plan-shards", "build-apk"]
+    assert "needs.build-apk.result == 'failure'" in shard["if"]  # shards record a failed build as `error`
+    assert not [v for _, v in walk(shard) if isinstance(v, str) and "secrets." in v]
+    names = [s.get("uses", "").split("@")[0] or s.get("run", "") for s in shard["steps"]]
+    download = names.index("actions/download-artifact")
+    assert shard["steps"][download]["with"]["name"] == upload["with"]["name"]
+    assert shard["steps"][download]["with"]["path"] == shard["env"]["INVOKE_VALIDATION_RESULTS_DIR"]
+    assert download < next(i for i, n in enumerate(names) if n.startswith("flags=("))
 
 
 def test_validation_jobs_share_one_runner_preparation(production: dict[str, Any]) -> None:
     prepare = load(PREPARE)
     names = [s["name"] for s in prepare["runs"]["steps"]]
     assert names[-1] == "Install Maestro and the Android SDK packages"
-    for job in ("validate", "validate-shard"):
+    for job in ("validate", "validate-shard", "build-apk"):
         uses = [s.get("uses") for s in production["jobs"][job]["steps"]]
         assert uses.index("./.github/actions/prepare") == 1  # right after the checkout
+    [build_prepare] = [s for s in production["jobs"]["build-apk"]["steps"] if s.get("uses") == "./.github/actions/prepare"]
+    assert build_prepare["with"] == {"emulator": "false"}  # no KVM, Maestro or system image to build
+    emulator_only = [s["name"] for s in prepare["runs"]["steps"] if s.get("if") == "inputs.emulator == 'true'"]
+    assert emulator_only == ["Enable KVM for the emulator", "Cache the AVD", "Cache Maestro",
+                             "Install Maestro and the Android SDK packages"]
