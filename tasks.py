@@ -240,7 +240,7 @@ def doctor(c: Context) -> None:
     help={
         "maestro_version": "Maestro version to install (default emulator.maestro_version, 2.8.0)",
         "maestro_url": "Download URL of maestro.zip; {version} is replaced (default: the GitHub release)",
-        "maestro_sha256": "SHA-256 the download must have (default emulator.maestro_sha256)",
+        "maestro_sha256": "SHA-256 the download must have (default emulator.maestro_sha256; built in for the official 2.8.0)",
         "api_level": "API level of the system image to install (default 34)",
         "target": "System image target (default google_apis)",
         "arch": "System image ABI (default x86_64)",

@@ -102,6 +102,18 @@ def test_defined_names_pass(flows: Path) -> None:
     assert [f.file_name for f in report.flows] == ["ok.yaml"]
 
 
+def test_names_a_retry_sub_flow_assigns_count_as_runflow_ones_do(flows: Path) -> None:
+    write(flows / "subflows" / "sign-in.yaml", HEADER + "---\n- evalScript: ${SESSION = 'abc'}\n")
+    write(flows / "retrying.yaml", HEADER + textwrap.dedent("""\
+        ---
+        - retry:
+            maxRetries: 2
+            file: subflows/sign-in.yaml
+        - inputText: ${SESSION}
+        """))
+    assert [f.file_name for f in lint(flows).flows] == ["retrying.yaml"]
+
+
 def test_string_literals_and_property_names_are_not_variables() -> None:
     assert identifiers('NAME || "default value"') == ["NAME"]
     assert identifiers("output.user.name + 'x'") == ["output"]

@@ -177,6 +177,9 @@ def test_shards_split_the_flows_and_merge_into_one_verdict(sharded: World) -> No
     for flow in merged["flows"]:
         for path in flow["artifactPaths"]:
             assert (merged_dir / path).is_file(), path
+    job_paths = merged["job"]["artifactPaths"]
+    assert all((merged_dir / path).exists() for path in job_paths), job_paths
+    assert {"../shards/shard-1/results.json", "../shards/shard-2/results.json"} <= set(job_paths)
     assert "1 of 5 flows failed against production" in (merged_dir / "summary.md").read_text()
     assert (merged_dir / "junit.xml").read_text().count("<testcase") == 5
 

@@ -10,13 +10,14 @@ from prodval.errors import ConfigError
 from prodval.maestro import classify, screenshots
 from prodval.results import Attempt, FlowResult, Job, RunRecord, junit_xml, summary_markdown
 from prodval.secrets import Redactor
-from prodval.settings import DEFAULTS, load
+from prodval.settings import DEFAULTS, INVOKE_DEFAULTS, load
 
 # -- settings -------------------------------------------------------------------------------------
 
 
 def test_defaults() -> None:
-    settings = load(DEFAULTS, {})
+    # what invoke hands the task when invoke.yaml sets nothing: every key registered, as None
+    settings = load(INVOKE_DEFAULTS, {})
     assert settings.flows == Path(".maestro")
     assert settings.results_dir == Path("build/validation")
     assert (settings.retries, settings.flow_timeout, settings.env) == (1, 600, ())

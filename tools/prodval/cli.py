@@ -52,7 +52,8 @@ def merge_results(section: Mapping[str, Any], shards: str, results_dir: str | No
     remember_timings(writer.results_dir, merged.to_json())
     repo_paths = merged.environment.maestroFlowPaths
     announce(merged, console, writer, {
-        f.flowFileName: next((p for p in repo_paths if p.endswith(f.flowFileName)), f.flowFileName)
+        f.flowFileName: next((p for p in repo_paths if p == f.flowFileName or p.endswith("/" + f.flowFileName)),
+                             f.flowFileName)
         for f in merged.flows
     })
     assert merged.verdict is not None

@@ -40,7 +40,6 @@ class ToolNotFound(ValidationError):
     def __init__(self, tool: str, looked_in: list[str], install: str) -> None:
         places = ", ".join(looked_in) if looked_in else "nowhere"
         super().__init__(f"Couldn't find '{tool}' (looked in {places})", fix=install)
-        self.tool = tool
 
 
 class FlowError(ValidationError):

@@ -40,7 +40,6 @@ import yaml
 from .console import relative_display
 from .errors import ConfigError, FlowError
 from .flows import (
-    FLOW_SUFFIXES,
     HOOKS,
     Command,
     Flow,
@@ -189,13 +188,9 @@ class _Linter:
         seen.add(path.resolve())
         names = _assigned_names(parsed)
         for command in flow_commands(parsed):
-            if command.name != "runFlow" or command.file is None or "${" in command.file[0]:
-                continue
-            target = path.parent / command.file[0]
-            if target.suffix in FLOW_SUFFIXES and target.is_file() and target.resolve() not in seen:
-                sub = self.files.get(target, sub_flow=True)
-                if sub is not None:
-                    names |= self.assigned(target, sub, seen)
+            sub = self.files.sub_flow(path, command)
+            if sub is not None and sub[0].resolve() not in seen:
+                names |= self.assigned(*sub, seen)
         return names
 
     # walking ---------------------------------------------------------------------------------------
@@ -243,15 +238,9 @@ class _Linter:
         if command.name == "runFlow":
             inner = replace(inner, defined=inner.defined | _mapping_keys(command.option("env")))
         self.commands(path, command.nested, inner)
-        if command.file is None or command.name == "runScript":
-            return
-        ref, line = command.file
-        target = path.parent / ref
-        if "${" in ref or target.suffix not in FLOW_SUFFIXES or not target.is_file():
-            return  # variable paths are resolved at run time; missing files are the preflight's problem
-        sub = self.files.get(target, sub_flow=True)
-        if sub is not None:
-            self.file(target, sub, replace(inner, via=(*ctx.via, f"{relative_display(path)}:{line}")))
+        sub = self.files.sub_flow(path, command)
+        if sub is not None and command.file is not None:
+            self.file(*sub, replace(inner, via=(*ctx.via, f"{relative_display(path)}:{command.file[1]}")))
 
     def variables(self, path: Path, node: yaml.ScalarNode, ctx: _Context) -> None:
         if "${" not in node.value:

@@ -43,7 +43,6 @@ class Flow:
     name: str
     app_id: str
     tags: tuple[str, ...] = ()
-    env: tuple[tuple[str, str], ...] = ()
 
     @property
     def key(self) -> str:
@@ -172,6 +171,17 @@ class FlowFiles:
         parsed = self._flow(path, sub_flow)
         return parsed if isinstance(parsed, ParsedFlow) else None
 
+    def sub_flow(self, path: Path, command: Command) -> tuple[Path, ParsedFlow] | None:
+        """The sub-flow `command` (in the flow at `path`) runs, parsed: runFlow and retry files, not scripts,
+        not variable paths (resolved at run time), not missing or unparsable files (the preflight's problem)."""
+        if command.file is None or command.name == "runScript" or "${" in command.file[0]:
+            return None
+        target = path.parent / command.file[0]
+        if target.suffix not in FLOW_SUFFIXES or not target.is_file():
+            return None
+        parsed = self.get(target, sub_flow=True)
+        return None if parsed is None else (target, parsed)
+
     def _flow(self, path: Path, sub_flow: bool) -> ParsedFlow | tuple[int, str]:
         key = path.resolve()
         if key not in self._documents:
@@ -282,10 +292,8 @@ def load_flow(path: Path, root: Path, problems: Problems, files: FlowFiles) -> F
     tags = header.get("tags")
     if tags is not None and not isinstance(tags, (list, str)):
         problems.add(path, 1, "'tags' must be a list of strings")
-    env = header.get("env") or {}
-    if not isinstance(env, dict):
+    if not isinstance(header.get("env") or {}, dict):
         problems.add(path, 1, "'env' in the header must be a mapping of NAME: value")
-        env = {}
     _check_refs(path, parsed, problems, files, {path.resolve()})
     try:
         file_name = path.resolve().relative_to(root.resolve()).as_posix()
@@ -297,7 +305,6 @@ def load_flow(path: Path, root: Path, problems: Problems, files: FlowFiles) -> F
         name=str(header.get("name") or path.stem),
         app_id=str(app_id or ""),
         tags=_tags(tags),
-        env=tuple((str(k), str(v)) for k, v in env.items()),
     )
 
 
@@ -341,7 +348,6 @@ class Workspace:
     """The flow files a flows path stands for, as Maestro finds them, before any tag filter."""
 
     root: Path
-    config_path: Path | None
     candidates: list[Path]
     include_tags: tuple[str, ...] = ()
     exclude_tags: tuple[str, ...] = ()
@@ -366,7 +372,7 @@ def find_workspace(
         candidates = [flows_path]
     include = tuple(_as_list(config.get("includeTags"))) + include_tags
     exclude = tuple(_as_list(config.get("excludeTags"))) + exclude_tags
-    return Workspace(root, config_path, candidates, include, exclude)
+    return Workspace(root, candidates, include, exclude)
 
 
 def discover(

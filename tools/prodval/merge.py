@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import glob
 import os
+from dataclasses import replace
 from pathlib import Path
 
 from .errors import ConfigError
@@ -55,7 +56,9 @@ def merge(paths: list[Path], out_dir: Path) -> RunRecord:
             seen[index] = folder
 
     first = records[0][1]
-    merged = RunRecord(runId=first.runId, job=first.job, environment=first.environment, apk=first.apk)
+    # A copy of the job with no paths: each shard's (the first's included) are added below, prefixed.
+    merged = RunRecord(runId=first.runId, job=replace(first.job, artifactPaths=[]),
+                       environment=replace(first.environment), apk=first.apk)
     merged.job.startTime = min(r.job.startTime for _, r in records if r.job.startTime)
     merged.job.endTime = max((r.job.endTime for _, r in records), default="")
     names: dict[str, Path] = {}

@@ -21,7 +21,7 @@ import base64
 import html
 import io
 import re
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path, PurePosixPath
@@ -30,12 +30,7 @@ from urllib.parse import quote
 from PIL import Image, UnidentifiedImageError
 
 from .maestro import screenshots
-from .results import REPORT_NAME, Attempt, FlowResult, RunRecord, atomic_write, headline
-
-# Failed and flaky flows first: what a person came to see.
-STATUS_ORDER = ("failed", "error", "timed_out", "flaky", "not_run", "passed")
-STATUS_LABEL = {"passed": "passed", "failed": "failed", "flaky": "flaky", "error": "error",
-                "timed_out": "timed out", "not_run": "not run"}
+from .results import REPORT_NAME, STATUS_LABEL, STATUS_ORDER, Attempt, FlowResult, RunRecord, atomic_write, headline, order_flows
 
 OUTPUT_TAIL_LINES = 40
 IMAGE_BOX = (480, 960)  # fits a portrait phone screenshot shown at ~240 CSS px on a 2x screen
@@ -46,12 +41,6 @@ _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
 
 
 # --- the plan: pure functions of the record ---------------------------------------------------------
-
-
-def order_flows(flows: Sequence[FlowResult]) -> list[FlowResult]:
-    """Failed, error, timed out, flaky, not run, passed; by file name within a status."""
-    rank = {status: index for index, status in enumerate(STATUS_ORDER)}
-    return sorted(flows, key=lambda f: (rank.get(f.status, len(rank)), f.flowFileName))
 
 
 def parse_time(text: str) -> datetime | None:
@@ -219,14 +208,6 @@ def _run_seconds(record: RunRecord) -> float | None:
     return max((end - start).total_seconds(), 0.0)
 
 
-def _apk_fact(apk: dict[str, object] | None, *keys: str) -> str:
-    for key in keys:
-        value = (apk or {}).get(key)
-        if value not in (None, ""):
-            return str(value)
-    return ""
-
-
 def render_report(record: RunRecord, results_dir: Path, redact: Callable[[str], str] = str, *,
                   commit: str = "") -> str:
     """The whole page. `commit` overrides the deployed commit the record carries (`job.commit`)."""
@@ -274,10 +255,9 @@ def _header(record: RunRecord, esc: _Html, commit: str) -> str:
     facts: list[tuple[str, str]] = []
     env = record.environment
     facts.append(("Environment", esc(f"production · SKIP_DATA_CLEANUP={'true' if env.SKIP_DATA_CLEANUP else 'false'}")))
-    package = _apk_fact(record.apk, "package", "packageName", "applicationId")
-    version = _apk_fact(record.apk, "versionName")
-    code = _apk_fact(record.apk, "versionCode")
-    app = " ".join(x for x in (package, version, f"({code})" if code else "") if x)
+    apk = record.apk or {}
+    code = apk.get("versionCode")
+    app = " ".join(str(x) for x in (apk.get("packageName"), apk.get("versionName"), f"({code})" if code else "") if x)
     facts.append(("App", esc(app) if app else '<span class="muted">not recorded</span>'))
     if env.apkBuildPath:
         facts.append(("APK", f"<code>{esc(env.apkBuildPath)}</code>"))

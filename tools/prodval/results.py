@@ -12,12 +12,13 @@ import os
 import sys
 import tempfile
 import xml.etree.ElementTree as ET
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, is_dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from .errors import EXIT_ERROR, EXIT_FAIL, EXIT_PASS
 from .secrets import Redactor
 
 SCHEMA_VERSION = 1
@@ -27,8 +28,12 @@ REPORT_NAME = "report.html"  # written by prodval.report, from `RecordWriter.fin
 
 # Flow statuses. `flaky` passed after a failed attempt; `not_run` never started (interrupt, build failed).
 FLOW_STATUSES = ("passed", "failed", "flaky", "error", "timed_out", "not_run")
+# Failed and flaky flows first (summary, report): what a person came to see.
+STATUS_ORDER = ("failed", "error", "timed_out", "flaky", "not_run", "passed")
+STATUS_LABEL = {"passed": "passed", "failed": "failed", "flaky": "flaky", "error": "error",
+                "timed_out": "timed out", "not_run": "not run"}
 PASSING = ("passed", "flaky")
-VERDICT_EXIT = {"pass": 0, "fail": 1, "error": 2}
+VERDICT_EXIT = {"pass": EXIT_PASS, "fail": EXIT_FAIL, "error": EXIT_ERROR}
 
 
 def now_iso() -> str:
@@ -293,6 +298,12 @@ def junit_xml(record: RunRecord) -> str:
 _ICONS = {"passed": "✅", "flaky": "⚠️", "failed": "❌", "error": "🛑", "timed_out": "⏱️", "not_run": "⏭️"}
 
 
+def order_flows(flows: Sequence[FlowResult]) -> list[FlowResult]:
+    """Failed, error, timed out, flaky, not run, passed; by file name within a status."""
+    rank = {status: index for index, status in enumerate(STATUS_ORDER)}
+    return sorted(flows, key=lambda f: (rank.get(f.status, len(rank)), f.flowFileName))
+
+
 def headline(record: RunRecord) -> str:
     total = len(record.flows)
     counts = record.counts()
@@ -315,15 +326,14 @@ def _cell(text: str) -> str:
 def summary_markdown(record: RunRecord) -> str:
     lines = [f"## {WORKFLOW_NAME}: {record.verdict or 'running'}", "", f"**{headline(record)}**", ""]
     counts = record.counts()
-    lines.append(" · ".join(f"{_ICONS[s]} {n} {s.replace('_', ' ')}" for s, n in counts.items() if n))
+    lines.append(" · ".join(f"{_ICONS[s]} {n} {STATUS_LABEL[s]}" for s, n in counts.items() if n))
     lines += ["", f"Run `{record.runId}`" + (f" · [workflow run]({record.job.url})" if record.job.url else "")
               + (f" · devices: {', '.join(record.devices)}" if record.devices else ""), ""]
     artifacts = f" (in the [run's artifacts]({record.job.url}#artifacts))" if record.job.url else ""
     lines += [f"📄 [HTML report]({REPORT_NAME}){artifacts}: screenshots, output and a timeline of every flow", ""]
     if record.flows:
         lines += ["| | flow | status | attempts | duration | device | error |", "|---|---|---|---|---|---|---|"]
-        order = {s: i for i, s in enumerate(("failed", "error", "timed_out", "flaky", "not_run", "passed"))}
-        for flow in sorted(record.flows, key=lambda f: (order[f.status], f.flowFileName)):
+        for flow in order_flows(record.flows):
             lines.append(
                 f"| {_ICONS[flow.status]} | `{_cell(flow.flowFileName)}` | {flow.status} | {len(flow.attempts)} "
                 f"| {flow.duration / 1000:.1f}s | {flow.device} | {_cell(flow.errorSummary)} |"
