@@ -4,9 +4,10 @@
 path (a list of `Reply` or callables; the last entry repeats). The `slack`, `pagerduty` and `github`
 helpers answer the way those services do (see shared/reference/alerting-and-github.md), including
 their checks: Slack refuses blocks over its limits, PagerDuty refuses a routing key that is not 32
-characters, GitHub refuses a wrong token. `SmtpServer` is aiosmtpd with STARTTLS (or implicit TLS) and
-AUTH, its certificate issued by a throwaway CA from `trustme`; clients trust it through SSL_CERT_FILE;
-`answer_data` scripts its answers to DATA (a temporary 4xx, a permanent 5xx).
+characters and a resolve without its dedup key, GitHub refuses a wrong token and a commit it does not
+have. `SmtpServer` is aiosmtpd with STARTTLS (or implicit TLS) and AUTH, its certificate issued by a
+throwaway CA from `trustme`; clients trust it through SSL_CERT_FILE; `answer_data` scripts its answers
+to DATA (a temporary 4xx, a permanent 5xx).
 """
 
 from __future__ import annotations
@@ -16,7 +17,8 @@ import socket
 import ssl
 import threading
 import time
-from collections.abc import Callable, Iterator
+import uuid
+from collections.abc import Callable, Collection, Iterator
 from dataclasses import dataclass, field
 from email import message_from_bytes, policy
 from email.message import EmailMessage
@@ -75,6 +77,7 @@ class HttpServer(ThreadingHTTPServer):
         return self.base + path
 
     def script(self, path: str, *replies: Responder) -> None:
+        """Answer requests to `path` with `replies`; a path ending in "/" answers every path below it."""
         self.scripts[path] = list(replies)
 
     def hits(self, path: str) -> list[Request]:
@@ -83,7 +86,9 @@ class HttpServer(ThreadingHTTPServer):
     def answer(self, request: Request) -> Reply:
         with self._lock:
             self.requests.append(request)
-            script = self.scripts.get(request.path)
+            script = self.scripts.get(request.path) or next(
+                (replies for prefix, replies in self.scripts.items()
+                 if prefix.endswith("/") and request.path.startswith(prefix)), None)
             if not script:
                 return Reply(404, {"message": "Not Found"})
             responder = script.pop(0) if len(script) > 1 else script[0]
@@ -152,9 +157,18 @@ def slack(request: Request) -> Reply:
     return Reply(200, "ok")
 
 
+def _invalid_event(*errors: str) -> Reply:
+    return Reply(400, {"status": "invalid event", "message": "Event object is invalid", "errors": list(errors)})
+
+
 def pagerduty(request: Request) -> Reply:
     """Events API v2: 202 with the dedup key, or 400 'invalid event' with the reasons."""
-    event = request.json()
+    try:
+        event = request.json()
+    except ValueError:
+        return _invalid_event("Request body is not valid JSON")
+    if not isinstance(event, dict):
+        return _invalid_event("Event must be a JSON object")
     errors = []
     if len(event.get("routing_key", "")) != 32:
         errors.append("Length of 'routing_key' is incorrect (should be 32 characters)")
@@ -168,18 +182,29 @@ def pagerduty(request: Request) -> Reply:
             errors.append("'payload.severity' is invalid")
         if not payload.get("source"):
             errors.append("'payload.source' is missing")
+    if event.get("event_action") in ("acknowledge", "resolve") and not event.get("dedup_key"):
+        errors.append("'dedup_key' is missing: acknowledge and resolve events need the key of the incident")
     if len(event.get("dedup_key", "")) > 255:
         errors.append("'dedup_key' is too long")
     if errors:
-        return Reply(400, {"status": "invalid event", "message": "Event object is invalid", "errors": errors})
-    return Reply(202, {"status": "success", "message": "Event processed", "dedup_key": event["dedup_key"]})
+        return _invalid_event(*errors)
+    key = event.get("dedup_key") or uuid.uuid4().hex  # a trigger without a key gets a new one
+    return Reply(202, {"status": "success", "message": "Event processed", "dedup_key": key})
 
 
-def github_status(token: str) -> Callable[[Request], Reply]:
+def github_status(token: str, commits: Collection[str]) -> Callable[[Request], Reply]:
+    """`POST /repos/{owner}/{repo}/statuses/{sha}`, scripted for the statuses/ prefix: only `commits` exist."""
     def answer(request: Request) -> Reply:
         if request.headers.get("Authorization") != f"Bearer {token}":
             return Reply(401, {"message": "Bad credentials", "documentation_url": "https://docs.github.com/rest"})
-        body = request.json()
+        sha = request.path.rpartition("/")[2]
+        if sha not in commits:
+            return Reply(422, {"message": f"No commit found for SHA: {sha}",
+                               "documentation_url": "https://docs.github.com/rest/commits/statuses#create-a-commit-status"})
+        try:
+            body = request.json()
+        except ValueError:
+            return Reply(400, {"message": "Problems parsing JSON", "documentation_url": "https://docs.github.com/rest"})
         if body.get("state") not in ("error", "failure", "pending", "success"):
             return Reply(422, {"message": "Validation Failed"})
         if len(body.get("description") or "") > 140:

@@ -14,6 +14,7 @@ import os
 import re
 import shutil
 import subprocess
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -200,6 +201,48 @@ def test_a_file_that_is_not_an_apk_is_an_apk_error(tmp_path: Path) -> None:
         inspect_apk(junk)
 
 
+def with_entries(apk: Path, entries: dict[str, bytes]) -> Path:
+    """A copy of `apk` (a real zip) with these entries replaced or added."""
+    out = apk.with_name(apk.stem + "-damaged.apk")
+    with zipfile.ZipFile(apk) as source, zipfile.ZipFile(out, "w") as target:
+        for info in source.infolist():
+            target.writestr(info, entries.pop(info.filename, None) or source.read(info))
+        for name, data in entries.items():
+            target.writestr(name, data)
+    return out
+
+
+@pytest.mark.parametrize("damage", ["4-byte v1 block", "resources.arsc", "signing block size", "compressed manifest"])
+def test_a_damaged_apk_is_an_apk_error_naming_the_file(damage: str, tmp_path: Path,
+                                                       keystore: tuple[Path, str]) -> None:
+    built = aapt_apk(tmp_path, "app", version_name="@string/version_name", strings={"version_name": "3.4.5"})
+    if damage == "4-byte v1 block":
+        apk = with_entries(built, {"META-INF/CERT.RSA": b"\x30\x82\x01\x00"})
+    elif damage == "resources.arsc":  # read only when a @string reference is looked up
+        apk = with_entries(built, {"resources.arsc": bytes(8)})
+    elif damage == "signing block size":
+        apk = sign(built, keystore[0], "v2")
+        data = bytearray(apk.read_bytes())
+        magic = data.rfind(b"APK Sig Block 42")
+        data[magic - 8:magic] = (1 << 40).to_bytes(8, "little")
+        apk.write_bytes(data)
+    else:
+        apk = built
+        data = bytearray(apk.read_bytes())
+        with zipfile.ZipFile(apk) as archive:
+            entry = archive.getinfo("AndroidManifest.xml")
+        assert entry.compress_type == zipfile.ZIP_DEFLATED
+        start = entry.header_offset + 30 + len(entry.filename) + len(entry.extra)
+        data[start:start + entry.compress_size] = bytes(b ^ 0x5A for b in data[start:start + entry.compress_size])
+        apk.write_bytes(data)
+    with pytest.raises(ApkError) as caught:
+        inspect_apk(apk)
+    if damage == "compressed manifest":
+        assert f"cannot read {apk} as an APK" in str(caught.value)
+    else:
+        assert f"{apk} is damaged: cannot parse it" in str(caught.value) and caught.value.fix == "rebuild the APK"
+
+
 # ---- build-apk end to end --------------------------------------------------------------------------
 
 def test_release_build_is_signed_from_secrets_found_inspected_and_recorded(
@@ -325,6 +368,16 @@ def test_abi_splits_without_metadata_are_read_from_the_file_names(tmp_path: Path
     (folder / "app-x86-release.apk").unlink()
     shutil.copy(built, folder / "app-universal-release.apk")
     assert find_output(settings, plan).path == folder / "app-universal-release.apk"
+
+
+def test_a_lone_split_for_another_abi_is_not_taken(tmp_path: Path) -> None:
+    settings = BuildSettings(project_dir=tmp_path / "android", variant="release")  # build.abi: x86_64
+    plan = plan_build(settings)
+    folder = plan.apk_root / "release"
+    folder.mkdir(parents=True)
+    (folder / "app-arm64-v8a-release.apk").write_bytes(b"PK")
+    with pytest.raises(ApkError, match=r"none is for 'x86_64': app-arm64-v8a-release.apk \(arm64-v8a\)"):
+        find_output(settings, plan)
 
 
 def test_unsigned_release_is_an_error_naming_the_settings(app: App, world: World) -> None:

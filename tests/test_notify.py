@@ -16,7 +16,7 @@ from alert_servers import HttpServer, Reply, SmtpServer, free_port, github_statu
 from conftest import World
 from prodval.alerts import RetryPolicy, check_url, retry_after
 from prodval.alerts import slack as slack_channel
-from prodval.alerts.github import owner_name
+from prodval.alerts.github import explain_status, owner_name
 from prodval.alerts.message import AlertContext, build_alert
 from prodval.alerts.pagerduty import PagerDuty, dedup_key
 from prodval.errors import ConfigError, DeliveryFailed
@@ -32,6 +32,7 @@ SMTP_USER = "alerts-bot"
 SMTP_PASSWORD = "smtp-Pa55word-XYZ"
 REPO = "acme/exercise-log"
 SHA = "0123456789abcdef0123456789abcdef01234567"
+OTHER_SHA = "fedcba9876543210fedcba9876543210fedcba98"  # another commit of the repository
 RUN_ID = "987654"
 RUN_URL = f"https://github.com/{REPO}/actions/runs/{RUN_ID}"
 STATUS_PATH = f"/repos/{REPO}/statuses/{SHA}"
@@ -109,7 +110,7 @@ def http() -> Iterator[HttpServer]:
 def channels(http: HttpServer, tmp_path: Path, world: World) -> Iterator[Channels]:
     http.script(WEBHOOK_PATH, slack)
     http.script("/v2/enqueue", pagerduty)
-    http.script(STATUS_PATH, github_status(TOKEN))
+    http.script(f"/repos/{REPO}/statuses/", github_status(TOKEN, commits=(SHA, OTHER_SHA)))
     with SmtpServer(tmp_path, user=SMTP_USER, password=SMTP_PASSWORD, refuse=("gone@example.com",)) as smtp:
         env = {
             "SLACK_WEBHOOK_URL": http.url(WEBHOOK_PATH),
@@ -157,7 +158,7 @@ def test_fail_alert_reaches_every_channel_with_what_people_need(world: World, ch
     assert "`flow-000.yaml` failed (2 attempts): Element not found: Text matching regex: Save" in blocks
     assert "Flaky flows" in blocks and "`flow-002.yaml` flaky (2 attempts): Timed out tapping Add" in blocks
     assert "1.4.2 (42), com.example.exerciselog" in blocks
-    assert f"<https://github.com/{REPO}/commit/{SHA}|{SHA[:12]}>" in blocks
+    assert f"<https://github.com/{REPO}/commit/{SHA}|{SHA[:12]}>" in blocks and blocks.count(SHA) == 1
     assert "3m 25s" in blocks
     assert f"<{RUN_URL}|Workflow run>" in blocks and f"<{RUN_URL}#artifacts|Artifacts>" in blocks
 
@@ -171,6 +172,9 @@ def test_fail_alert_reaches_every_channel_with_what_people_need(world: World, ch
     assert "Flaky flows (passed on a retry):\n  - flow-002.yaml: flaky (2 attempts)" in text
     assert f"Workflow run: {RUN_URL}" in text and "App version: 1.4.2 (42)" in text
     assert "<code>flow-000.yaml</code>" in html and f'href="{RUN_URL}"' in html
+    commit_url = f"https://github.com/{REPO}/commit/{SHA}"
+    assert f"Deployed commit: {SHA[:12]} ({commit_url})" in text and text.count(SHA) == 1  # once
+    assert f'<a href="{commit_url}">{SHA[:12]}</a>' in html and html.count(SHA) == 1
     assert channels.smtp.logins == [(SMTP_USER, True)]
 
     [event] = channels.pd_events()
@@ -179,6 +183,7 @@ def test_fail_alert_reaches_every_channel_with_what_people_need(world: World, ch
     assert event["payload"]["severity"] == "critical"
     assert event["payload"]["summary"].endswith("2 of 9 flows failed against production")
     assert event["payload"]["custom_details"]["failed_flows"][0].startswith("flow-000.yaml: failed (2 attempts)")
+    assert event["payload"]["custom_details"]["deployed_commit"] == SHA
     assert {"href": RUN_URL, "text": "Workflow run"} in event["links"]
 
     [status] = channels.statuses()
@@ -595,11 +600,25 @@ def test_half_configured_email_is_named(world: World, http: HttpServer) -> None:
 
 
 def test_deployed_sha_from_configuration_beats_github_sha(world: World, channels: Channels) -> None:
-    deployed = "fedcba9876543210fedcba9876543210fedcba98"
-    channels.http.script(f"/repos/{REPO}/statuses/{deployed}", github_status(TOKEN))
     record(world.results)
-    assert world.invoke("notify", INVOKE_NOTIFY_DEPLOYED_SHA=deployed).returncode == 0
-    assert channels.statuses() == [] and len(channels.http.hits(f"/repos/{REPO}/statuses/{deployed}")) == 1
+    assert world.invoke("notify", INVOKE_NOTIFY_DEPLOYED_SHA=OTHER_SHA).returncode == 0
+    assert channels.statuses() == [] and len(channels.http.hits(f"/repos/{REPO}/statuses/{OTHER_SHA}")) == 1
+    assert all(a["delivered"] for a in world.record()["alerts"])
+
+
+def test_a_deployed_commit_github_does_not_have_is_named_with_its_fix(world: World, channels: Channels) -> None:
+    unknown = "1111111111111111111111111111111111111111"
+    record(world.results)
+    run = world.invoke("notify", INVOKE_NOTIFY_DEPLOYED_SHA=unknown)
+    assert run.returncode == 0
+    assert f"(HTTP 422: {{\"message\": \"No commit found for SHA: {unknown}\"" in run.stderr
+    [status] = [a for a in world.record()["alerts"] if a["channel"] == "github-status"]
+    assert status["delivered"] is False and status["httpStatus"] == 422 and status["attempts"] == 1
+    assert status["fix"] == "the deployed commit is not in the repository: check notify.deployed_sha (or GITHUB_SHA)"
+    # GitHub answers 422 to a status it finds invalid too: that one is not about the commit
+    too_long = json.dumps({"message": "Validation Failed",
+                           "errors": [{"message": "description is too long (maximum is 140 characters)"}]})
+    assert "prodval bug" in explain_status(422, too_long) and "commit" not in explain_status(422, too_long)
 
 
 def test_report_link_when_the_artifacts_url_is_known(world: World, channels: Channels) -> None:
@@ -620,7 +639,16 @@ def test_plan() -> None:
     assert plan("pass", "error", "failure", everything) == [
         ("slack", "recovery"), ("email", "recovery"), ("pagerduty", "pass"), ("github-status", "pass")]
     assert plan("pass", "pass", "always", ["slack"]) == [("slack", "pass")]
-    assert plan("fail", None, "failure", ["slack"], test=True) == [("slack", "test")]
+
+
+def test_pagerduty_lists_at_most_50_failed_and_50_flaky_flows_and_counts_the_rest() -> None:
+    run = RunRecord(runId="r", job=Job(jobId="j"))
+    run.flows = [FlowResult(f"f{i:03d}.yaml", "f", status, 1, errorSummary="boom")
+                 for status in ("failed", "flaky") for i in range(60)]
+    event = PagerDuty(ROUTING_KEY, "k", "ci").events(build_alert(run, "fail", AlertContext()))[0]
+    details = event["payload"]["custom_details"]
+    for key in ("failed_flows", "flaky_flows"):
+        assert len(details[key]) == 51 and details[key][-1] == "...and 10 more"
 
 
 def test_dedup_key_is_deterministic_per_repository_environment_and_check() -> None:

@@ -222,8 +222,6 @@ def find_output(settings: BuildSettings, plan: BuildPlan) -> Output:
 
 
 def _choose(outputs: Sequence[Output], abi: str) -> Output:
-    if len(outputs) == 1:
-        return outputs[0]
     exact = [o for o in outputs if abi and o.abi == abi]
     universal = [o for o in outputs if not o.abi]
     if exact or universal:
@@ -281,7 +279,7 @@ def run_build(settings: BuildSettings, environ: Mapping[str, str], console: Cons
     copy.unlink(missing_ok=True)  # never leave the previous build's APK where validate would take it
     try:
         try:
-            info = _build(settings, environ, console, record, writer, copy)
+            info = _build(settings, environ, console, record, copy)
         except KeyboardInterrupt:
             raise Interrupted("Ctrl-C (SIGINT)") from None
     except ValidationError as exc:
@@ -306,7 +304,7 @@ def run_build(settings: BuildSettings, environ: Mapping[str, str], console: Cons
 
 
 def _build(settings: BuildSettings, environ: Mapping[str, str], console: Console, record: RunRecord,
-           writer: RecordWriter, copy: Path) -> ApkInfo:
+           copy: Path) -> ApkInfo:
     plan = plan_build(settings)
     if not plan.cwd.is_dir():
         raise ConfigError(f"the build folder '{plan.cwd}' does not exist",
@@ -348,7 +346,6 @@ def _build(settings: BuildSettings, environ: Mapping[str, str], console: Console
         "abi": output.abi,
     }
     record.environment.apkBuildPath = relative_display(copy)
-    writer.save(record)
     return info
 
 

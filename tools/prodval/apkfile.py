@@ -16,6 +16,7 @@ from __future__ import annotations
 import hashlib
 import struct
 import zipfile
+import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -103,33 +104,34 @@ def inspect_apk(path: Path) -> ApkInfo:
             table = archive.read(RESOURCES) if RESOURCES in names else b""
             v1_blocks = [archive.read(n) for n in sorted(names)
                          if n.startswith("META-INF/") and n.upper().endswith(_V1_SUFFIXES) and n.count("/") == 1]
-    except (OSError, zipfile.BadZipFile) as exc:
+    except (OSError, zipfile.BadZipFile, zlib.error) as exc:  # zlib.error: a damaged compressed entry
         raise ApkError(f"cannot read {path} as an APK: {exc}", fix="check that the build wrote a complete .apk file") from None
+    # Everything below parses bytes the build wrote: any damage must become an ApkError naming the file,
+    # the resources.arsc lookups (read on first use) and the v1 signature block included.
     try:
         attrs = read_manifest(manifest)
         resolve = _StringResolver(table)
         schemes, signer = signing_certificate(path)
-    except (struct.error, IndexError, ValueError, UnicodeDecodeError) as exc:
+        if v1_blocks:
+            schemes = ("v1", *schemes)
+            signer = signer or _v1_signer(v1_blocks[0])
+        package = attrs.get("package")
+        if not isinstance(package, str) or not package:
+            raise ApkError(f"{path}: the manifest has no package name", fix="rebuild the APK")
+        return ApkInfo(
+            path=path,
+            package=package,
+            version_code=_as_int(resolve(attrs.get(ATTR_VERSION_CODE))),
+            version_name=_as_text(resolve(attrs.get(ATTR_VERSION_NAME))),
+            min_sdk=_as_int(resolve(attrs.get(ATTR_MIN_SDK))),
+            target_sdk=_as_int(resolve(attrs.get(ATTR_TARGET_SDK))),
+            size=size,
+            sha256=digest,
+            signer_sha256=signer,
+            schemes=schemes,
+        )
+    except (struct.error, IndexError, ValueError) as exc:  # UnicodeDecodeError is a ValueError
         raise ApkError(f"{path} is damaged: cannot parse it ({exc})", fix="rebuild the APK") from None
-    if v1_blocks:
-        schemes = ("v1", *schemes)
-        if not signer:
-            signer = _v1_signer(v1_blocks[0])
-    package = attrs.get("package")
-    if not isinstance(package, str) or not package:
-        raise ApkError(f"{path}: the manifest has no package name", fix="rebuild the APK")
-    return ApkInfo(
-        path=path,
-        package=package,
-        version_code=_as_int(resolve(attrs.get(ATTR_VERSION_CODE))),
-        version_name=_as_text(resolve(attrs.get(ATTR_VERSION_NAME))),
-        min_sdk=_as_int(resolve(attrs.get(ATTR_MIN_SDK))),
-        target_sdk=_as_int(resolve(attrs.get(ATTR_TARGET_SDK))),
-        size=size,
-        sha256=digest,
-        signer_sha256=signer,
-        schemes=schemes,
-    )
 
 
 def _file_sha256(path: Path) -> str:
@@ -329,6 +331,8 @@ def signing_certificate(path: Path) -> tuple[tuple[str, ...], str]:
         if footer[8:] != _SIG_BLOCK_MAGIC:
             return (), ""
         (block_size,) = struct.unpack_from("<Q", footer, 0)
+        if block_size > cd_offset - 8:
+            raise ValueError(f"APK Signing Block size {block_size} does not fit before the central directory")
         fh.seek(cd_offset - block_size - 8)
         block = fh.read(block_size + 8)
     if struct.unpack_from("<Q", block, 0)[0] != block_size:

@@ -34,10 +34,11 @@ MESSAGE_CHANNELS = ("slack", "email")
 FAILED = ("fail", "error")
 
 
-def plan(verdict: str, previous: str | None, on: str, channels: Sequence[str], test: bool = False) -> list[tuple[str, str]]:
-    """(channel, alert kind) for every channel that gets an alert; kinds: fail error recovery pass test."""
-    if test:
-        return [(name, "test") for name in channels]
+def plan(verdict: str, previous: str | None, on: str, channels: Sequence[str]) -> list[tuple[str, str]]:
+    """(channel, alert kind) for every channel that gets an alert; kinds: fail error recovery pass.
+
+    `--test` plans nothing: every configured channel gets the test alert (`_run_test`).
+    """
     planned = []
     for name in channels:
         if verdict in FAILED:

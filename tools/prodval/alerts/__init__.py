@@ -199,17 +199,18 @@ def request(
     *,
     what: str,
     policy: RetryPolicy,
+    ok_statuses: tuple[int, ...],
     payload: Any = None,
     headers: Mapping[str, str] | None = None,
     params: Mapping[str, str] | None = None,
     explain: Explain = _no_fix,
-    ok_statuses: tuple[int, ...] = (200, 201, 202, 204),
     setting: str = "",
 ) -> Answer:
     """One HTTP request with the shared retry rules; the answer of the first success.
 
     `what` names the endpoint in messages (never the URL: a webhook URL is a credential) and `setting`
-    the variable that holds the URL. `explain` turns a refused request (status, body) into a fix.
+    the variable that holds the URL; `ok_statuses` are the answers that mean success. `explain` turns a
+    refused request (status, body) into a fix.
     """
     check_url(url, setting or what)
     host = urlsplit(url).netloc.rpartition("@")[2]

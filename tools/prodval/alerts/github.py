@@ -69,8 +69,10 @@ def explain_status(status: int, body: str) -> str:
         return "the token may not write commit statuses: give the job `permissions: statuses: write`"
     if status == 404:
         return "check GITHUB_REPOSITORY and GITHUB_API_URL, and that the token can see the repository"
-    if status == 422:
+    if status == 422 and "No commit found for SHA" in body:
         return "the deployed commit is not in the repository: check notify.deployed_sha (or GITHUB_SHA)"
+    if status == 422:  # the status itself: a description, state or target_url GitHub refuses is our bug
+        return "GitHub refused the status's fields (its answer says which): please report this as a prodval bug"
     return f"check GITHUB_TOKEN, GITHUB_REPOSITORY and GITHUB_API_URL (GitHub answered HTTP {status})"
 
 
@@ -122,25 +124,21 @@ def previous_verdict(api_url: str, repository: str, run_id: str, run_attempt: in
 
     Raises DeliveryFailed when the API cannot be read.
     """
-    base = f"{api_url.rstrip('/')}/repos/{repository}/actions/runs/{run_id}"
-    auth = headers(token)
+    actions = f"{api_url.rstrip('/')}/repos/{repository}/actions"
+
+    def get(path: str, params: Mapping[str, str] | None = None) -> Any:
+        return request("GET", f"{actions}/{path}", what="GitHub Actions API", policy=policy, ok_statuses=(200,),
+                       headers=headers(token), params=params, explain=explain_runs, setting="GITHUB_API_URL").json() or {}
+
     if run_attempt > 1:
-        answer = request("GET", f"{base}/attempts/{run_attempt - 1}", what="GitHub Actions API", policy=policy,
-                         headers=auth, explain=explain_runs, setting="GITHUB_API_URL", ok_statuses=(200,))
-        data = answer.json() or {}
-        verdict = CONCLUSION.get(str(data.get("conclusion")))
+        verdict = CONCLUSION.get(str(get(f"runs/{run_id}/attempts/{run_attempt - 1}").get("conclusion")))
         if verdict:
             return verdict
-    current = request("GET", base, what="GitHub Actions API", policy=policy, headers=auth, explain=explain_runs,
-                      setting="GITHUB_API_URL", ok_statuses=(200,)).json() or {}
+    current = get(f"runs/{run_id}")
     workflow_id = current.get("workflow_id")
     if workflow_id is None:
         return None
-    listing = request(
-        "GET", f"{api_url.rstrip('/')}/repos/{repository}/actions/workflows/{workflow_id}/runs", what="GitHub Actions API",
-        policy=policy, headers=auth, explain=explain_runs, setting="GITHUB_API_URL", ok_statuses=(200,),
-        params={"status": "completed", "per_page": "30", "exclude_pull_requests": "true"},
-    ).json() or {}
+    listing = get(f"workflows/{workflow_id}/runs", {"status": "completed", "per_page": "30", "exclude_pull_requests": "true"})
     started = str(current.get("created_at") or "")
     for run in listing.get("workflow_runs", []):
         if str(run.get("id")) == str(run_id) or (started and str(run.get("created_at") or "") > started):

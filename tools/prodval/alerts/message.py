@@ -34,11 +34,24 @@ class FlowLine:
     attempts: int
     summary: str
 
-    def describe(self) -> str:
+    def detail(self) -> str:
+        """What happened, without the file name: `failed (2 attempts): Element not found`."""
         tries = f"{self.attempts} attempt{'s' if self.attempts != 1 else ''}"
         what = {"failed": "failed", "error": "infrastructure error", "timed_out": "timed out",
                 "flaky": "flaky"}.get(self.status, self.status)
-        return f"{self.file}: {what} ({tries})" + (f": {self.summary}" if self.summary else "")
+        return f"{what} ({tries})" + (f": {self.summary}" if self.summary else "")
+
+    def describe(self) -> str:
+        return f"{self.file}: {self.detail()}"
+
+
+@dataclass(frozen=True)
+class Fact:
+    """One labelled value of an alert; `url`, when set, is where the value links to."""
+
+    label: str
+    value: str
+    url: str = ""
 
 
 @dataclass(frozen=True)
@@ -77,16 +90,16 @@ class Alert:
         return f"[{self.check_name}] {TITLE_PREFIX[self.kind]}: {self.headline}"
 
     @property
-    def facts(self) -> list[tuple[str, str]]:
-        """(label, value) pairs worth showing, in order; empty values left out."""
-        pairs = [
-            ("Environment", self.environment),
-            ("App version", self.app_version),
-            ("Deployed commit", self.commit[:12]),
-            ("Duration", self.duration),
-            ("Run", self.run_id),
+    def facts(self) -> list[Fact]:
+        """The facts worth showing, in order; empty values left out. The commit links to GitHub."""
+        facts = [
+            Fact("Environment", self.environment),
+            Fact("App version", self.app_version),
+            Fact("Deployed commit", self.commit[:12], self.commit_url),
+            Fact("Duration", self.duration),
+            Fact("Run", self.run_id),
         ]
-        return [(label, value) for label, value in pairs if value]
+        return [fact for fact in facts if fact.value]
 
 
 def _duration(start: str, end: str) -> str:
@@ -221,9 +234,7 @@ EMAIL_MAX_FLOWS = 100
 
 def text_body(alert: Alert) -> str:
     lines = [alert.title, ""]
-    lines += [f"{label}: {value}" for label, value in alert.facts]
-    if alert.commit_url:
-        lines.append(f"Commit: {alert.commit_url}")
+    lines += [f"{fact.label}: {fact.value}" + (f" ({fact.url})" if fact.url else "") for fact in alert.facts]
     if alert.stage_error:
         lines += ["", "Why it could not run:", *[f"  {ln}" for ln in alert.stage_error.splitlines()[:20]]]
     for title, flows in (("Failed flows", alert.failed), ("Flaky flows (passed on a retry)", alert.flaky)):
@@ -247,11 +258,9 @@ def html_body(alert: Alert) -> str:
         f"<h2 style=\"color:{colour[alert.kind]}\">{esc(TITLE_PREFIX[alert.kind])}: {esc(alert.headline)}</h2>",
         "<table>",
     ]
-    for label, value in alert.facts:
-        parts.append(f"<tr><th align=\"left\">{esc(label)}</th><td>{esc(value)}</td></tr>")
-    if alert.commit_url:
-        parts.append(f"<tr><th align=\"left\">Commit</th><td><a href=\"{esc(alert.commit_url)}\">{esc(alert.commit)}</a>"
-                     "</td></tr>")
+    for fact in alert.facts:
+        value = f"<a href=\"{esc(fact.url)}\">{esc(fact.value)}</a>" if fact.url else esc(fact.value)
+        parts.append(f"<tr><th align=\"left\">{esc(fact.label)}</th><td>{value}</td></tr>")
     parts.append("</table>")
     if alert.stage_error:
         parts.append(f"<h3>Why it could not run</h3><pre>{esc(alert.stage_error)}</pre>")
@@ -259,7 +268,7 @@ def html_body(alert: Alert) -> str:
         if flows:
             shown, hidden = take(flows, EMAIL_MAX_FLOWS)
             parts.append(f"<h3>{esc(title)}</h3><ul>")
-            parts += [f"<li><code>{esc(f.file)}</code>: {esc(clip(f.describe()[len(f.file) + 2:], 500))}</li>"
+            parts += [f"<li><code>{esc(f.file)}</code>: {esc(clip(f.detail(), 500))}</li>"
                       for f in shown]
             if hidden:
                 parts.append(f"<li>...and {hidden} more</li>")

@@ -14,12 +14,13 @@ from datetime import UTC, datetime
 from typing import Any
 
 from . import Delivery, RetryPolicy, request
-from .message import Alert, clip
+from .message import Alert, FlowLine, clip, take
 
 DEFAULT_EVENTS_URL = "https://events.pagerduty.com/v2/enqueue"
 MAX_SUMMARY = 1024
 MAX_DEDUP_KEY = 255
-MAX_LISTED_FLOWS = 50
+MAX_LISTED_FLOWS = 50  # with MAX_FLOW_TEXT, ~50 KB at most: far below the Events API's 512 KB per event
+MAX_FLOW_TEXT = 500
 SEVERITY = {"fail": "critical", "error": "error", "test": "info"}
 
 
@@ -27,20 +28,23 @@ def dedup_key(repository: str, environment: str, check_name: str) -> str:
     return f"prodval/{repository or 'local'}/{environment}/{check_name}"[:MAX_DEDUP_KEY]
 
 
+def _listed(flows: tuple[FlowLine, ...]) -> list[str]:
+    shown, hidden = take(flows, MAX_LISTED_FLOWS)
+    return [clip(f.describe(), MAX_FLOW_TEXT) for f in shown] + ([f"...and {hidden} more"] if hidden else [])
+
+
 def trigger_event(alert: Alert, routing_key: str, key: str, source: str) -> dict[str, Any]:
     details: dict[str, Any] = {"headline": alert.headline, "environment": alert.environment}
-    for label, value in alert.facts:
-        details[label.lower().replace(" ", "_")] = value
+    for fact in alert.facts:
+        details[fact.label.lower().replace(" ", "_")] = fact.value
     if alert.commit:
-        details["deployed_commit"] = alert.commit
+        details["deployed_commit"] = alert.commit  # the whole SHA, not the short one people read
     if alert.stage_error:
         details["error"] = clip(alert.stage_error, 4000)
     if alert.failed:
-        details["failed_flows"] = [clip(f.describe(), 500) for f in alert.failed[:MAX_LISTED_FLOWS]]
-        if len(alert.failed) > MAX_LISTED_FLOWS:
-            details["failed_flows"].append(f"...and {len(alert.failed) - MAX_LISTED_FLOWS} more")
+        details["failed_flows"] = _listed(alert.failed)
     if alert.flaky:
-        details["flaky_flows"] = [clip(f.describe(), 500) for f in alert.flaky[:MAX_LISTED_FLOWS]]
+        details["flaky_flows"] = _listed(alert.flaky)
     return {
         "routing_key": routing_key,
         "event_action": "trigger",

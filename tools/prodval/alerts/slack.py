@@ -14,7 +14,7 @@ from typing import Any
 
 from ..errors import DeliveryFailed
 from . import Delivery, RetryPolicy, request
-from .message import Alert, FlowLine, clip, take
+from .message import Alert, Fact, FlowLine, clip, take
 
 MAX_BLOCKS = 50
 MAX_SECTION_TEXT = 3000
@@ -37,10 +37,14 @@ def _section(text: str) -> dict[str, Any]:
     return {"type": "section", "text": {"type": "mrkdwn", "text": clip(text, MAX_SECTION_TEXT)}}
 
 
+def _field(fact: Fact) -> dict[str, Any]:
+    value = f"<{fact.url}|{escape(fact.value)}>" if fact.url else escape(fact.value)
+    return {"type": "mrkdwn", "text": clip(f"*{fact.label}*\n{value}", MAX_FIELD_TEXT)}
+
+
 def _flow_sections(title: str, flows: tuple[FlowLine, ...], limit: int, line_length: int) -> list[dict[str, Any]]:
     shown, hidden = take(flows, limit)
-    lines = [f"• `{escape(clip(f.file, MAX_FILE_NAME))}` " + escape(clip(f.describe()[len(f.file) + 2:], line_length))
-             for f in shown]
+    lines = [f"• `{escape(clip(f.file, MAX_FILE_NAME))}` {escape(clip(f.detail(), line_length))}" for f in shown]
     if hidden:
         lines.append(f"...and {hidden} more")
     blocks: list[dict[str, Any]] = []
@@ -71,11 +75,7 @@ def _payload(alert: Alert, failed_lines: int, flaky_lines: int, line_length: int
         {"type": "header", "text": {"type": "plain_text", "text": clip(alert.title, MAX_HEADER_TEXT), "emoji": True}},
         _section(f"{icon} *{escape(alert.headline)}*"),
     ]
-    fields = [{"type": "mrkdwn", "text": clip(f"*{label}*\n{escape(value)}", MAX_FIELD_TEXT)}
-              for label, value in alert.facts]
-    if alert.commit_url and alert.commit:
-        fields = [f for f in fields if not f["text"].startswith("*Deployed commit*")]
-        fields.append({"type": "mrkdwn", "text": f"*Deployed commit*\n<{alert.commit_url}|{alert.commit[:12]}>"})
+    fields = [_field(fact) for fact in alert.facts]
     if fields:
         blocks.append({"type": "section", "fields": fields[:MAX_FIELDS]})
     if alert.stage_error:
