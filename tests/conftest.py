@@ -6,6 +6,7 @@ entry is tests/fakes, so no test can reach a real emulator, device or the user's
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import shutil
@@ -13,7 +14,7 @@ import signal
 import subprocess
 import sys
 import textwrap
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +23,18 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 FAKES = REPO / "tests" / "fakes"
 REAL_TOOLS = ("adb", "maestro", "emulator", "avdmanager", "sdkmanager")
+
+
+def _fake_module(name: str) -> Any:
+    """A helper module of the fakes (tests/fakes/_*.py), loaded from its file."""
+    spec = importlib.util.spec_from_file_location(name, FAKES / f"{name}.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+alive: Callable[[int], bool] = _fake_module("_fakestate").pid_alive  # a zombie counts as gone
 
 
 def _clean_path() -> str:
@@ -149,19 +162,6 @@ def write(path: Path, text: str) -> Path:
     return path
 
 
-def alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    # a zombie is dead for our purposes
-    try:
-        with open(f"/proc/{pid}/stat") as fh:
-            return fh.read().split(")")[-1].split()[0] != "Z"
-    except OSError:
-        return False
-
-
 @pytest.fixture
 def world(tmp_path: Path) -> Iterator[World]:
     project = tmp_path / "project"
@@ -203,16 +203,6 @@ def real_apk(path: Path, package: str = "com.example.exerciselog", version_code:
                    capture_output=True, check=True)
     shutil.rmtree(source)
     return path
-
-
-def _fake_module(name: str) -> Any:
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location(name, FAKES / f"{name}.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 class AndroidSdk:

@@ -62,12 +62,15 @@ class Run:
     def environ(self, **extra: str) -> dict[str, str]:
         return self.world.env(**extra)
 
+    def adb(self, env: dict[str, str] | None = None) -> Adb:
+        return Adb(self.world.bin / "adb", self.console, env or self.environ())
+
     def start(self, count: int = 1, *, env: dict[str, str] | None = None, **overrides: Any) -> list[StartedEmulator]:
         return start_emulators(settings(**overrides), count, console=self.console, environ=env or self.environ(),
-                               results_dir=self.world.results)
+                               results_dir=self.world.results, adb=self.adb(env))
 
-    def stop(self, items: list[StartedEmulator] | list[str], **extra: str) -> None:
-        stop_emulators(items, console=self.console, environ=self.environ(**extra), results_dir=self.world.results,
+    def stop(self, items: list[StartedEmulator] | list[str]) -> None:
+        stop_emulators(items, console=self.console, results_dir=self.world.results, adb=self.adb(),
                        timeout=FAST["stop_timeout"])
 
     def state(self) -> dict[str, Any]:
@@ -258,7 +261,7 @@ def test_emulator_dying_mid_boot_is_noticed_and_its_child_stopped(lab: Run) -> N
 def test_no_kvm_starts_with_accel_off_and_warns(lab: Run, tmp_path: Path) -> None:
     env = lab.environ(FAKE_EMULATOR_KVM="0")
     started = start_emulators(settings(), 1, console=lab.console, environ=env, results_dir=lab.world.results,
-                              kvm_device=tmp_path / "no-kvm")
+                              adb=lab.adb(env), kvm_device=tmp_path / "no-kvm")
     assert lab.sdk.calls("emulator")[0]["argv"][-2:] == ["-accel", "off"]
     assert "starting without acceleration (-accel off)" in lab.output
     lab.stop(started)
@@ -267,7 +270,7 @@ def test_no_kvm_starts_with_accel_off_and_warns(lab: Run, tmp_path: Path) -> Non
 def test_emu_kill_ignored_process_group_is_still_gone(lab: Run) -> None:
     env = lab.environ(FAKE_EMULATOR_IGNORE_SIGTERM="1")
     started = lab.start(env=env)
-    stop_emulators(started, console=lab.console, environ=env, results_dir=lab.world.results, timeout=0.5)
+    stop_emulators(started, console=lab.console, results_dir=lab.world.results, adb=lab.adb(env), timeout=0.5)
     assert lab.nothing_running()  # SIGTERM was ignored too: SIGKILL to the group did it
     assert "still runs 0.5s after `emu kill`" in lab.output
     assert load_started(lab.world.results) == []
@@ -288,8 +291,10 @@ def test_two_emulators_each_with_its_own_port_avd_and_serial(lab: Run) -> None:
 def test_missing_system_image_names_the_package_to_install(world: World, tmp_path: Path) -> None:
     bare = AndroidSdk(tmp_path / "bare-sdk", packages=("platform-tools", "emulator", "cmdline-tools;latest"))
     console = Console({}, Redactor(), out=io.StringIO(), err=io.StringIO())
+    env = world.env(**bare.env())
     with pytest.raises(ToolNotFound) as caught:
-        start_emulators(settings(), 1, console=console, environ=world.env(**bare.env()), results_dir=world.results)
+        start_emulators(settings(), 1, console=console, environ=env, results_dir=world.results,
+                        adb=Adb(world.bin / "adb", console, env))
     assert f"sdkmanager '{SYSTEM_IMAGE}'" in caught.value.fix and "invoke setup" in caught.value.fix
     assert SYSTEM_IMAGE in caught.value.message
 
@@ -342,6 +347,15 @@ def test_adb_unlock_settings_and_emu_kill_on_the_serial_asked_for(world: World) 
                                      ["-s", "emulator-5554", "shell", "settings", "put", "global",
                                       "window_animation_scale", "0.0"]]
     assert out.getvalue().count("input keyevent 82") == 1  # the unchecked retry is not echoed
+
+
+def test_a_device_whose_adb_hangs_counts_as_not_booted(world: World) -> None:
+    world.device("emulator-5554").device("emulator-5556", getprop_hangs=True)
+    adb = Adb(world.bin / "adb", Console({}, Redactor(), out=io.StringIO(), err=io.StringIO()), world.env())
+    adb.boot_check_timeout = 1
+    assert adb.select((), 2) == (["emulator-5554"], 1)  # not a CommandFailed that stops the run
+    with pytest.raises(DeviceError, match="'emulator-5556' is device and not booted"):
+        adb.select(("emulator-5556",), 1)
 
 
 def _cmdline(pid: int) -> str:

@@ -2,14 +2,20 @@
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import signal
+import sys
 import time
 from pathlib import Path
 
 import pytest
 from conftest import World, alive, real_apk
+from prodval import commands
+from prodval.console import Console
+from prodval.errors import CommandFailed
+from prodval.secrets import Redactor
 
 FAILURE = "fail:Element not found: Text matching regex: Save"
 
@@ -264,10 +270,28 @@ def test_apk_problems(two_flows: World) -> None:
     assert two_flows.maestro_calls() == []
 
 
-def test_maestro_usage_error_is_infrastructure(two_flows: World) -> None:
+def test_unexplained_maestro_exit_is_an_error(two_flows: World) -> None:
     run = two_flows.scenario({"login.yaml": ["unknown-outcome"]}).invoke("validate", "--retries", "0")
     assert run.returncode == 2
     assert "unknown scenario outcome" in two_flows.flow_result("login.yaml")["errorSummary"]
+
+
+def test_maestro_usage_error_stops_the_run_without_retries_or_blaming_a_device(two_flows: World) -> None:
+    # A Maestro older than an option we pass: picocli says so and exits 2, whatever the device.
+    two_flows.device("emulator-5556")
+    run = two_flows.invoke("validate", "--devices", "2", "--retries", "2",
+                           FAKE_MAESTRO_UNKNOWN_OPTIONS="--flatten-debug-output")
+    assert run.returncode == 2, run.stderr
+    usage = "maestro rejected its command line (exit 2): Unknown option: '--flatten-debug-output'"
+    record = two_flows.record()
+    assert record["verdict"] == "error"
+    assert record["retiredDevices"] == []
+    assert record["stages"]["validate"]["error"].startswith(usage)
+    tried = [f for f in record["flows"] if f["attempts"]]
+    assert tried and all(len(f["attempts"]) == 1 and f["errorSummary"] == usage for f in tried)
+    assert all(f["errorSummary"] == f"not run: {usage}" for f in record["flows"] if not f["attempts"])
+    assert "invoke setup" in run.stderr
+    assert "retrying" not in run.stderr and "rotation" not in run.stderr
 
 
 def test_flat_debug_layout_is_collected(two_flows: World) -> None:
@@ -354,6 +378,17 @@ def test_secrets_from_the_environment_never_appear(two_flows: World) -> None:
     record = two_flows.record()
     assert record["environment"]["alertChannels"] == ["slack"]
     assert json.dumps(record).count("***") >= 1
+
+
+def test_a_command_that_times_out_keeps_secrets_out_of_its_error() -> None:
+    secret = "abcdefSECRET"
+    console = Console({}, Redactor([secret]), out=io.StringIO(), err=io.StringIO())
+    script = "import os, time; print('token', os.environ['TOKEN'], flush=True); time.sleep(30)"
+    with pytest.raises(CommandFailed) as failed:
+        commands.run(console, [sys.executable, "-c", script], env={**os.environ, "TOKEN": secret}, timeout=1)
+    assert "timed out after 1s" in str(failed.value)
+    assert "token ***" in str(failed.value)
+    assert secret not in str(failed.value) + failed.value.stdout
 
 
 def test_project_flows_run_in_the_demo_setup(world: World) -> None:

@@ -1,4 +1,4 @@
-"""Shared helpers for the fake `adb` and `maestro` executables (Python 3.11 stdlib only).
+"""Shared helpers for the fake `adb`, `maestro` and `emulator` executables (Python 3.11 stdlib only).
 
 Locking protocol for every JSON file shared between processes (the adb state file named by
 FAKE_ADB_STATE, the maestro attempt counter): take ``fcntl.flock`` on the sidecar file
@@ -75,6 +75,13 @@ def read_adb_state(path: str | None) -> dict:
     state = read_json(path, {}) or {}
     state.setdefault("devices", {})
     return state
+
+
+def live_devices(path: str | None) -> dict:
+    """The devices adb lists: a device the fake emulator registered ("process_bound") is gone once its
+    process has exited, as adb drops an emulator whose console connection closed."""
+    return {serial: dev for serial, dev in read_adb_state(path)["devices"].items()
+            if not (dev.get("process_bound") and dev.get("pid") and not pid_alive(int(dev["pid"])))}
 
 
 def append_jsonl(path: str | None, record: dict) -> None:

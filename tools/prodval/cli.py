@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections.abc import Mapping
 from typing import Any
@@ -160,7 +161,7 @@ def notify(section: Mapping[str, Any], validation: Mapping[str, Any], flags: Map
 def emulator_start(validation: Mapping[str, Any], section: Mapping[str, Any], flags: Mapping[str, Any],
                    results_dir: str | None = None, environ: Mapping[str, str] | None = None) -> int:
     """`invoke emulator.start`: boot, prepare and record the emulators; print their serials. 0, or 2."""
-    from .devices import find_adb
+    from .devices import Adb, find_adb
     from .emulator import start_emulators
     from .secrets import Redactor
     from .settings import load_emulator
@@ -173,8 +174,9 @@ def emulator_start(validation: Mapping[str, Any], section: Mapping[str, Any], fl
         run_settings = load(validation, {"results_dir": results_dir})
         with signals_as_interrupts():  # SIGTERM raises inside start_emulators, which stops what it started
             console.step(f"Starting {settings.count} emulator(s): {settings.system_image}")
+            adb = Adb(find_adb(run_settings.adb, environ), console, environ)
             started = start_emulators(settings, settings.count, console=console, environ=environ,
-                                      results_dir=run_settings.results_dir, adb=find_adb(run_settings.adb, environ))
+                                      results_dir=run_settings.results_dir, adb=adb)
     except ValidationError as exc:
         console.error(str(exc), title="emulator.start")
         return exc.exit_code
@@ -189,7 +191,7 @@ def emulator_start(validation: Mapping[str, Any], section: Mapping[str, Any], fl
 def emulator_stop(validation: Mapping[str, Any], section: Mapping[str, Any], serials: list[str] | None,
                   results_dir: str | None = None, environ: Mapping[str, str] | None = None) -> int:
     """`invoke emulator.stop`: stop the emulators this tool started (or only `serials`). 0, or 2."""
-    from .devices import find_adb
+    from .devices import Adb, find_adb
     from .emulator import load_started, state_path, stop_emulators
     from .errors import ToolNotFound
     from .settings import load_emulator
@@ -203,12 +205,11 @@ def emulator_stop(validation: Mapping[str, Any], section: Mapping[str, Any], ser
         if not targets:
             console.info(f"no emulators recorded in {state_path(run_settings.results_dir)}: nothing to stop")
             return 0
-        try:
-            adb = find_adb(run_settings.adb, environ)
-        except ToolNotFound:
-            adb = None  # no `emu kill` then: the process groups are still terminated
+        adb: Adb | None = None  # without adb, no `emu kill`: the process groups are still terminated
+        with contextlib.suppress(ToolNotFound):
+            adb = Adb(find_adb(run_settings.adb, environ), console, environ)
         console.step(f"Stopping {', '.join(targets)}")
-        stop_emulators(targets, console=console, environ=environ, results_dir=run_settings.results_dir, adb=adb,
+        stop_emulators(targets, console=console, results_dir=run_settings.results_dir, adb=adb,
                        timeout=settings.stop_timeout)
     except ValidationError as exc:
         console.error(str(exc), title="emulator.stop")

@@ -26,6 +26,7 @@ from .errors import CommandFailed, ToolNotFound
 # How much of each stream the run record keeps in memory; the full stream is always on disk.
 HEAD_BYTES = 8 * 1024
 TAIL_BYTES = 8 * 1024
+TERM_WAIT = 5.0  # seconds between SIGTERM and SIGKILL of a process group
 
 
 def find_tool(name: str, candidates: Sequence[tuple[str, str | Path | None]], install: str) -> Path:
@@ -96,7 +97,7 @@ def run(
         raise CommandFailed(
             console.redact(display(args)),
             -1,
-            _text(exc.stdout),
+            console.redact(_text(exc.stdout)),
             f"timed out after {timeout:g}s",
             what=what,
             fix=fix,
@@ -203,15 +204,15 @@ class CancelScope:
             self._procs.discard(proc)
 
 
-def _stop_group_soon(proc: subprocess.Popen[bytes], term_wait: float = 5.0) -> None:
-    """SIGTERM the group now, SIGKILL it after `term_wait` if its leader still runs (from any thread)."""
+def _stop_group_soon(proc: subprocess.Popen[bytes]) -> None:
+    """SIGTERM the group now, SIGKILL it after TERM_WAIT if its leader still runs (from any thread)."""
     _kill_group(proc.pid, signal.SIGTERM)
 
     def kill() -> None:
         if proc.returncode is None:
             _kill_group(proc.pid, signal.SIGKILL)
 
-    timer = threading.Timer(term_wait, kill)
+    timer = threading.Timer(TERM_WAIT, kill)
     timer.daemon = True
     timer.start()
 
@@ -270,7 +271,7 @@ def stream(
     try:
         proc.wait()
     except BaseException:
-        stop_process_group(proc, grace=0)
+        stop_process_group(proc)
         raise
     finally:
         timer.cancel()
@@ -316,18 +317,15 @@ def start_background(
         )
 
 
-def stop_process_group(proc: subprocess.Popen[bytes], *, grace: float = 10.0, term_wait: float = 5.0) -> None:
-    """Wait `grace` seconds, then SIGTERM the group, wait `term_wait`, then SIGKILL the group."""
-    if grace > 0:
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            proc.wait(timeout=grace)
+def stop_process_group(proc: subprocess.Popen[bytes]) -> None:
+    """SIGTERM the group, wait up to TERM_WAIT for its leader, then SIGKILL the group."""
     if proc.poll() is None:
         _kill_group(proc.pid, signal.SIGTERM)
         with contextlib.suppress(subprocess.TimeoutExpired):
-            proc.wait(timeout=term_wait)
+            proc.wait(timeout=TERM_WAIT)
     _kill_group(proc.pid, signal.SIGKILL)
     with contextlib.suppress(subprocess.TimeoutExpired):
-        proc.wait(timeout=term_wait)
+        proc.wait(timeout=TERM_WAIT)
 
 
 def _kill_group(pgid: int, sig: signal.Signals) -> None:

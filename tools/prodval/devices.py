@@ -11,6 +11,7 @@ from pathlib import Path
 from .commands import Completed, find_tool, run, start_background
 from .console import Console
 from .errors import CommandFailed, ConfigError, DeviceError
+from .sdk import sdk_candidates
 
 ADB_INSTALL_HINT = (
     "install the Android SDK platform-tools (`sdkmanager platform-tools`, or `invoke setup`) and set "
@@ -20,15 +21,8 @@ ADB_INSTALL_HINT = (
 
 def find_adb(configured: str, environ: Mapping[str, str]) -> Path:
     """Configured path, else $ANDROID_HOME (or $ANDROID_SDK_ROOT)/platform-tools/adb, else PATH."""
-    candidates: list[tuple[str, str | Path | None]] = []
-    if configured:
-        candidates.append((f"validation.adb ({configured})", configured))
-    for var in ("ANDROID_HOME", "ANDROID_SDK_ROOT"):
-        home = environ.get(var)
-        candidates.append((f"${var}/platform-tools" if home else f"${var} (unset)",
-                           Path(home) / "platform-tools" / "adb" if home else None))
-    candidates.append(("PATH", "adb"))
-    return find_tool("adb", candidates, ADB_INSTALL_HINT)
+    candidates: list[tuple[str, str | Path | None]] = [(f"validation.adb ({configured})", configured)] if configured else []
+    return find_tool("adb", candidates + sdk_candidates(environ, "platform-tools", "adb"), ADB_INSTALL_HINT)
 
 
 @dataclass(frozen=True)
@@ -39,6 +33,8 @@ class DeviceState:
 
 
 class Adb:
+    boot_check_timeout = 30.0  # seconds for one `getprop sys.boot_completed`
+
     def __init__(self, path: Path, console: Console, environ: Mapping[str, str]) -> None:
         self.path = path
         self.console = console
@@ -62,7 +58,12 @@ class Adb:
         return found
 
     def boot_completed(self, serial: str) -> bool:
-        done = self._run("-s", serial, "shell", "getprop", "sys.boot_completed", check=False, timeout=30, echo=False)
+        """sys.boot_completed is 1; False while it is not, and when adb fails or hangs (early in a boot it does)."""
+        try:
+            done = self._run("-s", serial, "shell", "getprop", "sys.boot_completed", check=False,
+                             timeout=self.boot_check_timeout, echo=False)
+        except CommandFailed:  # adb timed out
+            return False
         return done.returncode == 0 and done.stdout.strip() == "1"
 
     def press_key(self, serial: str, keycode: int, *, echo: bool = True) -> Completed:
@@ -92,12 +93,12 @@ class Adb:
             booted = dict(zip(ready, pool.map(self.boot_completed, ready), strict=True))
         return [DeviceState(serial, state, booted.get(serial, False)) for serial, state in listed]
 
-    def select(self, requested: tuple[str, ...], count: int = 1, *, can_boot: bool = False) -> tuple[list[str], int]:
+    def select(self, requested: tuple[str, ...], count: int) -> tuple[list[str], int]:
         """The devices to run on and how many emulators to boot besides them.
 
         `requested` serials must all be connected and booted. Otherwise `count` booted devices are used
-        (exactly one must be booted when count is 1); when fewer are booted and `can_boot`, the rest are
-        to be booted as emulators, else that is an error.
+        (with count 1, more than one booted device is an error: which one?); when fewer are booted, the
+        rest are to be booted as emulators.
         """
         states = self.states()
         listing = ", ".join(f"{d.serial} ({d.state}{', booted' if d.booted else ''})" for d in states) or "none"
@@ -117,15 +118,9 @@ class Adb:
                               fix=f"pass --device SERIAL (e.g. --device {booted[0]}), or --devices {len(booted)} to use them all")
         if len(booted) >= count:
             return booted[:count], 0
-        if can_boot:
-            self.console.info(f"{len(booted)} of {count} booted device(s) connected (adb sees: {listing}); "
-                              f"booting {count - len(booted)} emulator(s)")
-            return booted, count - len(booted)
-        if not booted:
-            raise DeviceError(f"no booted device is connected (adb sees: {listing})",
-                              fix="start an emulator (`invoke emulator.start`) or connect a device, then check `adb devices`")
-        raise DeviceError(f"--devices {count} needs {count} booted devices, but only {len(booted)} are connected "
-                          f"({listing})", fix=f"start more emulators (`invoke emulator.start --count {count}`)")
+        self.console.info(f"{len(booted)} of {count} booted device(s) connected (adb sees: {listing}); "
+                          f"booting {count - len(booted)} emulator(s)")
+        return booted, count - len(booted)
 
     def install(self, serial: str, apk: Path) -> None:
         if not apk.is_file():

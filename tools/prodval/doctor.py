@@ -43,6 +43,7 @@ class Check:
     status: str  # ok | missing | warning
     detail: str
     fix: str = ""
+    tool: Path | None = None  # the executable the check found (adb, maestro), for the caller to use
 
 
 @dataclass(frozen=True)
@@ -119,7 +120,7 @@ def _tool_version(ctx: _Context, key: str, name: str, locate: Callable[[], Path]
     if done.returncode != 0:
         tail = _first_line(done.stderr or done.stdout)
         return Check(key, name, MISSING, f"`{tool} {' '.join(args)}` exited with {done.returncode}: {tail}", fix)
-    return Check(key, name, OK, f"{_first_line(done.stdout + done.stderr, containing)} ({tool})")
+    return Check(key, name, OK, f"{_first_line(done.stdout + done.stderr, containing)} ({tool})", tool=tool)
 
 
 def _adb(ctx: _Context) -> Check:
@@ -177,8 +178,8 @@ def _maestro(ctx: _Context) -> Check:
     pinned = ctx.settings.maestro_version
     if version != pinned:
         return Check("maestro", "maestro", WARNING, f"{version} ({tool}), but the pinned version is {pinned}",
-                     "`invoke setup` installs the pinned version")
-    return Check("maestro", "maestro", OK, f"{version} ({tool})")
+                     "`invoke setup` installs the pinned version", tool=tool)
+    return Check("maestro", "maestro", OK, f"{version} ({tool})", tool=tool)
 
 
 def _disk(ctx: _Context) -> Check:
@@ -221,11 +222,13 @@ def exit_code(checks: Sequence[Check]) -> int:
     return 2 if any(c.status == MISSING for c in checks) else 0
 
 
-def require(checks: Sequence[Check]) -> None:
-    """RequirementsMissing listing every missing row with its fix; warnings do not stop the run."""
+def require(checks: Sequence[Check]) -> dict[str, Path]:
+    """RequirementsMissing listing every missing row with its fix; warnings do not stop the run.
+    Otherwise the tools the checks found, by check key (`adb`, `maestro`)."""
     missing = [(c.name, c.detail, c.fix) for c in checks if c.status == MISSING]
     if missing:
         raise RequirementsMissing(missing)
+    return {c.key: c.tool for c in checks if c.tool is not None}
 
 
 def render(checks: Sequence[Check]) -> str:

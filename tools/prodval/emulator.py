@@ -35,10 +35,10 @@ from pathlib import Path
 from typing import Any
 
 from . import sdk
-from .commands import display, run, start_background, stop_process_group
+from .commands import TERM_WAIT, display, run, start_background, stop_process_group
 from .console import Console, relative_display
-from .devices import Adb, find_adb
-from .errors import CommandFailed, DeviceError, ToolNotFound, ValidationError
+from .devices import Adb
+from .errors import CommandFailed, DeviceError, ValidationError
 from .results import atomic_write, now_iso
 from .secrets import Redactor
 from .settings import LAST_CONSOLE_PORT, EmulatorSettings
@@ -48,7 +48,6 @@ LOG_DIR = "emulators"
 KVM_DEVICE = Path("/dev/kvm")
 UNLOCK_ATTEMPTS = 5
 LOG_TAIL_LINES = 15
-TERM_WAIT = 5.0  # seconds between SIGTERM and SIGKILL of a group
 PROGRESS_EVERY = 30.0  # seconds between "still booting" lines
 COLD_BOOT_OPTIONS = ("-no-snapshot-load", "-wipe-data")
 ANIMATION_SETTINGS = ("window_animation_scale", "transition_animation_scale", "animator_duration_scale")
@@ -312,20 +311,11 @@ def _wait_until(condition: Callable[[], bool], deadline: float, step: float = 0.
         time.sleep(step)
 
 
-def _optional_adb(adb: Path | None, console: Console, environ: Mapping[str, str]) -> Adb | None:
-    if adb is None:
-        try:
-            adb = find_adb("", environ)
-        except ToolNotFound:
-            return None
-    return Adb(adb, console, environ)
-
-
-def stop_emulators(started_or_serials: Iterable[StartedEmulator | str], *, console: Console,
-                   environ: Mapping[str, str], results_dir: Path, adb: Path | None = None,
-                   timeout: float = 20.0) -> None:
-    """Stop emulators this tool started: `emu kill`, up to `timeout` s for them to exit, then SIGTERM and
-    SIGKILL to each whole process group; each is removed from the record once nothing of it runs.
+def stop_emulators(started_or_serials: Iterable[StartedEmulator | str], *, console: Console, results_dir: Path,
+                   adb: Adb | None, timeout: float = 20.0) -> None:
+    """Stop emulators this tool started: `emu kill` (unless there is no `adb`), up to `timeout` s for them
+    to exit, then SIGTERM and SIGKILL to each whole process group; each is removed from the record once
+    nothing of it runs.
 
     A serial that is not in the record is never touched: DeviceError names it (after the others stopped).
     """
@@ -341,13 +331,12 @@ def stop_emulators(started_or_serials: Iterable[StartedEmulator | str], *, conso
             not_ours.append(item)
     survivors: list[StartedEmulator] = []
     if targets:
-        client = _optional_adb(adb, console, environ)
         try:
             # Wait only for those whose console took `emu kill` (adb talks to it over TCP, whatever the
             # device's state; very early in a boot it is not listening yet).
             killed = []
             for em in targets:
-                if client is not None and _leader_alive(em) and client.emu_kill(em.serial):
+                if adb is not None and _leader_alive(em) and adb.emu_kill(em.serial):
                     killed.append(em)
             deadline = time.monotonic() + timeout
             for em in killed:
@@ -435,7 +424,7 @@ def _launch(launch: Launch, env: Mapping[str, str], console: Console, results_di
                                   startedAt=now_iso(), process=proc)
         _update_state(results_dir, add=started)
     except BaseException:  # not yet in the caller's list: nobody else would stop it
-        stop_process_group(proc, grace=0, term_wait=TERM_WAIT)
+        stop_process_group(proc)
         raise
     return started
 
@@ -461,16 +450,8 @@ def _died_fix(tail: list[str], log: Path) -> str:
     return f"read the whole emulator log: {relative_display(log)}"
 
 
-def _boot_completed(adb: Adb, serial: str) -> bool:
-    try:
-        return adb.boot_completed(serial)
-    except CommandFailed:  # adb itself timed out: early in a boot that happens
-        return False
-
-
 def _wait_for_boot(started: list[StartedEmulator], launches: list[Launch], settings: EmulatorSettings, *,
-                   adb: Adb, env: Mapping[str, str], console: Console, environ: Mapping[str, str],
-                   results_dir: Path, kvm: bool) -> None:
+                   adb: Adb, env: Mapping[str, str], console: Console, results_dir: Path, kvm: bool) -> None:
     """Poll each emulator until sys.boot_completed=1; one cold-boot retry per emulator after a timeout.
     `started` is updated in place, so the caller can always stop exactly what runs."""
     begun = time.monotonic()
@@ -487,7 +468,7 @@ def _wait_for_boot(started: list[StartedEmulator], launches: list[Launch], setti
                 raise DeviceError(f"the emulator {em.serial} exited with code {code} before it booted; "
                                   f"the last lines of {relative_display(em.log)}:\n" + "\n".join(f"    {ln}" for ln in tail),
                                   fix=_died_fix(tail, em.log))
-            if _boot_completed(adb, em.serial):
+            if adb.boot_completed(em.serial):
                 console.info(f"{em.serial} booted ({time.monotonic() - begun:.0f}s)")
                 del deadlines[i]
                 continue
@@ -500,8 +481,7 @@ def _wait_for_boot(started: list[StartedEmulator], launches: list[Launch], setti
                                       "or try another system image")
             console.warning(f"{em.serial} did not boot within {settings.boot_timeout:g}s; "
                             f"retrying once with a cold boot ({' '.join(COLD_BOOT_OPTIONS)})", title="slow boot")
-            stop_emulators([em], console=console, environ=environ, results_dir=results_dir, adb=adb.path,
-                           timeout=settings.stop_timeout)
+            stop_emulators([em], console=console, results_dir=results_dir, adb=adb, timeout=settings.stop_timeout)
             launches[i] = cold_boot(launches[i], settings, kvm=kvm)
             started[i] = _launch(launches[i], env, console, results_dir)
             retried.add(i)
@@ -542,7 +522,7 @@ def prepare(adb: Adb, serial: str, settings: EmulatorSettings) -> None:
 
 
 def start_emulators(settings: EmulatorSettings, count: int, *, console: Console, environ: Mapping[str, str],
-                    results_dir: Path, adb: Path | None = None, kvm_device: Path = KVM_DEVICE) -> list[StartedEmulator]:
+                    results_dir: Path, adb: Adb, kvm_device: Path = KVM_DEVICE) -> list[StartedEmulator]:
     """Create the AVDs if missing, launch `count` emulators on free even ports, wait for each to boot
     (one cold-boot retry), prepare them and record them in `<results_dir>/emulators.json`.
 
@@ -552,14 +532,12 @@ def start_emulators(settings: EmulatorSettings, count: int, *, console: Console,
     env = sdk.tool_env(environ)
     emulator = sdk.find_emulator(environ)
     sdk.require_system_image(environ, settings)
-    adb_path = adb or find_adb("", environ)
-    adb_client = Adb(adb_path, console, environ)
     kvm = kvm_usable(kvm_device)
     if not kvm and "-accel" not in settings.emulator_options:
         console.warning(f"{kvm_device} is not readable and writable: starting without acceleration (-accel off); "
                         f"booting will be very slow. Fix: {KVM_FIX}", title="no KVM")
     recorded = [em.serial for em in load_started(results_dir) if _group_members(em)]
-    ports = choose_ports(settings.port, count, [s for s, _ in adb_client.devices()] + recorded)
+    ports = choose_ports(settings.port, count, [s for s, _ in adb.devices()] + recorded)
     launches = plan_launches(settings, emulator, ports, results_dir, kvm=kvm)
     for launch in launches:
         ensure_avd(settings, launch.avd, env=env, console=console)
@@ -567,14 +545,13 @@ def start_emulators(settings: EmulatorSettings, count: int, *, console: Console,
     try:
         for launch in launches:
             started.append(_launch(launch, env, console, results_dir))
-        _wait_for_boot(started, launches, settings, adb=adb_client, env=env, console=console, environ=environ,
-                       results_dir=results_dir, kvm=kvm)
+        _wait_for_boot(started, launches, settings, adb=adb, env=env, console=console, results_dir=results_dir,
+                       kvm=kvm)
         for em in started:
-            prepare(adb_client, em.serial, settings)
+            prepare(adb, em.serial, settings)
     except BaseException:
         try:
-            stop_emulators(started, console=console, environ=environ, results_dir=results_dir, adb=adb_path,
-                           timeout=settings.stop_timeout)
+            stop_emulators(started, console=console, results_dir=results_dir, adb=adb, timeout=settings.stop_timeout)
         except ValidationError as stop_failed:  # the original error matters more; say this one too
             console.error(str(stop_failed), title="cleanup")
         raise
@@ -599,11 +576,11 @@ def status(adb: Path, *, console: Console, environ: Mapping[str, str], results_d
     client = Adb(adb, console, environ)
     recorded = {em.serial: em for em in load_started(results_dir)}
     rows = []
-    for serial, state in client.devices():
-        em = recorded.pop(serial, None)
-        booted = _boot_completed(client, serial) if state == "device" else None
-        rows.append(StatusRow(serial, state, booted, em is not None, em.avd if em else "", em.pid if em else None,
-                              bool(em is None or _group_members(em))))
+    for device in client.states():
+        em = recorded.pop(device.serial, None)
+        booted = device.booted if device.state == "device" else None
+        rows.append(StatusRow(device.serial, device.state, booted, em is not None, em.avd if em else "",
+                              em.pid if em else None, bool(em is None or _group_members(em))))
     for serial, em in recorded.items():
         rows.append(StatusRow(serial, "not connected", None, True, em.avd, em.pid, bool(_group_members(em))))
     return rows
@@ -631,7 +608,7 @@ def capture_logcat(adb: Adb, serial: str, path: Path, *, redact: Redactor | None
     try:
         yield path
     finally:
-        stop_process_group(proc, grace=0, term_wait=TERM_WAIT)
+        stop_process_group(proc)
         if redact is not None:
             redact.scrub_file(path)
 

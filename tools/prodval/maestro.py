@@ -22,6 +22,8 @@ MAESTRO_INSTALL_HINT = (
     "or set validation.maestro in invoke.yaml to the maestro executable"
 )
 MAESTRO_FIX = MAESTRO_INSTALL_HINT + "; it needs Java 17+"  # for a maestro that is there but does not work
+USAGE_FIX = ("this Maestro does not take the command line the harness gives it (its usage message is in the flow's "
+             "stderr.log): install the pinned version with `invoke setup`; `invoke doctor` shows the installed one")
 
 # Output that means "the environment broke", not "the app regressed". Matched case-insensitively;
 # keep this the one list (shared/reference/maestro-cli.md, "Typical infrastructure signatures").
@@ -115,6 +117,7 @@ def process_env(environ: Mapping[str, str], driver_startup_timeout_ms: int) -> d
 class Outcome:
     status: str
     summary: str
+    usage: bool = False  # maestro rejected our command line (exit 2): the harness's problem, not the device's
 
 
 def junit_failure(junit: Path) -> str | None:
@@ -158,7 +161,7 @@ def classify(returncode: int, timed_out: bool, stdout: str, stderr: str, junit: 
     output = stdout + "\n" + stderr
     if returncode == 2:
         reason = _first_meaningful(stderr) or _first_meaningful(stdout)
-        return Outcome(ERROR, f"maestro rejected its command line (exit 2): {reason}")
+        return Outcome(ERROR, f"maestro rejected its command line (exit 2): {reason}", usage=True)
     failure = junit_failure(junit)
     if failure:
         first = _first_meaningful(failure)

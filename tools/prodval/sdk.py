@@ -21,8 +21,6 @@ import zipfile
 from collections.abc import Iterator, Mapping
 from pathlib import Path, PurePosixPath
 
-import requests
-
 from .commands import find_tool, run
 from .console import Console
 from .errors import CommandFailed, SetupFailed, ToolNotFound
@@ -45,7 +43,9 @@ def android_home(environ: Mapping[str, str]) -> Path | None:
     return None
 
 
-def _sdk_candidates(environ: Mapping[str, str], *parts: str) -> list[tuple[str, str | Path | None]]:
+def sdk_candidates(environ: Mapping[str, str], *parts: str) -> list[tuple[str, str | Path | None]]:
+    """Where `find_tool` looks for an SDK tool: $ANDROID_HOME/PARTS, $ANDROID_SDK_ROOT/PARTS, then PATH
+    (by the last part's name)."""
     candidates: list[tuple[str, str | Path | None]] = []
     for var in ("ANDROID_HOME", "ANDROID_SDK_ROOT"):
         home = environ.get(var)
@@ -60,16 +60,16 @@ def sdk_install_hint(package: str) -> str:
 
 
 def find_emulator(environ: Mapping[str, str]) -> Path:
-    return find_tool("emulator", _sdk_candidates(environ, "emulator", "emulator"), sdk_install_hint("emulator"))
+    return find_tool("emulator", sdk_candidates(environ, "emulator", "emulator"), sdk_install_hint("emulator"))
 
 
 def find_sdkmanager(environ: Mapping[str, str]) -> Path:
-    return find_tool("sdkmanager", _sdk_candidates(environ, "cmdline-tools", "latest", "bin", "sdkmanager"),
+    return find_tool("sdkmanager", sdk_candidates(environ, "cmdline-tools", "latest", "bin", "sdkmanager"),
                      CMDLINE_TOOLS_HINT)
 
 
 def find_avdmanager(environ: Mapping[str, str]) -> Path:
-    return find_tool("avdmanager", _sdk_candidates(environ, "cmdline-tools", "latest", "bin", "avdmanager"),
+    return find_tool("avdmanager", sdk_candidates(environ, "cmdline-tools", "latest", "bin", "avdmanager"),
                      CMDLINE_TOOLS_HINT)
 
 
@@ -178,6 +178,8 @@ def installed_maestro(environ: Mapping[str, str], console: Console) -> str | Non
 
 def _download(url: str, dest: Path) -> str:
     """Stream `url` to `dest`; return the SHA-256 of what was written."""
+    import requests  # noqa: PLC0415 -- here, not at the top: it would cost every command ~60 ms at start-up
+
     digest = hashlib.sha256()
     try:
         with requests.get(url, stream=True, timeout=DOWNLOAD_TIMEOUT) as response:

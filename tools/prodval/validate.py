@@ -23,12 +23,12 @@ from types import FrameType
 from .apk import check_flows_match_apk, recorded_apk
 from .commands import Cancelled, CancelScope, Streamed, display, stream
 from .console import Console, relative_display
-from .devices import Adb, find_adb
+from .devices import Adb
 from .doctor import BOOT_NEEDS, VALIDATE_NEEDS, check, require
 from .emulator import StartedEmulator, capture_logcat, start_emulators, stop_emulators
 from .errors import BuildFailed, DeviceError, Interrupted, RequirementsMissing, ValidationError
 from .flows import Flow, discover
-from .maestro import ERROR, PASSED, TIMED_OUT, classify, find_maestro, process_env, test_command
+from .maestro import ERROR, PASSED, TIMED_OUT, USAGE_FIX, Outcome, classify, process_env, test_command
 from .results import (
     PASSING,
     VERDICT_EXIT,
@@ -87,17 +87,17 @@ def make_plan(settings: Settings, flows: list[Flow], maestro: Path, serials: lis
                 results_dir=settings.results_dir)
 
 
-def select_flows(settings: Settings, flows: list[Flow]) -> list[Flow]:
+def select_flows(settings: Settings, flows: list[Flow], timings: Mapping[str, int]) -> list[Flow]:
     """This runner's share of the flows: all of them, or shard I of N.
 
     Shares are balanced only by an explicit `--timings` file: every runner must see the same durations,
     or the shares would overlap and leave flows out. The results folder's own timings.json differs from
-    runner to runner, so it only orders the flows within a share.
+    runner to runner, so it only orders the flows within a share. `timings` come from `_timings`.
     """
     if settings.shard is None:
         return flows
     index, count = settings.shard
-    return shard(flows, load_timings(settings.timings) if settings.timings else {}, index, count)
+    return shard(flows, timings if settings.timings else {}, index, count)
 
 
 @contextlib.contextmanager
@@ -250,9 +250,12 @@ class _Runner:
         in_a_row = 0
         try:
             while (job := self.queue.take(serial)) is not None:
-                status = self._attempt(job, serial)
-                infra = status in (ERROR, TIMED_OUT)
-                retry = status != PASSED and job.attempt < self.plan.attempts
+                outcome = self._attempt(job, serial)
+                if outcome.usage:  # the same command line for every flow and device: stop, blame no device
+                    self.queue.done(job, retry=False)
+                    raise ValidationError(outcome.summary, fix=USAGE_FIX)
+                infra = outcome.status in (ERROR, TIMED_OUT)
+                retry = outcome.status != PASSED and job.attempt < self.plan.attempts
                 if retry:
                     job.attempt += 1
                     if infra:
@@ -269,11 +272,11 @@ class _Runner:
                     return
         except Cancelled:
             return
-        except BaseException as exc:  # a bug or a disk problem: stop the run, keep what we have
+        except BaseException as exc:  # maestro's usage error, a bug or a disk problem: stop the run, keep what we have
             self.errors.append(exc)
             self.queue.cancel()
 
-    def _attempt(self, job: _Job, serial: str) -> str:
+    def _attempt(self, job: _Job, serial: str) -> Outcome:
         plan, flow, number = self.plan, job.flow, job.attempt
         folder = plan.attempt_dir(flow, number)
         folder.mkdir(parents=True, exist_ok=True)
@@ -302,7 +305,7 @@ class _Runner:
             result.stdout, result.stderr = streamed.stdout.text, streamed.stderr.text
             result.duration += attempt.duration
             result.device = serial
-            result.artifactPaths = _relative_files(plan.flow_dir(flow), plan.results_dir)
+            result.artifactPaths = [path for done in result.attempts for path in done.artifactPaths]
             if outcome.status == PASSED:
                 result.status = "flaky" if number > 1 else "passed"
                 result.errorSummary = result.attempts[0].errorSummary if number > 1 else ""
@@ -310,12 +313,12 @@ class _Runner:
                 result.status = outcome.status
                 result.errorSummary = outcome.summary
             self.writer.save(self.record)
-        if outcome.status != PASSED and number < plan.attempts:
+        if outcome.status != PASSED and number < plan.attempts and not outcome.usage:
             self.console.warning(f"{flow.file_name}: attempt {number} on {serial} {outcome.status} "
                                  f"({outcome.summary}); retrying")
-        elif outcome.status == PASSED or number == plan.attempts:
+        else:
             _report_flow(result, self.console)
-        return outcome.status
+        return outcome
 
     def _stream(self, argv: list[str], folder: Path, on_line: Callable[[str], None] | None) -> Streamed:
         return stream(argv, env=self.env, timeout=self.plan.timeout, stdout_path=folder / "stdout.log",
@@ -376,13 +379,13 @@ def run_validation(settings: Settings, environ: Mapping[str, str], console: Cons
     try:
         with signals_as_interrupts(), contextlib.ExitStack() as logcats:
             console.step("Checking tools and flows")
-            require(check(emulators, environ, console=console, needs=VALIDATE_NEEDS, adb=settings.adb,
-                          maestro=settings.maestro))
-            maestro = find_maestro(settings.maestro, environ)
-            adb = Adb(find_adb(settings.adb, environ), console, environ)
+            tools = require(check(emulators, environ, console=console, needs=VALIDATE_NEEDS, adb=settings.adb,
+                                  maestro=settings.maestro))
+            maestro = tools["maestro"]
+            adb = Adb(tools["adb"], console, environ)
             selection = discover(settings.flows, settings.include_tags, settings.exclude_tags)
             timings = _timings(settings)
-            selected = select_flows(settings, selection.flows)
+            selected = select_flows(settings, selection.flows, timings)
             if settings.shard is not None:
                 index, count = settings.shard
                 record.shard = {"index": index, "count": count}
@@ -402,7 +405,7 @@ def run_validation(settings: Settings, environ: Mapping[str, str], console: Cons
                 return _finish_and_exit(record, stage, writer, console, settings, selected)
 
             console.step("Selecting devices")
-            serials, to_boot = adb.select(settings.device, settings.devices, can_boot=True)
+            serials, to_boot = adb.select(settings.device, settings.devices)
             if to_boot:
                 try:
                     require(check(emulators, environ, console=console, needs=BOOT_NEEDS))
@@ -416,7 +419,7 @@ def run_validation(settings: Settings, environ: Mapping[str, str], console: Cons
                 console.step(f"Starting {to_boot} emulator(s): {emulators.system_image}")
                 # start_emulators stops what it started if it fails; `started` gets only booted ones
                 started = start_emulators(emulators, to_boot, console=console, environ=environ,
-                                          results_dir=settings.results_dir, adb=adb.path)
+                                          results_dir=settings.results_dir, adb=adb)
                 serials += [em.serial for em in started]
                 record.job.artifactPaths += [relative_display(em.log, settings.results_dir) for em in started]
             record.devices = serials
@@ -447,8 +450,8 @@ def run_validation(settings: Settings, environ: Mapping[str, str], console: Cons
             with signals_deferred():
                 console.step(f"Stopping the emulator(s) this run started: {', '.join(em.serial for em in started)}")
                 try:
-                    stop_emulators(started, console=console, environ=environ, results_dir=settings.results_dir,
-                                   adb=adb.path, timeout=emulators.stop_timeout)
+                    stop_emulators(started, console=console, results_dir=settings.results_dir, adb=adb,
+                                   timeout=emulators.stop_timeout)
                 except ValidationError as exc:
                     console.error(str(exc), title="stopping emulators")
     return _finish_and_exit(record, stage, writer, console, settings, selected)
@@ -456,13 +459,7 @@ def run_validation(settings: Settings, environ: Mapping[str, str], console: Cons
 
 def _finish_and_exit(record: RunRecord, stage: Stage, writer: RecordWriter, console: Console, settings: Settings,
                      flows: list[Flow]) -> int:
-    _finish(record, stage, writer, console, settings, flows)
-    assert record.verdict is not None
-    return VERDICT_EXIT[record.verdict]
-
-
-def _finish(record: RunRecord, stage: Stage, writer: RecordWriter, console: Console, settings: Settings,
-            flows: list[Flow]) -> None:
+    """Decide the verdict, write the finished record and announce it; the verdict's exit code."""
     verdict = record.decide()
     if stage.error and verdict == "pass":
         verdict = "error"
@@ -477,6 +474,7 @@ def _finish(record: RunRecord, stage: Stage, writer: RecordWriter, console: Cons
     writer.finish(record)
     remember_timings(settings.results_dir, record.to_json())
     announce(record, console, writer, {f.file_name: relative_display(f.path) for f in flows})
+    return VERDICT_EXIT[verdict]
 
 
 def announce(record: RunRecord, console: Console, writer: RecordWriter, paths: Mapping[str, str]) -> None:
