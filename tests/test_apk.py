@@ -20,7 +20,7 @@ from typing import Any
 
 import pytest
 import yaml
-from conftest import FAKES, REPO, World
+from conftest import FAKES, REPO, World, real_apk
 from prodval.apk import app_id_mismatches, find_output, plan_build, recorded_apk
 from prodval.apkfile import inspect_apk
 from prodval.errors import ApkError, ConfigError
@@ -469,6 +469,17 @@ def test_validate_installs_the_recorded_apk(app: App, world: World) -> None:
     installs = [argv for argv in world.adb_calls() if "install" in argv]
     assert installs and installs[0][-1].endswith("build/validation/app-production.apk")
     assert world.record()["apk"]["packageName"] == APP_ID
+
+
+def test_validate_with_apk_records_that_apk_not_the_build_s(app: App, world: World, tmp_path: Path) -> None:
+    world.device().scenario()
+    assert world.invoke("build-apk").returncode == 0
+    other = real_apk(tmp_path / "hotfix.apk", version_code=42, version_name="9.9.9")
+    done = world.invoke("validate", "--apk", str(other))
+    assert done.returncode == 0, done.stdout + done.stderr
+    apk = world.record()["apk"]
+    assert (apk["versionName"], apk["versionCode"], apk["packageName"]) == ("9.9.9", 42, APP_ID)
+    assert "file" not in apk  # not the results folder's copy: a later validate does not take it for the build
 
 
 def test_validate_refuses_an_apk_whose_package_is_not_the_flows_app_id(world: World, tmp_path: Path,

@@ -22,7 +22,7 @@ from types import FrameType
 
 from .apk import check_flows_match_apk, recorded_apk
 from .commands import Cancelled, CancelScope, Streamed, display, stream
-from .console import Console, relative_display
+from .console import MAX_ANNOTATIONS, Console, relative_display
 from .devices import Adb
 from .doctor import BOOT_NEEDS, VALIDATE_NEEDS, check, require
 from .emulator import StartedEmulator, capture_logcat, start_emulators, stop_emulators
@@ -400,7 +400,9 @@ def run_validation(settings: Settings, environ: Mapping[str, str], console: Cons
                 raise BuildFailed()
             apk = settings.apk or recorded_apk(record, settings.results_dir)  # --apk, else what build-apk built
             if apk is not None:
-                check_flows_match_apk(apk, selected)  # every flow's appId is the APK's package
+                info = check_flows_match_apk(apk, selected)  # every flow's appId is the APK's package
+                if settings.apk:  # not what build-apk recorded: the record (and alerts) name this one
+                    record.apk = {**info.to_record(), "sourcePath": relative_display(apk)}
             if not selected:  # a shard with nothing to do (more shards than flows) passes trivially
                 return _finish_and_exit(record, stage, writer, console, settings, selected)
 
@@ -485,10 +487,13 @@ def announce(record: RunRecord, console: Console, writer: RecordWriter, paths: M
     verdict = record.verdict or "error"
     broken = [f for f in record.flows if f.status not in PASSING]
     failed = [f for f in broken if f.status == "failed"]
-    for flow in (failed or broken)[:10]:
+    shown = failed or broken
+    # GitHub shows 10 annotations a step: past 10, the 10th names the rest.
+    cut = len(shown) if len(shown) <= MAX_ANNOTATIONS else MAX_ANNOTATIONS - 1
+    for flow in shown[:cut]:
         console.error(flow.errorSummary or flow.status, title=f"{flow.flowFileName} {flow.status}",
                       file=paths.get(flow.flowFileName, flow.flowFileName))
-    rest = (failed or broken)[10:]
+    rest = shown[cut:]
     if rest:
         console.error(f"{len(rest)} more flows: " + ", ".join(f.flowFileName for f in rest),
                       title="more failed flows")
