@@ -166,7 +166,7 @@ def test_shards_split_the_flows_and_merge_into_one_verdict(sharded: World) -> No
     names = [[f["flowFileName"] for f in json.loads((d / "results.json").read_text())["flows"]] for d in folders]
     assert sorted(names[0] + names[1]) == [f"flow-{i}.yaml" for i in range(5)]
     assert sorted(len(n) for n in names) == [2, 3]
-    assert json.loads((folders[0] / "results.json").read_text())["shard"] == {"index": 1, "count": 2}
+    assert json.loads((folders[0] / "results.json").read_text())["shard"] == {"index": 1, "count": 2, "attempt": 1}
 
     merged_dir = sharded.root / "merged"
     run = sharded.invoke("merge-results", str(sharded.root / "shards"), "--results-dir", str(merged_dir))
@@ -209,6 +209,45 @@ def test_a_missing_shard_makes_the_merged_verdict_an_error(sharded: World) -> No
     merged = json.loads((sharded.root / "m" / "results.json").read_text())
     assert merged["verdict"] == "error"
     assert "shard 3/3 is missing" in merged["stages"]["validate"]["error"]
+
+
+def test_a_re_run_shard_replaces_its_first_attempt(sharded: World) -> None:
+    """"Re-run failed jobs": the failed shard runs again as attempt 2 beside attempt 1's records; the merge
+    keeps the newest attempt of each shard, so the old failure neither decides the verdict nor alerts again."""
+    sharded.scenario({"flow-3.yaml": ["fail:Element not found: Save"]})
+    _run_shards(sharded, 2, GITHUB_RUN_ATTEMPT="1")
+    failing = next(i for i in (1, 2) if "flow-3.yaml" in (sharded.root / "shards" / f"shard-{i}" / "results.json").read_text())
+    sharded.scenario()  # production recovered
+    rerun = sharded.root / "shards" / f"shard-{failing}-attempt-2"
+    sharded.invoke("validate", "--shard", f"{failing}/2", "--results-dir", str(rerun), VALIDATION_RUN_ID="gh-42-1",
+                   GITHUB_RUN_ATTEMPT="2")
+    assert json.loads((rerun / "results.json").read_text())["shard"]["attempt"] == 2
+    run = sharded.invoke("merge-results", str(sharded.root / "shards"), "--results-dir", str(sharded.root / "m"))
+    assert run.returncode == 0, run.stderr
+    merged = json.loads((sharded.root / "m" / "results.json").read_text())
+    assert merged["verdict"] == "pass" and len(merged["flows"]) == 5
+    # two records of one attempt for one shard are still a mistake
+    twice = sharded.root / "shards" / "copy"
+    sharded.invoke("validate", "--shard", f"{failing}/2", "--results-dir", str(twice), VALIDATION_RUN_ID="gh-42-1",
+                   GITHUB_RUN_ATTEMPT="2")
+    again = sharded.invoke("merge-results", str(sharded.root / "shards"), "--results-dir", str(sharded.root / "m2"))
+    assert again.returncode == 2 and "appears twice" in again.stderr
+
+
+@pytest.mark.parametrize("shards", ["missing", "empty"])
+def test_no_shard_record_is_an_error_record_and_notify_still_runs(world: World, shards: str) -> None:
+    folder = world.root / "shards"
+    if shards == "empty":
+        folder.mkdir()
+    run = world.invoke("merge-results", str(folder), "notify", "--dry-run",
+                       INVOKE_NOTIFY_DEPLOYED_SHA="c" * 40, SLACK_WEBHOOK_URL="https://hooks.slack.test/services/T/B/x")
+    assert run.returncode == 2, run.stdout + run.stderr
+    record = world.record()
+    assert record["verdict"] == "error" and record["flows"] == []
+    assert "no run record to merge" in record["stages"]["validate"]["error"]
+    assert record["job"]["commit"] == "c" * 40
+    assert "chain: `merge-results` exited with code 2; going on" in run.stderr
+    assert "slack" in run.stdout + run.stderr  # notify ran and planned the error alert
 
 
 def test_bad_shard_value(sharded: World) -> None:

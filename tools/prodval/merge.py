@@ -4,33 +4,51 @@ from __future__ import annotations
 
 import glob
 import os
+from collections.abc import Mapping
 from dataclasses import replace
 from pathlib import Path
 
 from .errors import ConfigError
-from .results import RECORD_NAME, RunRecord, Stage, load_record, now_iso
+from .results import RECORD_NAME, RunRecord, Stage, alert_channels, job_from_env, load_record, now_iso
+from .validate import new_run_id
 
 
 def find_shard_records(spec: str, exclude: Path | None = None) -> list[Path]:
-    """results.json files under a folder (any depth), or matched by a glob of folders."""
+    """results.json files under a folder (any depth), or matched by a glob of folders. None found (or
+    no such folder: no shard uploaded anything) is an empty list: `merge` then records an `error`."""
     if glob.has_magic(spec):
         folders = [Path(p) for p in sorted(glob.glob(spec))]
         found = [f / RECORD_NAME for f in folders if (f / RECORD_NAME).is_file()]
     else:
         root = Path(spec)
-        if not root.is_dir():
+        if root.exists() and not root.is_dir():
             raise ConfigError(f"'{spec}' is not a folder", fix="pass the folder that holds the shards' results folders")
-        found = sorted(root.rglob(RECORD_NAME))
+        found = sorted(root.rglob(RECORD_NAME)) if root.is_dir() else []
     if exclude is not None:
         found = [p for p in found if p.resolve() != (exclude / RECORD_NAME).resolve()]
-    if not found:
-        raise ConfigError(f"no results.json found in '{spec}'",
-                          fix="download every shard's results folder first (actions/download-artifact)")
     return found
 
 
-def merge(paths: list[Path], out_dir: Path) -> RunRecord:
-    """One record from the shard records; refuses records of different runs or overlapping shards."""
+def no_records(out_dir: Path, environ: Mapping[str, str]) -> RunRecord:
+    """The record of a run that left no shard record (every shard died before uploading, or the runner
+    never got that far): verdict `error`, so notify still alerts and posts the commit status."""
+    # the deployed commit as the workflow passes it to invoke (notify.deployed_sha), else GITHUB_SHA
+    job = job_from_env(environ, environ.get("INVOKE_NOTIFY_DEPLOYED_SHA"))
+    job.startTime = job.endTime = now_iso()
+    job.status = "failure"
+    record = RunRecord(runId=new_run_id(environ), job=job, verdict="error")
+    record.environment.alertChannels = alert_channels(environ)
+    record.stages["validate"] = Stage("error", job.startTime, job.endTime,
+                                      "no run record to merge: no shard (or runner) recorded a result before "
+                                      f"{out_dir} was written; see the workflow run's log for the job that failed")
+    return record
+
+
+def merge(paths: list[Path], out_dir: Path, environ: Mapping[str, str] | None = None) -> RunRecord:
+    """One record from the shard records; refuses records of different runs or overlapping shards.
+    No records at all: an `error` record (see `no_records`), so the chain still notifies."""
+    if not paths:
+        return no_records(out_dir, os.environ if environ is None else environ)
     records: list[tuple[Path, RunRecord]] = []
     for path in paths:
         record = load_record(path)
@@ -47,6 +65,7 @@ def merge(paths: list[Path], out_dir: Path) -> RunRecord:
         raise ConfigError("the records are not shards of one split (different or missing shard counts)",
                           fix="run every shard with the same --shard I/N count")
     seen: dict[int, Path] = {}
+    records = newest_attempts(records)
     for folder, record in records:
         if record.shard:
             index = record.shard["index"]
@@ -99,3 +118,15 @@ def merge(paths: list[Path], out_dir: Path) -> RunRecord:
     merged.verdict = validate.outcome = verdict
     merged.job.status = "success" if verdict == "pass" else "failure"
     return merged
+
+
+def newest_attempts(records: list[tuple[Path, RunRecord]]) -> list[tuple[Path, RunRecord]]:
+    """Per shard, only the record of the newest run attempt ("Re-run failed jobs" leaves the first
+    attempt's records of the re-run shards beside the new ones); records of one attempt stay as they are."""
+    newest: dict[int, int] = {}
+    for _, record in records:
+        if record.shard:
+            index, attempt = record.shard["index"], record.shard.get("attempt", 1)
+            newest[index] = max(newest.get(index, attempt), attempt)
+    return [(folder, record) for folder, record in records
+            if not record.shard or record.shard.get("attempt", 1) == newest[record.shard["index"]]]

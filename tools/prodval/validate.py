@@ -388,7 +388,8 @@ def run_validation(settings: Settings, environ: Mapping[str, str], console: Cons
             selected = select_flows(settings, selection.flows, timings)
             if settings.shard is not None:
                 index, count = settings.shard
-                record.shard = {"index": index, "count": count}
+                # the run attempt: merge-results keeps each shard's newest ("Re-run failed jobs")
+                record.shard = {"index": index, "count": count, "attempt": int(environ.get("GITHUB_RUN_ATTEMPT") or 1)}
                 console.info(f"shard {index}/{count}: {len(selected)} of {len(selection.flows)} flow(s)")
             record.environment.maestroFlowPaths = [relative_display(f.path) for f in selected]
             record.flows = [FlowResult(flowFileName=f.file_name, name=f.name, tags=list(f.tags)) for f in selected]
