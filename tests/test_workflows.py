@@ -8,6 +8,8 @@ matter are executed with bash against fake `invoke` and `gh` executables.
 from __future__ import annotations
 
 import ast
+import fnmatch
+import json
 import os
 import re
 import subprocess
@@ -70,7 +72,15 @@ def step(job: dict[str, Any], predicate: Any) -> tuple[int, dict[str, Any]]:
 
 
 def chain_step(job: dict[str, Any]) -> tuple[int, dict[str, Any]]:
-    return step(job, lambda s: "invoke build-apk validate" in s.get("run", ""))
+    return step(job, lambda s: "invoke validate" in s.get("run", "") and "notify" in s.get("run", ""))
+
+
+def build_step(job: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+    return step(job, lambda s: s.get("run", "").strip() == "exec invoke build-apk")
+
+
+def failure_step(job: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+    return step(job, lambda s: s.get("name") == "Report a run that did not finish")
 
 
 def run_script(script: str, tmp_path: Path, tools: dict[str, str], **env: str) -> subprocess.CompletedProcess[str]:
@@ -92,7 +102,7 @@ def run_script(script: str, tmp_path: Path, tools: dict[str, str], **env: str) -
 def test_runs_after_a_successful_deployment_and_on_demand(production: dict[str, Any],
                                                            validate_job: dict[str, Any]) -> None:
     on = triggers(production)
-    assert on["workflow_run"] == {"workflows": ["Terraform Deploy"], "types": ["completed"]}
+    assert on["workflow_run"] == {"workflows": ["Terraform Deploy"], "types": ["completed"], "branches": ["main"]}
     assert PRODUCTION.read_text().count("Terraform Deploy") == 1, "the deployment workflow's name is in one place"
     assert "github.event.workflow_run.conclusion == 'success'" in validate_job["if"]
     assert "github.event_name != 'workflow_run'" in validate_job["if"]  # dispatch and call still run
@@ -116,7 +126,7 @@ def test_checks_out_the_deployed_commit(production: dict[str, Any]) -> None:
 def test_one_job_prepares_the_runner_then_chains_build_validate_notify(validate_job: dict[str, Any]) -> None:
     assert validate_job["runs-on"] == "ubuntu-latest"
     assert isinstance(validate_job["timeout-minutes"], int)
-    assert 0 < validate_job["timeout-minutes"] <= 120
+    assert 0 < validate_job["timeout-minutes"] <= 180
     # the preparation shared with the sharded jobs lives in a local composite action
     prepare = {"steps": load(PREPARE)["runs"]["steps"]}
     java, setup_java = step(prepare, lambda s: s.get("uses", "").startswith("actions/setup-java@"))
@@ -125,28 +135,68 @@ def test_one_job_prepares_the_runner_then_chains_build_validate_notify(validate_
     kvm, kvm_step = step(prepare, lambda s: "udevadm" in s.get("run", ""))
     assert 'KERNEL=="kvm"' in kvm_step["run"]
     assert 'MODE="0666"' in kvm_step["run"]
-    cached = {p.strip() for s in prepare["steps"] if s.get("uses", "").startswith("actions/cache@")
+    cached = {p.strip() for s in prepare["steps"] if s.get("uses", "").startswith("actions/cache")
               for p in s["with"]["path"].splitlines()}
-    assert {"~/.gradle/caches", "~/.android/avd", "~/.maestro"} <= cached
+    assert {"~/.gradle/caches", "~/.maestro", "${{ steps.image.outputs.dir }}"} <= cached
+    assert "~/.android/avd" not in cached
     install, _ = step(prepare, lambda s: s.get("run", "").strip() == "python -m pip install -e tools")
     setup, _ = step(prepare, lambda s: s.get("run", "").strip() == "invoke setup")
-    assert max(java, python, kvm) < install < setup
+    doctor, _ = step(prepare, lambda s: s.get("run", "").strip() == "invoke doctor")
+    assert max(java, python, kvm) < install < setup < doctor
     prepared, _ = step(validate_job, lambda s: s.get("uses") == "./.github/actions/prepare")
+    build, _ = build_step(validate_job)
     chain, chain_def = chain_step(validate_job)
+    failed, _ = failure_step(validate_job)
     upload, _ = step(validate_job, lambda s: s.get("uses", "").startswith("actions/upload-artifact@"))
-    assert prepared < chain < upload
+    assert prepared < build < chain < failed < upload
     assert chain_def["id"]
+    # a failed build still reaches validate (which records it) and notify; a cancel or a failed
+    # preparation (build skipped) leaves it to the failure path
+    assert chain_def["if"] == "${{ !cancelled() && steps.build.outcome != 'skipped' }}"
 
 
 def test_the_chain_script_runs_the_three_tasks_in_one_command(validate_job: dict[str, Any], tmp_path: Path) -> None:
     _, chain = chain_step(validate_job)
     done = run_script(chain["run"], tmp_path, {"invoke": 0}, INCLUDE_TAGS="")
     assert done.returncode == 0, done.stderr
-    assert (tmp_path / "calls.log").read_text().splitlines() == ["invoke build-apk validate notify"]
+    assert (tmp_path / "calls.log").read_text().splitlines() == ["invoke validate notify"]
     (tmp_path / "calls.log").unlink()
     done = run_script(chain["run"], tmp_path, {"invoke": 0}, INCLUDE_TAGS="smoke,production")
     assert (tmp_path / "calls.log").read_text().splitlines() == [
-        "invoke build-apk validate --include-tags smoke,production notify"]
+        "invoke validate --include-tags smoke,production notify"]
+
+
+def _last_command(script: str) -> str:
+    return [ln.strip() for ln in script.strip().splitlines()][-1]
+
+
+def test_long_steps_exec_invoke_so_a_timeout_or_cancel_signals_it(production: dict[str, Any],
+                                                                  tmp_path: Path) -> None:
+    """The runner signals only the step's top process on a timeout or a cancel: it must be invoke (whose
+    SIGTERM handling stops Gradle, Maestro and the emulator), not a bash that waits for it."""
+    scripts = [s["run"] for job in production["jobs"].values() for s in job["steps"]
+               if re.search(r"\binvoke (build-apk|validate|merge-results)\b", s.get("run", ""))
+               and s.get("name") != "Report a run that did not finish"]
+    assert len(scripts) == 5  # build and chain (single runner), build, shard, merge (sharded)
+    for script in scripts:
+        assert _last_command(script).startswith("exec invoke "), script
+    # proven, not just spelled: the signalled process is invoke itself
+    fake = tmp_path / "bin" / "invoke"
+    fake.parent.mkdir()
+    fake.write_text(f'#!/bin/sh\necho $$ > "{tmp_path / "pid"}"\nexec sleep 30\n')
+    fake.chmod(0o755)
+    _, chain = chain_step(production["jobs"]["validate"])
+    proc = subprocess.Popen(["bash", "--noprofile", "--norc", "-eo", "pipefail", "-c", chain["run"]],
+                            env={"PATH": f"{fake.parent}{os.pathsep}{os.environ['PATH']}", "INCLUDE_TAGS": ""})
+    try:
+        for _ in range(300):
+            if (tmp_path / "pid").exists() and (tmp_path / "pid").read_text().strip():
+                break
+            subprocess.run(["sleep", "0.05"], check=True)
+        assert int((tmp_path / "pid").read_text()) == proc.pid  # the step's top process is invoke
+    finally:
+        proc.kill()
+        proc.wait()
 
 
 @pytest.mark.parametrize("verdict_code", [1, 2])
@@ -176,22 +226,84 @@ def test_production_runs_skip_data_cleanup(validate_job: dict[str, Any]) -> None
     assert validate_job["env"]["SKIP_DATA_CLEANUP"] == "true"  # a string, as the flows compare it
 
 
+SIGNING = ("ANDROID_KEYSTORE_BASE64", "ANDROID_KEYSTORE_PASSWORD", "ANDROID_KEY_ALIAS", "ANDROID_KEY_PASSWORD")
+SETTINGS_VARS = ("SMTP_PORT", "SMTP_SECURITY")  # not secrets: repository variables
+
+
 def test_secrets_reach_the_chain_through_env_only(production: dict[str, Any], validate_job: dict[str, Any]) -> None:
     _, chain = chain_step(validate_job)
+    _, build = build_step(validate_job)
     for name in SECRETS:
-        assert chain["env"][name] == "${{ secrets." + name + " }}"
+        if name in SIGNING:
+            assert build["env"][name] == "${{ secrets." + name + " }}"
+            assert name not in chain["env"]  # the signing secrets reach the build step only
+        elif name in SETTINGS_VARS:
+            assert chain["env"][name] == "${{ vars." + name + " }}"
+        else:
+            assert chain["env"][name] == "${{ secrets." + name + " }}"
     for path, value in walk(production["jobs"]):
         if isinstance(value, str) and "secrets." in value:
             assert "env" in path and path[-2] == "env", path
+        if isinstance(value, str) and "secrets.ANDROID_" in value:
+            assert path[-3] == "steps" or path[-4] == "steps", path
+    signing_steps = [s.get("name") for job in production["jobs"].values() for s in job["steps"]
+                     if any(k in SIGNING for k in s.get("env", {}))]
+    assert signing_steps == ["Build the production APK", "Build the APK"]
+    assert not set(SETTINGS_VARS) & set(triggers(production)["workflow_call"]["secrets"])
 
 
 # the gate ---------------------------------------------------------------------------------------------
 def test_frontend_deployment_runs_only_on_pass(production: dict[str, Any]) -> None:
     gate = production["jobs"]["deploy-frontend"]
     assert gate["needs"] == ["validate", "merge-and-notify"]
-    # always() because one of the two validation paths is skipped on every run; the verdict decides
-    assert gate["if"] == ("always() && (needs.validate.outputs.verdict == 'pass' || "
-                          "needs.merge-and-notify.outputs.verdict == 'pass')")
+    # !cancelled(), never always(): one of the two paths is skipped on every run, but a cancel never opens it;
+    # only a full run (no include-tags) after a production deployment, and the job's success AND `pass`
+    assert " ".join(gate["if"].split()) == (
+        "!cancelled() && github.event_name == 'workflow_run' && !inputs.include-tags && "
+        "((needs.validate.result == 'success' && needs.validate.outputs.verdict == 'pass') || "
+        "(needs.merge-and-notify.result == 'success' && needs.merge-and-notify.outputs.verdict == 'pass'))")
+    assert "always()" not in gate["if"]
+
+
+# The production deployment, as each validation entry job's `if:` requires it.
+PRODUCTION_RUN = (
+    "(github.event_name != 'workflow_run' ||\n"
+    " (github.event.workflow_run.conclusion == 'success' &&\n"
+    "  github.event.workflow_run.event == 'push' &&\n"
+    "  github.event.workflow_run.head_branch == 'main' &&\n"
+    "  github.event.workflow_run.head_repository.full_name == github.repository &&\n"
+    "  (github.workflow != 'Production Validation' || vars.PRODUCTION_VALIDATION_CALLED != 'true'))) &&\n"
+)
+
+
+def test_only_push_deployments_of_the_production_branch_are_validated(production: dict[str, Any]) -> None:
+    on = triggers(production)
+    assert on["workflow_run"]["branches"] == ["main"]
+    for name in ("validate", "plan-shards", "build-apk"):
+        assert production["jobs"][name]["if"].startswith(PRODUCTION_RUN), name
+    # the branch the trigger filters on is the one the jobs require (a caller's trigger is not filtered)
+    assert f"head_branch == '{on['workflow_run']['branches'][0]}'" in PRODUCTION_RUN
+    # when a repository calls this file (vars.PRODUCTION_VALIDATION_CALLED), its own trigger stands down:
+    # the workflow's `name:` is what github.workflow is in its own runs, never in a caller's
+    assert production["name"] == "Production Validation"
+
+
+def test_the_reusable_workflow_asks_callers_for_what_its_jobs_need(production: dict[str, Any]) -> None:
+    """GitHub checks every nested job's permissions (skipped ones too) against what the caller grants
+    when it loads a called workflow: the README's caller example must grant their union."""
+    needed: dict[str, str] = {}
+    for job in production["jobs"].values():
+        for scope, level in job["permissions"].items():
+            if needed.get(scope) != "write":
+                needed[scope] = level
+    readme = (REPO / "README.md").read_text()
+    blocks = re.findall(r"```yaml\n(.*?)```", readme, re.S)
+    callers = [yaml.safe_load(b) for b in blocks if "/production-validation.yml" in b and "jobs:" in b]
+    assert callers, "the README shows how to call the reusable workflow"
+    for caller in callers:
+        for job in caller["jobs"].values():
+            if str(job.get("uses", "")).endswith("/production-validation.yml"):
+                assert job["permissions"] == needed, (job["permissions"], needed)
 
 
 def test_gate_starts_the_configured_deployment_workflow(production: dict[str, Any], tmp_path: Path) -> None:
@@ -261,7 +373,18 @@ def test_least_permissions_per_job(path: Path) -> None:
 
 
 def test_validations_queue_instead_of_overlapping(production: dict[str, Any]) -> None:
-    assert production["concurrency"] == {"group": "production-validation", "cancel-in-progress": False}
+    # per workflow, event and ref: a manual run never replaces a pending post-deployment validation, and a
+    # caller's group (its own workflow name) never equals this one, which would deadlock the call
+    assert production["concurrency"] == {
+        "group": "production-validation-${{ github.workflow }}-${{ github.event_name }}-"
+                 "${{ github.event.workflow_run.head_branch || github.ref }}",
+        "cancel-in-progress": False}
+
+
+def test_ci_runs_once_per_pull_request_change() -> None:
+    on = triggers(load(CI))
+    assert on["push"] == {"branches": ["main"]}  # a PR branch's pushes are checked as the pull request
+    assert "pull_request" in on
 
 
 # the project's own CI ---------------------------------------------------------------------------------
@@ -301,8 +424,8 @@ def test_shards_input_switches_to_a_matrix_then_one_merge_and_notify(production:
     merge = jobs["merge-and-notify"]
     assert merge["needs"] == ["plan-shards", "build-apk", "validate-shard"]
     assert merge["if"].startswith("always()")
-    [merge_step] = [s for s in merge["steps"] if "merge-results" in s.get("run", "")]
-    assert merge_step["run"] == "invoke merge-results build/shards notify"
+    [merge_step] = [s for s in merge["steps"] if s.get("id") == "merge"]
+    assert merge_step["run"] == "exec invoke merge-results build/shards notify"
     assert merge["outputs"]["verdict"] == "${{ steps.merge.outputs.verdict }}"
     uploads = [s for s in shard_job["steps"] if s.get("uses", "").startswith("actions/upload-artifact@")]
     assert [u["if"] for u in uploads] == ["always()"]
@@ -328,11 +451,44 @@ def test_shards_input_switches_to_a_matrix_then_one_merge_and_notify(production:
         "invoke validate --shard 2/3 --include-tags smoke --timings build/timings.json"]
 
 
+@pytest.mark.parametrize(("shards", "ok"), [("2", True), ("256", True), ("3.0", True), ("257", False), ("1", False),
+                                            ("0", False), ("2.5", False), ("-3", False), ("many", False)])
+def test_the_shard_count_is_checked(production: dict[str, Any], tmp_path: Path, shards: str, ok: bool) -> None:
+    [plan_step] = production["jobs"]["plan-shards"]["steps"]
+    output = tmp_path / "out"
+    done = run_script(plan_step["run"], tmp_path, {}, SHARDS=shards, GITHUB_OUTPUT=str(output))
+    assert (done.returncode == 0) is ok, done.stdout + done.stderr
+    if not ok:
+        assert "::error title=shards::shards must be a whole number from 1 to 256" in done.stdout
+        assert not output.exists() or output.read_text() == ""
+
+
+def test_re_runs_find_the_build_and_replace_their_records(production: dict[str, Any]) -> None:
+    """"Re-run failed jobs" re-runs the shards and the merge, not a build that succeeded: no artifact name
+    may carry the attempt number, and every upload overwrites its name."""
+    uploads = [s for job in production["jobs"].values() for s in job["steps"]
+               if s.get("uses", "").startswith("actions/upload-artifact@")]
+    downloads = [s for job in production["jobs"].values() for s in job["steps"]
+                 if s.get("uses", "").startswith("actions/download-artifact@")]
+    assert len(uploads) == 4 and len(downloads) == 2
+    for s in uploads + downloads:
+        assert "run_attempt" not in str(s["with"]), s
+    for upload in uploads:
+        assert upload["with"]["overwrite"] is True
+    names = {u["with"]["name"] for u in uploads}
+    assert len(names) == 3  # the single-runner and merged records share one name: only one runs
+    [apk_download] = [d for d in downloads if "name" in d["with"]]
+    assert apk_download["with"]["name"] in names
+    [records] = [d for d in downloads if "pattern" in d["with"]]
+    shard_upload = next(u for u in uploads if "shard-" in u["with"]["name"])
+    assert fnmatch.fnmatch(shard_upload["with"]["name"].replace("${{ matrix.shard }}", "7"), records["with"]["pattern"])
+
+
 def test_one_job_builds_the_apk_every_shard_validates(production: dict[str, Any]) -> None:
     jobs = production["jobs"]
     build = jobs["build-apk"]
     assert build["if"] == jobs["plan-shards"]["if"]
-    assert [s["run"] for s in build["steps"] if "run" in s] == ["invoke build-apk"]
+    assert [s["run"] for s in build["steps"] if "run" in s] == ["exec invoke build-apk"]
     assert build["env"]["INVOKE_VALIDATION_RESULTS_DIR"] == "build/apk"
     [upload] = [s for s in build["steps"] if s.get("uses", "").startswith("actions/upload-artifact@")]
     assert upload["if"] == "always()" and upload["with"]["path"] == "build/apk"  # a failed build is recorded too
@@ -353,12 +509,123 @@ def test_one_job_builds_the_apk_every_shard_validates(production: dict[str, Any]
 def test_validation_jobs_share_one_runner_preparation(production: dict[str, Any]) -> None:
     prepare = load(PREPARE)
     names = [s["name"] for s in prepare["runs"]["steps"]]
-    assert names[-1] == "Install Maestro and the Android SDK packages"
+    assert names[-1] == "Check the toolchain"  # invoke doctor, after invoke setup
     for job in ("validate", "validate-shard", "build-apk"):
         uses = [s.get("uses") for s in production["jobs"][job]["steps"]]
         assert uses.index("./.github/actions/prepare") == 1  # right after the checkout
     [build_prepare] = [s for s in production["jobs"]["build-apk"]["steps"] if s.get("uses") == "./.github/actions/prepare"]
     assert build_prepare["with"] == {"emulator": "false"}  # no KVM, Maestro or system image to build
-    emulator_only = [s["name"] for s in prepare["runs"]["steps"] if s.get("if") == "inputs.emulator == 'true'"]
-    assert emulator_only == ["Enable KVM for the emulator", "Cache the AVD", "Cache Maestro",
-                             "Install Maestro and the Android SDK packages"]
+    emulator_only = [s["name"] for s in prepare["runs"]["steps"] if str(s.get("if", "")).startswith("inputs.emulator == 'true'")]
+    assert emulator_only == ["Enable KVM for the emulator", "Cache Maestro", "Which system image",
+                             "Restore the system image", "Install Maestro and the Android SDK packages",
+                             "Read the system image's revision", "Save the system image", "Check the toolchain"]
+
+
+# time budgets ----------------------------------------------------------------------------------------
+PREPARE_MINUTES = 20  # setup-java/python, pip, `invoke setup` (Maestro, SDK packages), doctor, caches
+MARGIN_MINUTES = 2  # writing the record and the artifacts after a limit is hit
+
+
+def _harness_limits(config: dict[str, Any] | None = None) -> dict[str, float]:
+    """The harness's own limits, in seconds, from the project's invoke.yaml through the real loaders."""
+    from prodval.flows import discover
+    from prodval.settings import load as load_validation
+    from prodval.settings import load_build, load_emulator, load_notify
+
+    config = load(REPO / "invoke.yaml") if config is None else config
+    section = config.get("validation") or {}
+    validation = load_validation(section, {})
+    build = load_build(config.get("build") or {}, section, {})
+    emulator = load_emulator(config.get("emulator") or {}, {})
+    notify = load_notify(config.get("notify") or {}, section, {})
+    flows = discover(REPO / validation.flows, validation.include_tags, validation.exclude_tags).flows
+    assert flows
+    channels = 4  # Slack, email, PagerDuty, the commit status: each tried retries+1 times
+    return {
+        "build": build.timeout,
+        "boot": 2 * emulator.boot_timeout + emulator.stop_timeout,  # one cold-boot retry follows a timeout
+        "flows": len(flows) * (validation.retries + 1) * validation.flow_timeout,
+        "notify": channels * (notify.retries + 1) * notify.timeout,
+    }
+
+
+def test_step_budgets_cover_the_harness_limits(production: dict[str, Any]) -> None:
+    limits = _harness_limits()
+    jobs = production["jobs"]
+    _, build = build_step(jobs["validate"])
+    _, chain = chain_step(jobs["validate"])
+    assert build["timeout-minutes"] * 60 >= limits["build"] + MARGIN_MINUTES * 60
+    assert chain["timeout-minutes"] * 60 >= limits["boot"] + limits["flows"] + limits["notify"] + MARGIN_MINUTES * 60
+    _, failed = failure_step(jobs["validate"])
+    steps = build["timeout-minutes"] + chain["timeout-minutes"] + failed["timeout-minutes"]
+    assert jobs["validate"]["timeout-minutes"] >= steps + PREPARE_MINUTES  # the steps' own limits hit first
+    [shard_build] = [s for s in jobs["build-apk"]["steps"] if s.get("run") == "exec invoke build-apk"]
+    assert shard_build["timeout-minutes"] == build["timeout-minutes"]
+    assert jobs["build-apk"]["timeout-minutes"] >= shard_build["timeout-minutes"]
+    [shard] = [s for s in jobs["validate-shard"]["steps"] if "invoke validate" in s.get("run", "")]
+    assert shard["timeout-minutes"] * 60 >= limits["boot"] + limits["flows"] + MARGIN_MINUTES * 60
+    assert jobs["validate-shard"]["timeout-minutes"] >= shard["timeout-minutes"] + PREPARE_MINUTES
+
+
+@pytest.mark.parametrize(("section", "key", "value"), [("validation", "flow_timeout", 3600),
+                                                      ("validation", "retries", 5),
+                                                      ("emulator", "boot_timeout", 3000)])
+def test_the_budget_check_reads_the_settings(section: str, key: str, value: int) -> None:
+    """Raising a limit the harness reads beyond the chain step's budget is caught by the check above."""
+    config = load(REPO / "invoke.yaml")
+    config[section][key] = value
+    limits = _harness_limits(config)
+    _, chain = chain_step(load(PRODUCTION)["jobs"]["validate"])
+    assert chain["timeout-minutes"] * 60 < limits["boot"] + limits["flows"] + limits["notify"]
+
+
+# failures outside the chain --------------------------------------------------------------------------
+@pytest.mark.parametrize("job", ["validate", "merge-and-notify"])
+def test_a_run_that_did_not_finish_still_reports(production: dict[str, Any], tmp_path: Path, job: str) -> None:
+    index, failed = failure_step(production["jobs"][job])
+    assert failed["if"] == "${{ failure() || cancelled() }}"
+    assert failed["env"]["RECORD_DIR"] == "build/validation" and failed["env"]["GH_TOKEN"] == "${{ github.token }}"
+    uploads = [i for i, s in enumerate(production["jobs"][job]["steps"]) if s.get("uses", "").startswith("actions/upload")]
+    assert index < uploads[-1]  # the record it writes is uploaded
+    (tmp_path / "bin").mkdir()
+    env = {"RECORD_DIR": str(tmp_path / "rec"), "SHA": "d" * 40, "GITHUB_REPOSITORY": "org/app",
+           "GITHUB_SERVER_URL": "https://github.com", "GITHUB_RUN_ID": "77"}
+
+    def run(tools: dict[str, str]) -> tuple[subprocess.CompletedProcess[str], list[str]]:
+        log = tmp_path / "calls.log"
+        log.unlink(missing_ok=True)
+        for old in (tmp_path / "bin").iterdir():
+            old.unlink()
+        for name, body in tools.items():
+            fake = tmp_path / "bin" / name
+            fake.write_text(f'#!/bin/sh\necho "{name} $*" >> "{log}"\n{body}\n')
+            fake.chmod(0o755)
+        done = subprocess.run(["bash", "--noprofile", "--norc", "-eo", "pipefail", "-c", failed["run"]],
+                              env={"PATH": f"{tmp_path / 'bin'}:/usr/bin:/bin", **env}, capture_output=True,
+                              text=True, timeout=30)
+        return done, log.read_text().splitlines() if log.exists() else []
+
+    # nothing recorded (the preparation failed after installing the harness): an error record, then notify
+    done, calls = run({"invoke": "exit 0", "gh": "exit 0"})
+    assert done.returncode == 0, done.stderr
+    assert calls == [f"invoke merge-results {tmp_path / 'rec'}", "invoke notify"]
+    # the chain was stopped after it recorded something, before notify: notify from that record
+    (tmp_path / "rec").mkdir()
+    (tmp_path / "rec" / "results.json").write_text(json.dumps({"verdict": None, "stages": {"validate": {}}}))
+    done, calls = run({"invoke": "exit 0", "gh": "exit 0"})
+    assert calls == ["invoke notify"]
+    # notify already reported this run (fail/error verdict): nothing is sent twice
+    (tmp_path / "rec" / "results.json").write_text(json.dumps({"verdict": "fail", "stages": {"notify": {}}}))
+    done, calls = run({"invoke": "exit 0", "gh": "exit 0"})
+    assert done.returncode == 0 and calls == []
+    # no harness (pip failed): the error status is posted directly, and the step fails visibly
+    (tmp_path / "rec" / "results.json").unlink()
+    done, calls = run({"gh": "exit 0"})
+    assert done.returncode == 1
+    assert calls == [f"gh api --method POST repos/org/app/statuses/{'d' * 40} -f state=error -f "
+                     "context=production-validation -f description=Production validation did not finish "
+                     "-f target_url=https://github.com/org/app/actions/runs/77"]
+    assert "::error title=Production validation did not finish::" in done.stdout
+    # notify itself broken: the status is still posted
+    done, calls = run({"invoke": "exit 2", "gh": "exit 0"})
+    assert calls[-1].startswith("gh api --method POST") and done.returncode == 1
