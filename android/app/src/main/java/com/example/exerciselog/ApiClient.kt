@@ -8,31 +8,32 @@ import java.net.URL
 
 data class Exercise(val id: String, val name: String)
 
-data class AnonymousUser(val userId: String, val token: String)
+/** The signed-in anonymous user; whether it is a validation run's test user is decided once, at sign-in. */
+data class Session(val userId: String, val token: String, val isTestUser: Boolean, val validationRunId: String?)
+
+/** A failed request, with a message fit for the screen: never the server's raw body. */
+class ApiException(val code: Int, message: String) : IOException(message)
 
 /**
  * The backend at BuildConfig.API_BASE_URL (a Gradle property of the production build).
- * Blocking calls: run them off the main thread.
+ * Blocking calls: the ViewModel runs them on Dispatchers.IO.
  */
-class ApiClient(private val baseUrl: String, private val launch: LaunchOptions) {
-    private var token: String? = null
+class ApiClient(private val baseUrl: String, private val sessions: SessionStore) {
 
     /** Signs in anonymously; a validation run's user is created as a test user carrying the run id. */
-    fun signInAnonymously(): AnonymousUser {
+    fun signIn(launch: LaunchOptions): Session {
         val body = JSONObject()
             .put("isTestUser", launch.isTestUser)
             .put("validationRunId", launch.validationRunId ?: JSONObject.NULL)
-        val user = JSONObject(request("POST", "/v1/users/anonymous", body.toString()))
-        return AnonymousUser(user.getString("userId"), user.getString("token")).also { token = it.token }
-    }
-
-    /** Goes on as the user this device signed in before (the app was restarted, its data kept). */
-    fun resume(user: AnonymousUser) {
-        token = user.token
+        val user = JSONObject(request("POST", "/v1/users/anonymous", body.toString(), null).ifEmpty { "{}" })
+        val session = Session(user.getString("userId"), user.getString("token"), launch.isTestUser, launch.validationRunId)
+        sessions.save(session)
+        return session
     }
 
     fun listExercises(): List<Exercise> {
-        val items = JSONArray(request("GET", "/v1/exercises", null))
+        // an empty body is an empty list, not a JSONArray crash
+        val items = JSONArray(authorized("GET", "/v1/exercises", null).ifBlank { "[]" })
         return (0 until items.length()).map { i ->
             val item = items.getJSONObject(i)
             Exercise(item.getString("id"), item.getString("name"))
@@ -40,25 +41,41 @@ class ApiClient(private val baseUrl: String, private val launch: LaunchOptions) 
     }
 
     fun addExercise(name: String): Exercise {
-        val item = JSONObject(request("POST", "/v1/exercises", JSONObject().put("name", name).toString()))
+        val item = JSONObject(authorized("POST", "/v1/exercises", JSONObject().put("name", name).toString()))
         return Exercise(item.getString("id"), item.getString("name"))
     }
 
     fun deleteExercise(id: String) {
-        request("DELETE", "/v1/exercises/$id", null)
+        authorized("DELETE", "/v1/exercises/$id", null)
     }
 
-    private fun request(method: String, path: String, body: String?): String {
+    /** With the stored session; a rejected (expired) token signs in again once, as the same kind of user. */
+    private fun authorized(method: String, path: String, body: String?): String {
+        val session = sessions.load() ?: throw ApiException(401, "Not signed in")
+        return try {
+            request(method, path, body, session)
+        } catch (e: ApiException) {
+            if (e.code != 401) throw e
+            sessions.clear()
+            val fresh = signIn(LaunchOptions(session.isTestUser, session.validationRunId))
+            request(method, path, body, fresh)
+        }
+    }
+
+    private fun request(method: String, path: String, body: String?, session: Session?): String {
         val connection = URL(baseUrl.trimEnd('/') + path).openConnection() as HttpURLConnection
         try {
             connection.requestMethod = method
             connection.connectTimeout = 15_000
             connection.readTimeout = 15_000
             connection.setRequestProperty("Accept", "application/json")
-            token?.let { connection.setRequestProperty("Authorization", "Bearer $it") }
-            if (launch.isTestUser) {
-                connection.setRequestProperty("X-Test-User", "true")
-                launch.validationRunId?.let { connection.setRequestProperty("X-Validation-Run-Id", it) }
+            if (session != null) {
+                connection.setRequestProperty("Authorization", "Bearer ${session.token}")
+                // derived from the session, not from whatever intent started this launch
+                if (session.isTestUser) {
+                    connection.setRequestProperty("X-Test-User", "true")
+                    session.validationRunId?.let { connection.setRequestProperty("X-Validation-Run-Id", it) }
+                }
             }
             if (body != null) {
                 connection.doOutput = true
@@ -66,12 +83,35 @@ class ApiClient(private val baseUrl: String, private val launch: LaunchOptions) 
                 connection.outputStream.use { it.write(body.toByteArray()) }
             }
             val code = connection.responseCode
-            val stream = if (code in 200..299) connection.inputStream else connection.errorStream
-            val text = stream?.bufferedReader()?.use { it.readText() } ?: ""
-            if (code !in 200..299) throw IOException("$method $path: HTTP $code $text")
-            return text.ifEmpty { "{}" }
+            if (code !in 200..299) {
+                connection.errorStream?.close()
+                throw ApiException(code, "The server answered $code to $method $path")
+            }
+            return connection.inputStream?.bufferedReader()?.use { it.readText() } ?: ""
         } finally {
             connection.disconnect()
         }
+    }
+}
+
+/** The session in the app's private storage: the list survives a restart; `clearState` starts a new user. */
+class SessionStore(private val prefs: android.content.SharedPreferences) {
+    fun load(): Session? {
+        val userId = prefs.getString("userId", null) ?: return null
+        val token = prefs.getString("token", null) ?: return null
+        return Session(userId, token, prefs.getBoolean("isTestUser", false), prefs.getString("validationRunId", null))
+    }
+
+    fun save(session: Session) {
+        prefs.edit()
+            .putString("userId", session.userId)
+            .putString("token", session.token)
+            .putBoolean("isTestUser", session.isTestUser)
+            .putString("validationRunId", session.validationRunId)
+            .apply()
+    }
+
+    fun clear() {
+        prefs.edit().clear().apply()
     }
 }

@@ -1,62 +1,72 @@
 package com.example.exerciselog
 
 import android.os.Bundle
-import android.os.Handler
-import android.os.Looper
 import android.view.View
 import android.widget.EditText
-import android.widget.TextView
-import android.widget.Toast
+import androidx.activity.enableEdgeToEdge
+import androidx.activity.viewModels
 import androidx.appcompat.app.AlertDialog
 import androidx.appcompat.app.AppCompatActivity
+import androidx.core.view.ViewCompat
+import androidx.core.view.WindowInsetsCompat
+import androidx.core.view.updatePadding
+import androidx.lifecycle.Lifecycle
+import androidx.lifecycle.lifecycleScope
+import androidx.lifecycle.repeatOnLifecycle
+import androidx.lifecycle.viewmodel.initializer
+import androidx.lifecycle.viewmodel.viewModelFactory
 import androidx.recyclerview.widget.LinearLayoutManager
 import androidx.recyclerview.widget.RecyclerView
-import java.util.concurrent.Executors
+import kotlinx.coroutines.launch
 
-/** The exercise list: sign in anonymously, show the user's exercises, add and delete them. */
+/** The exercise list: loading, error, empty and loaded views, each its own; the work lives in the ViewModel. */
 class MainActivity : AppCompatActivity() {
-    private val background = Executors.newSingleThreadExecutor()
-    private val main = Handler(Looper.getMainLooper())
-    private lateinit var api: ApiClient
-    private lateinit var adapter: ExerciseAdapter
-    private lateinit var emptyState: TextView
+    private val model: ExerciseViewModel by viewModels {
+        viewModelFactory {
+            initializer {
+                val sessions = SessionStore(getSharedPreferences("session", MODE_PRIVATE))
+                ExerciseViewModel(ApiClient(BuildConfig.API_BASE_URL, sessions), sessions)
+            }
+        }
+    }
 
     override fun onCreate(savedInstanceState: Bundle?) {
+        enableEdgeToEdge()  // targetSdk 35 draws behind the system bars: pad the content by their insets
         super.onCreate(savedInstanceState)
         setContentView(R.layout.activity_main)
-        api = ApiClient(BuildConfig.API_BASE_URL, LaunchOptions.from(intent))
-        emptyState = findViewById(R.id.empty_state)
-        adapter = ExerciseAdapter(::delete)
+        val root = findViewById<View>(R.id.root)
+        ViewCompat.setOnApplyWindowInsetsListener(root) { view, insets ->
+            val bars = insets.getInsets(WindowInsetsCompat.Type.systemBars() or WindowInsetsCompat.Type.displayCutout())
+            view.updatePadding(left = bars.left, top = bars.top, right = bars.right, bottom = bars.bottom)
+            insets
+        }
+        val launch = LaunchOptions.from(intent)  // used only when this launch signs in
+        val adapter = ExerciseAdapter(model::delete)
         findViewById<RecyclerView>(R.id.exercise_list).apply {
             layoutManager = LinearLayoutManager(this@MainActivity)
-            adapter = this@MainActivity.adapter
+            this.adapter = adapter
         }
         findViewById<View>(R.id.add_exercise).setOnClickListener { showAddDialog() }
-        inBackground({ signIn(); api.listExercises() }) { exercises ->
-            adapter.replace(exercises)
-            updateEmptyState()
+        findViewById<View>(R.id.retry).setOnClickListener { model.retry(launch) }
+        model.start(launch)
+        lifecycleScope.launch {
+            repeatOnLifecycle(Lifecycle.State.STARTED) {
+                model.screen.collect { show(it, adapter) }
+            }
         }
     }
 
-    override fun onDestroy() {
-        background.shutdownNow()
-        super.onDestroy()
-    }
-
-    /**
-     * The anonymous user is kept in the app's data, so the list survives a restart; Maestro's
-     * `clearState` (a fresh install state) starts a new user.
-     */
-    private fun signIn() {
-        val session = getSharedPreferences("session", MODE_PRIVATE)
-        val userId = session.getString("userId", null)
-        val token = session.getString("token", null)
-        if (userId != null && token != null) {
-            api.resume(AnonymousUser(userId, token))
-            return
-        }
-        val user = api.signInAnonymously()
-        session.edit().putString("userId", user.userId).putString("token", user.token).apply()
+    private fun show(state: ScreenState, adapter: ExerciseAdapter) {
+        val loaded = state as? ScreenState.Loaded
+        findViewById<View>(R.id.loading).visibility = if (state is ScreenState.Loading) View.VISIBLE else View.GONE
+        findViewById<View>(R.id.error_state).visibility = if (state is ScreenState.Failed) View.VISIBLE else View.GONE
+        findViewById<View>(R.id.retry).visibility = if (state is ScreenState.Failed) View.VISIBLE else View.GONE
+        findViewById<View>(R.id.exercise_list).visibility = if (loaded != null) View.VISIBLE else View.GONE
+        findViewById<View>(R.id.add_exercise).visibility = if (loaded != null) View.VISIBLE else View.GONE
+        // the empty state only once the list really loaded and is empty
+        findViewById<View>(R.id.empty_state).visibility =
+            if (loaded != null && loaded.exercises.isEmpty()) View.VISIBLE else View.GONE
+        adapter.replace(loaded?.exercises ?: emptyList())
     }
 
     private fun showAddDialog() {
@@ -67,36 +77,9 @@ class MainActivity : AppCompatActivity() {
             .setView(form)
             .setPositiveButton(R.string.save) { _, _ ->
                 val text = name.text.toString().trim()
-                if (text.isNotEmpty()) {
-                    inBackground({ api.addExercise(text) }) { exercise ->
-                        adapter.add(exercise)
-                        updateEmptyState()
-                    }
-                }
+                if (text.isNotEmpty()) model.add(text)
             }
             .setNegativeButton(R.string.cancel, null)
             .show()
-    }
-
-    private fun delete(exercise: Exercise) {
-        inBackground({ api.deleteExercise(exercise.id) }) {
-            adapter.remove(exercise)
-            updateEmptyState()
-        }
-    }
-
-    private fun updateEmptyState() {
-        emptyState.visibility = if (adapter.itemCount == 0) View.VISIBLE else View.GONE
-    }
-
-    private fun <T> inBackground(work: () -> T, done: (T) -> Unit) {
-        background.execute {
-            val result = runCatching(work)
-            main.post {
-                result.onSuccess(done).onFailure { error ->
-                    Toast.makeText(this, getString(R.string.network_error, error.message), Toast.LENGTH_LONG).show()
-                }
-            }
-        }
     }
 }
