@@ -13,6 +13,7 @@ import json
 import os
 import re
 import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -629,3 +630,68 @@ def test_a_run_that_did_not_finish_still_reports(production: dict[str, Any], tmp
     # notify itself broken: the status is still posted
     done, calls = run({"invoke": "exit 2", "gh": "exit 0"})
     assert calls[-1].startswith("gh api --method POST") and done.returncode == 1
+
+
+# caches -----------------------------------------------------------------------------------------------
+def test_the_gradle_cache_is_saved_whatever_the_verdict(production: dict[str, Any]) -> None:
+    prepare = load(PREPARE)
+    [restore] = [s for s in prepare["runs"]["steps"] if s.get("id") == "gradle"]
+    assert restore["uses"].startswith("actions/cache/restore@")
+    assert prepare["outputs"]["gradle-cache-key"]["value"] == "${{ steps.gradle.outputs.cache-primary-key }}"
+    assert prepare["outputs"]["gradle-cache-hit"]["value"] == "${{ steps.gradle.outputs.cache-hit }}"
+    for name in ("validate", "build-apk"):
+        steps = production["jobs"][name]["steps"]
+        prepared = next(s for s in steps if s.get("uses") == "./.github/actions/prepare")
+        [save] = [s for s in steps if s.get("uses", "").startswith("actions/cache/save@")]
+        assert save["if"].startswith("${{ always() && ")  # a failed or errored validation still saves it
+        assert f"steps.{prepared['id']}.outputs.gradle-cache-hit != 'true'" in save["if"]
+        assert save["with"]["key"] == f"${{{{ steps.{prepared['id']}.outputs.gradle-cache-key }}}}"
+        assert save["with"]["path"] == restore["with"]["path"]
+        assert steps.index(save) > max(i for i, s in enumerate(steps) if "invoke" in s.get("run", ""))
+        builds = [s for s in steps if s.get("run") == "exec invoke build-apk"]
+        assert builds and builds[0]["env"]["GRADLE_OPTS"] == "-Dorg.gradle.daemon=false"  # no daemon left behind
+
+
+def test_the_system_image_is_cached_by_package_and_revision(tmp_path: Path) -> None:
+    """No AVD cache (-no-snapshot-save leaves no snapshot to reuse, and it would carry the last run's app
+    and data); the 1.5 GB system image is cached, keyed on its package and its revision."""
+    prepare = {s.get("name"): s for s in load(PREPARE)["runs"]["steps"]}
+    assert not [s for s in prepare.values() if "avd" in str(s.get("with", {}).get("path", ""))]
+    assert "-no-snapshot-save" in load(REPO / "invoke.yaml").get("emulator", {}).get(
+        "emulator_options", "-no-snapshot-save")
+
+    # the package and folder come from invoke.yaml through the harness's own settings
+    which = prepare["Which system image"]
+    out = tmp_path / "out"
+    sdk = tmp_path / "sdk"
+    done = subprocess.run(["bash", "--noprofile", "--norc", "-eo", "pipefail", "-c", which["run"]], cwd=REPO,
+                          env={**os.environ, "GITHUB_OUTPUT": str(out), "ANDROID_HOME": str(sdk),
+                               "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"},
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    emulator = load(REPO / "invoke.yaml")["emulator"]
+    package = f"system-images-android-{emulator['api_level']}-{emulator['target']}-{emulator['arch']}"
+    image_dir = sdk / "system-images" / f"android-{emulator['api_level']}" / emulator["target"] / emulator["arch"]
+    assert out.read_text().splitlines() == [f"package={package}", f"dir={image_dir}"]
+
+    restore, save = prepare["Restore the system image"], prepare["Save the system image"]
+    assert restore["with"]["path"] == save["with"]["path"] == "${{ steps.image.outputs.dir }}"
+    assert restore["with"]["restore-keys"] == "sysimg-${{ runner.os }}-${{ steps.image.outputs.package }}-"
+    names = list(prepare)
+    assert names.index("Restore the system image") < names.index("Install Maestro and the Android SDK packages") \
+        < names.index("Read the system image's revision") < names.index("Save the system image")
+
+    # the revision the SDK installed names the saved key; nothing is saved when that key was restored
+    revision = prepare["Read the system image's revision"]
+    image_dir.mkdir(parents=True)
+    (image_dir / "source.properties").write_text("Pkg.Desc=Google APIs Intel x86_64 Atom System Image\nPkg.Revision=14\n")
+    for restored, saves in (("", True), (f"sysimg-Linux-{package}-13", True), (f"sysimg-Linux-{package}-14", False)):
+        out.unlink(missing_ok=True)
+        done = run_script(revision["run"], tmp_path, {}, IMAGE_DIR=str(image_dir), RESTORED=restored,
+                          PACKAGE=package, RUNNER_OS="Linux", GITHUB_OUTPUT=str(out))
+        assert done.returncode == 0, done.stderr
+        lines = out.read_text().splitlines()
+        assert lines[0] == f"key=sysimg-Linux-{package}-14"
+        assert ("save=true" in lines) is saves
+    assert save["if"] == "inputs.emulator == 'true' && steps.revision.outputs.save == 'true'"
+    assert save["with"]["key"] == "${{ steps.revision.outputs.key }}"
