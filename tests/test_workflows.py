@@ -695,3 +695,16 @@ def test_the_system_image_is_cached_by_package_and_revision(tmp_path: Path) -> N
         assert ("save=true" in lines) is saves
     assert save["if"] == "inputs.emulator == 'true' && steps.revision.outputs.save == 'true'"
     assert save["with"]["key"] == "${{ steps.revision.outputs.key }}"
+
+
+def test_the_readme_offers_only_gates_that_work() -> None:
+    """The commit status is posted on deployed commits, never on a pull request's head: requiring it in branch
+    protection blocks every merge, and environments have no "required status" rule. The README's gate section
+    numbers only the shipped job and the deploy job's own status check."""
+    readme = (REPO / "README.md").read_text()
+    gate = readme[readme.index("### The gate"):readme.index("**Hardening**")]
+    options = re.findall(r"^\d+\. \*\*(.+?)\*\*", gate, re.M)
+    assert options == ["The `deploy-frontend` job",
+                       "Your frontend deploy job checks the commit status of the SHA it deploys"]
+    assert "does not work as a gate" in gate and "blocks every merge" in gate
+    assert not re.search(r"require it in\s+branch protection", readme)
