@@ -471,13 +471,13 @@ def test_re_runs_find_the_build_and_replace_their_records(production: dict[str, 
                if s.get("uses", "").startswith("actions/upload-artifact@")]
     downloads = [s for job in production["jobs"].values() for s in job["steps"]
                  if s.get("uses", "").startswith("actions/download-artifact@")]
-    assert len(uploads) == 4 and len(downloads) == 2
+    assert len(uploads) == 5 and len(downloads) == 2
     for s in uploads + downloads:
         assert "run_attempt" not in str(s["with"]), s
     for upload in uploads:
         assert upload["with"]["overwrite"] is True
     names = {u["with"]["name"] for u in uploads}
-    assert len(names) == 3  # the single-runner and merged records share one name: only one runs
+    assert len(names) == 4  # the single-runner and merged records share one name: only one runs
     [apk_download] = [d for d in downloads if "name" in d["with"]]
     assert apk_download["with"]["name"] in names
     [records] = [d for d in downloads if "pattern" in d["with"]]
@@ -581,20 +581,25 @@ def test_the_budget_check_reads_the_settings(section: str, key: str, value: int)
 
 
 # failures outside the chain --------------------------------------------------------------------------
-@pytest.mark.parametrize("job", ["validate", "merge-and-notify"])
+@pytest.mark.parametrize("job", ["validate", "merge-and-notify", "report-unfinished"])
 def test_a_run_that_did_not_finish_still_reports(production: dict[str, Any], tmp_path: Path, job: str) -> None:
     index, failed = failure_step(production["jobs"][job])
-    assert failed["if"] == "${{ failure() || cancelled() }}"
+    assert failed["if"] == ("${{ always() }}" if job == "report-unfinished" else "${{ failure() || cancelled() }}")
+    assert failed["id"] == "unfinished"
+    if job != "report-unfinished":
+        assert production["jobs"][job]["outputs"]["reported"] == "${{ steps.unfinished.outputs.reported }}"
     assert failed["env"]["RECORD_DIR"] == "build/validation" and failed["env"]["GH_TOKEN"] == "${{ github.token }}"
     uploads = [i for i, s in enumerate(production["jobs"][job]["steps"]) if s.get("uses", "").startswith("actions/upload")]
     assert index < uploads[-1]  # the record it writes is uploaded
     (tmp_path / "bin").mkdir()
+    output = tmp_path / "github-output"
     env = {"RECORD_DIR": str(tmp_path / "rec"), "SHA": "d" * 40, "GITHUB_REPOSITORY": "org/app",
-           "GITHUB_SERVER_URL": "https://github.com", "GITHUB_RUN_ID": "77"}
+           "GITHUB_SERVER_URL": "https://github.com", "GITHUB_RUN_ID": "77", "GITHUB_OUTPUT": str(output)}
 
     def run(tools: dict[str, str]) -> tuple[subprocess.CompletedProcess[str], list[str]]:
         log = tmp_path / "calls.log"
         log.unlink(missing_ok=True)
+        output.write_text("")
         for old in (tmp_path / "bin").iterdir():
             old.unlink()
         for name, body in tools.items():
@@ -610,6 +615,7 @@ def test_a_run_that_did_not_finish_still_reports(production: dict[str, Any], tmp
     done, calls = run({"invoke": "exit 0", "gh": "exit 0"})
     assert done.returncode == 0, done.stderr
     assert calls == [f"invoke merge-results {tmp_path / 'rec'}", "invoke notify"]
+    assert output.read_text() == "reported=true\n"  # the report-unfinished job stands down
     # the chain was stopped after it recorded something, before notify: notify from that record
     (tmp_path / "rec").mkdir()
     (tmp_path / "rec" / "results.json").write_text(json.dumps({"verdict": None, "stages": {"validate": {}}}))
@@ -618,7 +624,7 @@ def test_a_run_that_did_not_finish_still_reports(production: dict[str, Any], tmp
     # notify already reported this run (fail/error verdict): nothing is sent twice
     (tmp_path / "rec" / "results.json").write_text(json.dumps({"verdict": "fail", "stages": {"notify": {}}}))
     done, calls = run({"invoke": "exit 0", "gh": "exit 0"})
-    assert done.returncode == 0 and calls == []
+    assert done.returncode == 0 and calls == [] and output.read_text() == "reported=true\n"
     # no harness (pip failed): the error status is posted directly, and the step fails visibly
     (tmp_path / "rec" / "results.json").unlink()
     done, calls = run({"gh": "exit 0"})
@@ -627,6 +633,7 @@ def test_a_run_that_did_not_finish_still_reports(production: dict[str, Any], tmp
                      "context=production-validation -f description=Production validation did not finish "
                      "-f target_url=https://github.com/org/app/actions/runs/77"]
     assert "::error title=Production validation did not finish::" in done.stdout
+    assert output.read_text() == ""  # nobody was alerted: the report-unfinished job tries again
     # notify itself broken: the status is still posted
     done, calls = run({"invoke": "exit 2", "gh": "exit 0"})
     assert calls[-1].startswith("gh api --method POST") and done.returncode == 1
@@ -710,3 +717,22 @@ def test_the_readme_offers_only_gates_that_work() -> None:
                        "Your frontend deploy job checks the commit status of the SHA it deploys"]
     assert "does not work as a gate" in gate and "blocks every merge" in gate
     assert not re.search(r"require it in\s+branch protection", readme)
+
+
+def test_a_lost_runner_or_a_job_timeout_is_reported_by_another_job(production: dict[str, Any]) -> None:
+    """A lost runner or a job-level timeout runs no further step, so the failure path cannot run there."""
+    job = production["jobs"]["report-unfinished"]
+    assert job["needs"] == ["validate", "merge-and-notify"]
+    condition = " ".join(job["if"].split())
+    assert condition.startswith("always() && ")
+    for needed in ("validate", "merge-and-notify"):
+        assert (f"(needs.{needed}.result != 'success' && needs.{needed}.result != 'skipped' && "
+                f"!needs.{needed}.outputs.verdict && needs.{needed}.outputs.reported != 'true')") in condition
+    assert "needs.deploy-frontend" not in condition
+    uses = [s.get("uses", "").split("@")[0] for s in job["steps"]]
+    assert uses[:2] == ["actions/checkout", "actions/setup-python"]
+    assert [s.get("run") for s in job["steps"]][2] == "python -m pip install -e tools"
+    _, failed = failure_step(job)
+    assert failed["run"] == failure_step(production["jobs"]["validate"])[1]["run"]  # one script, three places
+    [upload] = [s for s in job["steps"] if s.get("uses", "").startswith("actions/upload-artifact@")]
+    assert upload["if"] == "always()" and upload["with"]["path"] == "build/validation"
