@@ -32,6 +32,7 @@ DEFAULTS: dict[str, Any] = {
     "device": "",
     "include_tags": "",
     "exclude_tags": "",
+    "config": "",  # Maestro workspace config (--config); default: the flows folder's config.yaml / config.yml
     "retries": 1,
     "flow_timeout": 600,
     "env": {},
@@ -60,6 +61,7 @@ class Settings:
     device: tuple[str, ...] = ()  # serials to run on (comma-separated on the command line)
     include_tags: tuple[str, ...] = ()
     exclude_tags: tuple[str, ...] = ()
+    config: Path | None = None
     retries: int = DEFAULTS["retries"]
     flow_timeout: float = DEFAULTS["flow_timeout"]
     env: tuple[tuple[str, str], ...] = ()
@@ -202,6 +204,7 @@ def load(section: Mapping[str, Any], cli: Mapping[str, Any]) -> Settings:
         device=tuple(d.strip() for d in str(merged["device"] or "").split(",") if d.strip()),
         include_tags=_split_tags(merged["include_tags"], "include_tags"),
         exclude_tags=_split_tags(merged["exclude_tags"], "exclude_tags"),
+        config=Path(str(merged["config"]).strip()) if str(merged["config"] or "").strip() else None,
         retries=int(_number(merged["retries"], "validation.retries", DEFAULTS["retries"], minimum=0, whole=True)),
         flow_timeout=_number(merged["flow_timeout"], "validation.flow_timeout", DEFAULTS["flow_timeout"], minimum=0,
                              positive=True),
