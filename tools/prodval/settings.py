@@ -42,6 +42,7 @@ DEFAULTS: dict[str, Any] = {
     "devices": 1,
     "shard": "",
     "timings": "",
+    "session_wait": 22,  # seconds a device rests after a killed flow: Maestro's session stays "alive" 21 s
 }
 
 # What tasks.py registers with invoke: scalar keys as None, so that invoke's environment loader
@@ -71,6 +72,7 @@ class Settings:
     devices: int = DEFAULTS["devices"]
     shard: tuple[int, int] | None = None  # (index, count), 1-based index
     timings: Path | None = None
+    session_wait: float = DEFAULTS["session_wait"]
 
     @property
     def flow_env(self) -> dict[str, str]:
@@ -216,6 +218,7 @@ def load(section: Mapping[str, Any], cli: Mapping[str, Any]) -> Settings:
         devices=int(_number(merged["devices"], "validation.devices", DEFAULTS["devices"], minimum=1, whole=True)),
         shard=_shard(merged["shard"]),
         timings=Path(str(merged["timings"])) if merged["timings"] else None,
+        session_wait=_number(merged["session_wait"], "validation.session_wait", DEFAULTS["session_wait"], minimum=0),
     )
 
 
