@@ -229,6 +229,7 @@ class _Runner:
         self.running = 0
         self.errors: list[BaseException] = []
         self.stopped = ""  # why the run stopped early on purpose (executionOrder, continueOnFailure: false)
+        self.killed: set[str] = set()  # devices whose last maestro had to be SIGKILLed
 
     def run(self) -> None:
         for flow in self.plan.flows:
@@ -303,7 +304,7 @@ class _Runner:
                     self.stopped = reason
                     self.queue.cancel()
                     return
-                if outcome.status == TIMED_OUT and self._rest_after_kill(serial):
+                if serial in self.killed and self._rest_after_kill(serial):
                     return
                 in_a_row = in_a_row + 1 if infra else 0
                 if in_a_row >= RETIRE_AFTER and len(self.plan.serials) > 1:
@@ -321,8 +322,10 @@ class _Runner:
             self.queue.cancel()
 
     def _rest_after_kill(self, serial: str) -> bool:
-        """A killed maestro's session counts as alive for ~21 s, and a maestro started on that device
-        meanwhile fails to start its driver: this device waits it out (others go on). True if cancelled."""
+        """A SIGKILLed maestro's session counts as alive for ~21 s (one stopped by SIGTERM closes it), and a
+        maestro started on that device meanwhile fails to start its driver: this device waits it out (the
+        others go on, and a retry goes to them). True if the run was cancelled meanwhile."""
+        self.killed.discard(serial)
         wait = self.plan.session_wait
         if wait <= 0:
             return False
@@ -346,6 +349,8 @@ class _Runner:
             lines = [f"+ {self.console.redact(display(argv))}"]
             lines += streamed.stdout.text.splitlines() + streamed.stderr.text.splitlines()
             self.console.block(title, lines, streamed.duration_ms / 1000)
+        if streamed.returncode == -signal.SIGKILL:
+            self.killed.add(serial)
         self.console.redact.scrub_files(folder, skip=(folder / "stdout.log", folder / "stderr.log"))
         outcome = classify(streamed.returncode, streamed.timed_out, streamed.stdout.text, streamed.stderr.text,
                            folder / "report.xml", plan.timeout)
