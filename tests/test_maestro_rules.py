@@ -56,7 +56,7 @@ def test_config_flag_replaces_the_folders_config(ws: Path, tmp_path: Path) -> No
     other = write(tmp_path / "ci-config.yaml", "excludeTags: [slow]\n")
     assert names(ws) == ["b.yaml"]
     assert names(ws, config=other) == ["a.yaml"]
-    with pytest.raises(ConfigError, match="workspace config 'nope.yaml' does not exist"):
+    with pytest.raises(ConfigError, match=r"workspace config 'nope\.yaml' does not exist"):
         discover(ws, config=Path("nope.yaml"))
 
 
