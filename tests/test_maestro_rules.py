@@ -96,9 +96,13 @@ def test_app_id_is_evaluated_with_the_runs_variables(ws: Path) -> None:
     write(ws / "fallback.yaml", "appId: ${APP_ID || 'com.example.dev'}\n" + BODY)
     write(ws / "header-env.yaml", "appId: ${PACKAGE}\nenv:\n  PACKAGE: ${APP_ID || 'com.example.dev'}.beta\n" + BODY)
     write(ws / "shell.yaml", "appId: ${MAESTRO_APP_ID}\n" + BODY)
+    write(ws / "platform.yaml", "appId: \"${maestro.platform == 'ios' ? 'com.x.ios' : 'com.x.android'}\"\n" + BODY)
+    write(ws / "script.yaml", "appId: ${pickApp(APP_ID)}\n" + BODY)  # valid for Maestro: not refused, not known
     flows = {f.file_name: f for f in discover(ws, variables={"APP_ID": "com.x", "MAESTRO_APP_ID": "com.y"}).flows}
     assert {k: f.app_id for k, f in flows.items()} == {
-        "fallback.yaml": "com.x", "header-env.yaml": "com.x.beta", "plain.yaml": "com.x", "shell.yaml": "com.y"}
+        "fallback.yaml": "com.x", "header-env.yaml": "com.x.beta", "plain.yaml": "com.x", "shell.yaml": "com.y",
+        "platform.yaml": "com.x.android", "script.yaml": ""}
+    assert flows["script.yaml"].app_id_source == "${pickApp(APP_ID)}"
     assert flows["plain.yaml"].app_id_source == "${APP_ID}"
 
 

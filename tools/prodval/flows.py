@@ -325,10 +325,8 @@ def _app_id(path: Path, raw: str, variables: Mapping[str, str], problems: Proble
         return raw
     try:
         value = jsexpr.evaluate_template(raw, variables)
-    except jsexpr.Unsupported as exc:
-        problems.add(path, 1, f"appId '{raw}' uses JavaScript the harness cannot evaluate before the run ({exc}): "
-                              "write it as ${APP_ID} or ${APP_ID || 'com.example.app'}")
-        return raw
+    except jsexpr.Unsupported:
+        return ""  # JavaScript beyond the names and fallbacks appIds use: Maestro evaluates it; unknown here
     if value.empty or not value.text.strip():
         names = value.undefined or ("APP_ID",)
         sets = " and ".join(f"--env {name}=<package>" for name in names)

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 # Maestro's own pattern (Env.kt): `${` then anything but `$` up to the last `}` before the next `$`.
 TEMPLATE = re.compile(r"(?<!\\)\$\{([^$]*)\}")
 _TOKEN = re.compile(r"""\s*(?:(?P<str>'(?:\\.|[^'\\])*'|"(?:\\.|[^"\\])*"|`(?:\\.|[^`\\$])*`)"""
-                    r"""|(?P<num>\d+(?:\.\d+)?)|(?P<name>[A-Za-z_$][\w$]*)"""
+                    r"""|(?P<num>\d+(?:\.\d+)?)|(?P<name>[A-Za-z_$][\w$]*(?:\.[A-Za-z_$][\w$]*)*)"""
                     r"""|(?P<op>===|!==|==|!=|\|\||&&|\?\?|[!?:+()]))""")
 
 
@@ -31,6 +31,8 @@ class _Undefined:
 
 UNDEFINED = _Undefined()
 Value = str | float | bool | None | _Undefined
+# Properties of Maestro's JavaScript objects known before the run (the harness runs Android only).
+KNOWN_PROPERTIES: dict[str, Value] = {"maestro.platform": "android"}
 
 
 @dataclass
@@ -114,6 +116,10 @@ class _Parser:
             literal: dict[str, Value] = {"true": True, "false": False, "null": None, "undefined": UNDEFINED}
             if text in literal:
                 return literal[text]
+            if text in KNOWN_PROPERTIES:
+                return KNOWN_PROPERTIES[text]
+            if "." in text:
+                raise Unsupported(f"a property ({text})")
             return self.variables.get(text, UNDEFINED)
         raise Unsupported(f"'{text}'")
 
