@@ -229,7 +229,7 @@ class _Runner:
         self.running = 0
         self.errors: list[BaseException] = []
         self.stopped = ""  # why the run stopped early on purpose (executionOrder, continueOnFailure: false)
-        self.killed: set[str] = set()  # devices whose last maestro had to be SIGKILLed
+        self.rest_until: dict[str, float] = {}  # device -> monotonic time its killed maestro's session expires
 
     def run(self) -> None:
         for flow in self.plan.flows:
@@ -287,6 +287,9 @@ class _Runner:
         in_a_row = 0
         try:
             while (job := self.queue.take(serial)) is not None:
+                if self._rest(serial):  # a flow came back (a retry) before the stale session expired
+                    self.queue.done(job, retry=True)
+                    return
                 outcome = self._attempt(job, serial)
                 if outcome.usage:  # the same command line for every flow and device: stop, blame no device
                     self.queue.done(job, retry=False)
@@ -304,7 +307,7 @@ class _Runner:
                     self.stopped = reason
                     self.queue.cancel()
                     return
-                if serial in self.killed and self._rest_after_kill(serial):
+                if self.queue.left() and self._rest(serial):  # rest now, while the others take the flows
                     return
                 in_a_row = in_a_row + 1 if infra else 0
                 if in_a_row >= RETIRE_AFTER and len(self.plan.serials) > 1:
@@ -321,15 +324,14 @@ class _Runner:
             self.errors.append(exc)
             self.queue.cancel()
 
-    def _rest_after_kill(self, serial: str) -> bool:
+    def _rest(self, serial: str) -> bool:
         """A SIGKILLed maestro's session counts as alive for ~21 s (one stopped by SIGTERM closes it), and a
-        maestro started on that device meanwhile fails to start its driver: this device waits it out (the
-        others go on, and a retry goes to them). True if the run was cancelled meanwhile."""
-        self.killed.discard(serial)
-        wait = self.plan.session_wait
+        maestro started on that device meanwhile fails to start its driver: this device waits it out before
+        its next flow (the others go on). True if the run was cancelled meanwhile."""
+        wait = self.rest_until.pop(serial, 0.0) - time.monotonic()
         if wait <= 0:
             return False
-        self.console.info(f"{serial}: waiting {wait:g}s for the killed flow's Maestro session to expire "
+        self.console.info(f"{serial}: waiting {wait:.3g}s for the killed flow's Maestro session to expire "
                           "before the next flow on this device")
         return self.queue.cancelled.wait(wait)
 
@@ -350,7 +352,7 @@ class _Runner:
             lines += streamed.stdout.text.splitlines() + streamed.stderr.text.splitlines()
             self.console.block(title, lines, streamed.duration_ms / 1000)
         if streamed.returncode == -signal.SIGKILL:
-            self.killed.add(serial)
+            self.rest_until[serial] = time.monotonic() + plan.session_wait
         self.console.redact.scrub_files(folder, skip=(folder / "stdout.log", folder / "stderr.log"))
         outcome = classify(streamed.returncode, streamed.timed_out, streamed.stdout.text, streamed.stderr.text,
                            folder / "report.xml", plan.timeout)
