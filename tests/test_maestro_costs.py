@@ -101,6 +101,11 @@ def test_execution_order_runs_first_and_stops_the_rest(world: World) -> None:
     assert a["errorSummary"].startswith("not run: b.yaml (b), an executionOrder flow, ended failed")
     refused = world.invoke("validate", "--devices", "2")
     assert refused.returncode == 2 and "cannot run with --devices 2" in refused.stderr
+    (world.root / "plain.yaml").write_text("excludeTags: [wip]\n")  # --config replaces the folder's config
+    (world.state_dir / "attempts.json").unlink()
+    run = world.scenario().invoke("validate", "--retries", "0", "--config", "plain.yaml")
+    assert run.returncode == 0, run.stderr
+    assert sorted(f["status"] for f in world.record()["flows"]) == ["passed"] * 3
 
 
 def test_app_id_from_env_matches_the_apk(world: World) -> None:
