@@ -120,3 +120,20 @@ def test_app_id_from_env_matches_the_apk(world: World) -> None:
     assert run.returncode == 0, run.stderr
     wrong = world.invoke("validate", "--apk", "app.apk", "--env", "APP_ID=com.example.other")
     assert wrong.returncode == 2 and "appId com.example.other, but the APK's package is" in wrong.stderr
+
+
+def test_the_fake_selects_a_folders_flows_as_maestro_does(world: World) -> None:
+    world.device()
+    for name in ("top.yaml", "auth/login.yaml", "cart/add.yaml", "nested/config.yml"):
+        world.flow(name)
+    (world.flows / "config.yaml").write_text("flows:\n  - '**/*.yaml'\n")
+    (world.flows / "auth" / "settings.yaml").write_text("excludeTags: [wip]\n")  # a config by content
+    import subprocess
+
+    done = subprocess.run(["maestro", "test", str(world.flows), "--format", "junit", "--output",
+                           str(world.root / "r.xml")], env=world.env(), cwd=world.root, capture_output=True, text=True,
+                          timeout=60)
+    assert done.returncode == 0, done.stderr
+    report = (world.root / "r.xml").read_text()
+    assert 'name="login"' in report and 'name="add"' in report
+    assert 'name="top"' not in report and "settings" not in report and 'tests="2"' in report
