@@ -451,31 +451,12 @@ def java_glob(pattern: str) -> re.Pattern[str]:
     return re.compile("".join(out) + (")" if in_group else ""))
 
 
-def is_workspace_config_content(path: Path) -> bool:
-    """A file with no `---` whose top-level keys are all workspace config keys is a config, not a flow
-    (Maestro's isWorkspaceConfigFile)."""
-    try:
-        if path.stat().st_size > 256 * 1024:
-            return False
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError):
-        return False
-    if "\n---" in text or text.startswith("---"):
-        return False
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError:
-        return False
-    return isinstance(data, dict) and bool(data) and all(str(k) in WORKSPACE_CONFIG_KEYS for k in data)
-
-
-def is_flow_file(path: Path, config_path: Path | None, *, content: bool = True) -> bool:
-    """Maestro's isFlowFile: a .yaml/.yml file that is not the config, not named config.*, not config content."""
+def is_flow_file(path: Path, config_path: Path | None) -> bool:
+    """Maestro's isFlowFile by name: a .yaml/.yml file that is not the config nor named config.* (a file whose
+    content is a workspace config is left out by `FlowFiles.is_workspace_config`, which reads it once)."""
     if not path.is_file() or path.suffix not in FLOW_SUFFIXES or path.stem == "config":
         return False
-    if config_path is not None and path.resolve() == config_path.resolve():
-        return False
-    return not content or not is_workspace_config_content(path)
+    return config_path is None or path.resolve() != config_path.resolve()
 
 
 def _candidates(folder: Path, patterns: list[str], config_path: Path | None) -> list[Path]:
@@ -484,7 +465,7 @@ def _candidates(folder: Path, patterns: list[str], config_path: Path | None) -> 
     found = []
     for path in sorted(folder.rglob("*")):
         relative = path.relative_to(folder).as_posix()
-        if any(m.fullmatch(relative) for m in matchers) and is_flow_file(path, config_path, content=False):
+        if any(m.fullmatch(relative) for m in matchers) and is_flow_file(path, config_path):
             found.append(path)
     return found
 
