@@ -47,6 +47,7 @@ def _deployed_sha(c: Context) -> str | None:
         "results_dir": "Where results.json, junit.xml, summary.md and artifacts go (default build/validation)",
         "include_tags": "Run only flows with one of these tags (comma-separated; adds to config.yaml)",
         "exclude_tags": "Skip flows with any of these tags (comma-separated; adds to config.yaml)",
+        "config": "Maestro workspace config (default: config.yaml, then config.yml, in the flows folder)",
         "retries": "Retries of a flow that did not pass (default 1); a pass after a failure is 'flaky'",
         "flow_timeout": "Seconds before a flow's whole process tree is killed (default 600)",
         "env": "KEY=VALUE flow variable passed to Maestro with -e (repeatable)",
@@ -63,6 +64,7 @@ def validate(
     results_dir: str | None = None,
     include_tags: str | None = None,
     exclude_tags: str | None = None,
+    config: str | None = None,
     retries: str | None = None,
     flow_timeout: str | None = None,
     env: list[str] | None = None,
@@ -74,7 +76,7 @@ def validate(
     from prodval import cli
 
     flags = dict(flows=flows, apk=apk, device=device, results_dir=results_dir, include_tags=include_tags,
-                 exclude_tags=exclude_tags, retries=retries, flow_timeout=flow_timeout, env=env,
+                 exclude_tags=exclude_tags, config=config, retries=retries, flow_timeout=flow_timeout, env=env,
                  devices=devices, shard=shard, timings=timings)
     _exit(cli.validate(c.config.get(SECTION, {}), flags, emulator_section=c.config.get(EMULATOR_SECTION, {}),
                        deployed_sha=_deployed_sha(c)))
@@ -107,13 +109,18 @@ def report(c: Context, results_dir: str | None = None) -> None:
     help={
         "flows": "Folder of Maestro flows, or one flow file (default .maestro)",
         "env": "KEY=VALUE flow variable the run will pass with -e, so flows may use it (repeatable)",
+        "include_tags": "Lint only flows with one of these tags, as validate selects them (comma-separated)",
+        "exclude_tags": "Skip flows with any of these tags, as validate does (comma-separated)",
+        "config": "Maestro workspace config (default: config.yaml, then config.yml, in the flows folder)",
     },
 )
-def lint_flows(c: Context, flows: str | None = None, env: list[str] | None = None) -> None:
-    """Check every flow without a device: parses, header, sub-flows, variables, guarded cleanup; exit 2 on any problem."""
+def lint_flows(c: Context, flows: str | None = None, env: list[str] | None = None, include_tags: str | None = None,
+               exclude_tags: str | None = None, config: str | None = None) -> None:
+    """Check the flows a run would select, and their sub-flows, without a device; exit 2 on any problem."""
     from prodval import cli
 
-    _exit(cli.lint_flows(c.config.get(SECTION, {}), dict(flows=flows, env=env)))
+    _exit(cli.lint_flows(c.config.get(SECTION, {}), dict(flows=flows, env=env, include_tags=include_tags,
+                                                         exclude_tags=exclude_tags, config=config)))
 
 
 @task(

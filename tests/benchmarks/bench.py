@@ -142,6 +142,62 @@ def bench_parallel(runs: int) -> list[Figure]:
                    "sum of flow durations / 4", f"efficiency {eff:.2f}", ">= 0.90", eff >= 0.90)]
 
 
+# The real cost model (shared/reference/maestro-cli.md), scaled down 10 times so a run takes tens of seconds:
+# a flow's own time 60 s, JVM start 2 s, driver install (uninstall + install of two APKs) 8 s, driver
+# uninstall at exit 2 s, a killed process's session window 21 s.
+SCALE = 10
+REAL_COST = {"flow": 60.0, "jvm": 2.0, "driver_install": 8.0, "driver_uninstall": 2.0, "session_window": 21.0}
+
+
+def fake_process_cost(ws: Workspace, runs: int = 5) -> float:
+    """What one fake `maestro test` costs that the real one does not (Python start-up, its own bookkeeping):
+    the median wall time of a flow with no modelled cost, run straight from here."""
+    flow = next((ws.root / ".maestro").glob("*.yaml"))
+    env = {**ws.env, "FAKE_MAESTRO_SCENARIO": str(ws.root / "bare.json"), "FAKE_MAESTRO_LOG": ""}
+    (ws.root / "bare.json").write_text(json.dumps({"default": "pass"}))
+    argv = ["maestro", "--device", SERIALS[0], "test", str(flow), "--format", "junit", "--output",
+            str(ws.root / "bare.xml"), "--debug-output", str(ws.root / "bare"), "--flatten-debug-output",
+            "--no-reinstall-driver"]
+    return statistics.median(timed(lambda: subprocess.run(argv, env=env, stdout=subprocess.DEVNULL, check=True))
+                             for _ in range(runs))
+
+
+def bench_real_cost(runs: int) -> list[Figure]:
+    """Time to verdict (first `maestro test` start to the verdict) against the physical limit: the flows'
+    own time divided by the devices, plus one driver install per device. The fake's own process cost
+    (Python start-up, which stands in for no real cost) is measured apart and added to the limit."""
+    devices, flows = 4, 16
+    costs = {k: v / SCALE for k, v in REAL_COST.items() if k != "flow"}
+    own = REAL_COST["flow"] / SCALE
+    ws = Workspace(flows, devices, {"default": f"sleep:{own}", "costs": costs})
+    log = ws.root / "maestro-log.jsonl"
+    ws.env["FAKE_MAESTRO_LOG"] = str(log)
+    limit = flows * own / devices + costs["driver_install"]
+    times = []
+    try:
+        fake = fake_process_cost(ws)
+        for _ in range(runs):
+            log.unlink(missing_ok=True)
+            (ws.root / "attempts.json").unlink(missing_ok=True)
+            ws.validate("--devices", str(devices))
+            end = time.time()
+            calls = [json.loads(line) for line in log.read_text().splitlines() if line.strip()]
+            first = min(c["ts"] for c in calls if "test" in c["argv"])
+            times.append(end - first)
+    finally:
+        ws.clean()
+    verdict = statistics.median(times)
+    fake_total = fake * flows / devices
+    per_flow_before = costs["driver_install"] + costs["driver_uninstall"]  # each flow reinstalled, then removed
+    before = limit + flows / devices * per_flow_before
+    ratio = verdict / (limit + fake_total)
+    model = (f"model /{SCALE}: flow {own:g} s, JVM {costs['jvm']:g} s, driver install {costs['driver_install']:g} s, "
+             f"uninstall at exit {costs['driver_uninstall']:g} s; plus the fake's own start-up {fake:.2f} s a process "
+             f"= {limit + fake_total:.2f} s; reinstalling per flow would add {before - limit:.1f} s")
+    return [Figure(f"Real cost model: {flows} flows on {devices} devices", f"time to verdict {verdict:.2f} s",
+                   f"physical limit {limit:.2f} s ({model})", f"ratio {ratio:.2f}", "<= 1.10", ratio <= 1.10)]
+
+
 def bench_shards() -> list[Figure]:
     rng = random.Random(7)  # a fixed, realistic spread: most flows short, a few long
     flows = [Flow(path=Path(f"f{i:02}.yaml"), file_name=f"f{i:02}.yaml", name=str(i), app_id="x") for i in range(40)]
@@ -218,6 +274,7 @@ def main() -> int:
     args = parser.parse_args()
     runs = 3 if args.quick else 5
     figures = bench_startup(runs) + bench_shards() + bench_overhead(runs) + bench_parallel(3 if args.quick else 5)
+    figures += bench_real_cost(1 if args.quick else 3)
     figures += bench_memory(100, 1_000_000) if args.quick else bench_memory(500, 1_000_000)
     text = table(figures)
     print(text)

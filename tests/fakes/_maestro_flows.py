@@ -262,13 +262,48 @@ def expand_inputs(paths: list[str], config_path: str | None) -> tuple[list[str],
             with open(cfg, encoding="utf-8") as fh:
                 config = next(iter(load_yaml_all(fh.read())), {}) or {}
         found = set()
-        for pattern in config.get("flows") or ["*"]:
-            for hit in glob.glob(os.path.join(path, pattern), recursive=True):
-                base = os.path.basename(hit)
-                if hit.endswith((".yaml", ".yml")) and base not in ("config.yaml", "config.yml"):
-                    found.add(hit)
+        matchers = [_java_glob(pattern) for pattern in config.get("flows") or ["*"]]
+        for hit in glob.glob(os.path.join(path, "**"), recursive=True):  # Files.walk, then glob:<dir>/<pattern>
+            rel = os.path.relpath(hit, path).replace(os.sep, "/")
+            base = os.path.basename(hit)
+            if os.path.isfile(hit) and hit.endswith((".yaml", ".yml")) and base not in ("config.yaml", "config.yml") \
+                    and (not cfg or os.path.abspath(hit) != os.path.abspath(cfg)) \
+                    and any(m.fullmatch(rel) for m in matchers) and not _is_config_content(hit):
+                found.add(hit)
         flows.extend(sorted(found))
     return flows, config
+
+
+CONFIG_KEYS = {"flows", "includeTags", "excludeTags", "local", "executionOrder", "baselineBranch", "notifications",
+               "disableRetries", "platform", "testOutputDir"}
+
+
+def _java_glob(pattern: str) -> re.Pattern:
+    """Java NIO glob as Maestro uses it: `*` within a folder, `**` across folders, `{a,b}` groups."""
+    out, i, group = "", 0, False
+    while i < len(pattern):
+        c = pattern[i]
+        if pattern.startswith("**", i):
+            out, i = out + ".*", i + 2
+            continue
+        out += {"*": "[^/]*", "?": "[^/]"}.get(c) or ("(?:" if c == "{" else ")" if c == "}" and group else
+                                                     "|" if c == "," and group else re.escape(c))
+        group = (group or c == "{") and c != "}"
+        i += 1
+    return re.compile(out)
+
+
+def _is_config_content(path: str) -> bool:
+    """Maestro's isWorkspaceConfigFile: no `---`, and only workspace config keys."""
+    try:
+        with open(path, encoding="utf-8") as fh:
+            text = fh.read()
+        if "\n---" in text:
+            return False
+        docs = load_yaml_all(text)
+    except Exception:
+        return False
+    return len(docs) == 1 and isinstance(docs[0], dict) and bool(docs[0]) and set(map(str, docs[0])) <= CONFIG_KEYS
 
 
 def kotlin_duration(seconds: float) -> str:

@@ -369,8 +369,8 @@ def app_id_mismatches(package: str, flows: Sequence[Flow]) -> list[str]:
     """One line per flow whose appId is not the APK's package name."""
     problems = []
     for flow in flows:
-        if flow.app_id == package:
-            continue
+        if flow.app_id == package or (not flow.app_id and flow.app_id_source):
+            continue  # (an appId expression known only at run time is not checked)
         hint = ""
         if flow.app_id.startswith(package + ".") or package.startswith(flow.app_id + "."):
             hint = " (an applicationIdSuffix such as .debug, or a flavor's suffix?)"

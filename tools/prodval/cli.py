@@ -103,7 +103,8 @@ def lint_flows(section: Mapping[str, Any], flags: Mapping[str, Any], environ: Ma
     try:
         settings = load(section, flags)
         console.step(f"Checking the flows in {settings.flows}")
-        checked = lint(settings.flows, settings.flow_env)
+        checked = lint(settings.flows, settings.flow_env, settings.include_tags, settings.exclude_tags, settings.config,
+                       environ)
     except FlowError as exc:
         for problem in exc.problems:
             where = re.match(r"(?P<file>.+?):(?P<line>\d+): (?P<message>.*)", problem, re.DOTALL)

@@ -185,6 +185,10 @@ class CancelScope:
     def is_set(self) -> bool:
         return self._cancelled.is_set()
 
+    def wait(self, timeout: float) -> bool:
+        """Sleep up to `timeout` seconds, waking at once when cancelled; True when cancelled."""
+        return self._cancelled.wait(timeout)
+
     def cancel(self) -> None:
         with self._lock:
             self._cancelled.set()

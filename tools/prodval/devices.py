@@ -122,6 +122,11 @@ class Adb:
                           f"booting {count - len(booted)} emulator(s)")
         return booted, count - len(booted)
 
+    def uninstall(self, serial: str, package: str) -> bool:
+        """`adb uninstall PACKAGE`; False when it was not installed (adb's `Failure [...]`)."""
+        done = self._run("-s", serial, "uninstall", package, check=False, timeout=120)
+        return done.returncode == 0 and "Failure" not in done.stdout
+
     def install(self, serial: str, apk: Path) -> None:
         if not apk.is_file():
             raise ConfigError(f"the APK '{apk}' does not exist",

@@ -20,7 +20,7 @@ from .console import Console
 from .devices import ADB_INSTALL_HINT, find_adb
 from .emulator import KVM_DEVICE, KVM_FIX, kvm_usable
 from .errors import CommandFailed, RequirementsMissing, ToolNotFound
-from .maestro import MAESTRO_FIX, find_maestro, installed_version
+from .maestro import KEEP_DRIVER_SINCE, MAESTRO_FIX, PARALLEL_SINCE, find_maestro, installed_version, version_tuple
 from .settings import EmulatorSettings
 
 OK, MISSING, WARNING = "ok", "missing", "warning"
@@ -44,6 +44,7 @@ class Check:
     detail: str
     fix: str = ""
     tool: Path | None = None  # the executable the check found (adb, maestro), for the caller to use
+    version: str = ""  # the version the tool reported (maestro), for the caller to gate features on
 
 
 @dataclass(frozen=True)
@@ -176,10 +177,29 @@ def _maestro(ctx: _Context) -> Check:
         detail = f"{exc.message.splitlines()[0]}: {_first_line(exc.stderr or exc.stdout)}"
         return Check("maestro", "maestro", MISSING, detail, exc.fix)
     pinned = ctx.settings.maestro_version
+    fix = "`invoke setup` installs the pinned version"
+    if version_tuple(version) < KEEP_DRIVER_SINCE:
+        return Check("maestro", "maestro", WARNING,
+                     f"{version} ({tool}) is older than {_dotted(KEEP_DRIVER_SINCE)}: it reinstalls its driver for every "
+                     f"flow (no --no-reinstall-driver), and parallel devices need {_dotted(PARALLEL_SINCE)}+",
+                     fix, tool=tool, version=version)
+    if version_tuple(version) < PARALLEL_SINCE:
+        return Check("maestro", "maestro", WARNING,
+                     f"{version} ({tool}): parallel devices (--devices > 1) need {_dotted(PARALLEL_SINCE)}+ "
+                     "(older ones share one driver port and session)", fix, tool=tool, version=version)
     if version != pinned:
         return Check("maestro", "maestro", WARNING, f"{version} ({tool}), but the pinned version is {pinned}",
-                     "`invoke setup` installs the pinned version", tool=tool)
-    return Check("maestro", "maestro", OK, f"{version} ({tool})", tool=tool)
+                     fix, tool=tool, version=version)
+    return Check("maestro", "maestro", OK, f"{version} ({tool})", tool=tool, version=version)
+
+
+def _dotted(version: tuple[int, ...]) -> str:
+    return ".".join(str(n) for n in version) + ".0"
+
+
+def maestro_version(checks: Sequence[Check]) -> str:
+    """The version the maestro check found ('' when it did not run or found none)."""
+    return next((c.version for c in checks if c.key == "maestro"), "")
 
 
 def _disk(ctx: _Context) -> Check:

@@ -4,18 +4,22 @@ Built on `flows`: the same discovery (every flow the workspace `config.yaml` glo
 its tags), the same file checks, the same walk over the command tree, on the files the preflight parsed
 (`FlowFiles`; nothing is parsed twice). On top of them:
 
-Variables. Every `${...}` in a flow (commands, their options, the header) may use only names that are
-defined where it runs:
+Variables, as Maestro treats them. Undeclared names are `undefined` on purpose in Maestro's JavaScript,
+so `${NAME || "default"}`, `when: {true: ${FLAG == 'true'}}` and optional launch `arguments` are idioms,
+not mistakes, and built-in functions (`relativePoint(...)`, ...) are not variables. A name is reported
+only where its use cannot work without it: a bare `${NAME}` (the whole expression is the name), outside
+`when:` and launch `arguments`, that no path to it defines. Defined means:
 - the flow header's `env` (so the documented default idiom `NAME: ${NAME || "x"}` is fine),
 - the `env` of the `runFlow` that leads to a sub-flow or inline `commands` (and everything the caller has),
 - the `-e` values the harness passes: `SKIP_DATA_CLEANUP`, `VALIDATION_RUN_ID` and the keys of
-  `validation.env` in invoke.yaml (or `--env`),
-- Maestro's built-ins and any `MAESTRO_*` name (Maestro injects `MAESTRO_*` shell variables),
-- the JavaScript globals Maestro provides (`output`, `maestro`, `faker`, `http`, `json`, `console`) and
-  JavaScript's own (`Math`, `JSON`, `parseInt`, ...), and names an `evalScript` assigns.
-Only identifiers count: string literals, numbers and property names (`output.total`) are ignored, so
-`${NAME || "default"}` needs `NAME`, not `default`. A fallback does not excuse an undefined name: a typo
-such as `${VALIDATON_RUN_ID || 'local'}` would silently always be `'local'`.
+  `validation.env` in invoke.yaml (or `--env`), and the MAESTRO_* shell variables,
+- Maestro's built-ins and any `MAESTRO_*` name, the JavaScript globals Maestro provides (`output`,
+  `maestro`, ...) and names an `evalScript` assigns.
+A sub-flow reached from several flows (or also run as a flow) is reported once, with a normalised path,
+and only when none of its routes defines the name. The appId is evaluated by the preflight (flows.py).
+
+What is linted is what `validate` would run: the same selection (workspace config globs, `--config`,
+tags from the config and `--include-tags`/`--exclude-tags`), plus the sub-flows those flows reach.
 
 Cleanup in production. In a flow tagged `production` (and the sub-flows it runs), cleanup must be
 guarded so that it does not run when the harness passes `SKIP_DATA_CLEANUP=true`. Cleanup is a
@@ -30,8 +34,9 @@ server, and a production flow needs them to start as a fresh anonymous test user
 from __future__ import annotations
 
 import difflib
+import os
 import re
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -47,11 +52,11 @@ from .flows import (
     ParsedFlow,
     Problems,
     commands_of,
-    find_workspace,
     flow_commands,
     hook_lists,
     line_of,
-    load_flow,
+    select,
+    shell_variables,
 )
 from .settings import RESERVED_FLOW_ENV
 
@@ -67,6 +72,8 @@ JS_NAMES = frozenset({
     "decodeURI", "undefined", "NaN", "Infinity",
     "true", "false", "null", "typeof", "instanceof", "new", "in", "of", "void", "delete", "this",
     "var", "let", "const", "function", "return", "if", "else",
+    # Maestro's built-in JavaScript functions
+    "relativePoint",
 })
 
 _CLEANUP = re.compile(r"clean[-_ ]?up", re.IGNORECASE)
@@ -76,6 +83,9 @@ _GUARD = re.compile(
 _STRING = re.compile(r"""'(?:\\.|[^'\\])*'|"(?:\\.|[^"\\])*"|`(?:\\.|[^`\\])*`""")
 _NUMBER = re.compile(r"\b\d[\w.]*")
 _IDENTIFIER = re.compile(r"(?<![\w$.])[A-Za-z_$][\w$]*")
+_BARE = re.compile(r"^\s*([A-Za-z_$][\w$]*)\s*$")
+# Where an undefined name is an idiom: a condition, optional launch arguments.
+OPTIONAL_KEYS = ("when", "arguments")
 _ASSIGNED = re.compile(r"^\s*(?:(?:var|let|const)\s+)?([A-Za-z_$][\w$]*)\s*=(?!=)")
 
 
@@ -173,14 +183,24 @@ class _Linter:
     walked: set[Path] = field(default_factory=set)
     active: set[Path] = field(default_factory=set)
     seen_problems: set[tuple[Path, int, str]] = field(default_factory=set)
+    # bare `${NAME}` uses: those some route defines, and the first route of those none has defined yet
+    defined_uses: set[tuple[Path, int, str]] = field(default_factory=set)
+    undefined_uses: dict[tuple[Path, int, str], tuple[Path, str, _Context]] = field(default_factory=dict)
 
     def add(self, path: Path, line: int, key: str, message: str, ctx: _Context) -> None:
-        if (path, line, key) in self.seen_problems:
+        path = Path(os.path.normpath(path.absolute()))
+        if (path.resolve(), line, key) in self.seen_problems:
             return
-        self.seen_problems.add((path, line, key))
+        self.seen_problems.add((path.resolve(), line, key))
         if ctx.via:
             message += f" (reached through {' -> '.join(ctx.via)})"
         self.problems.add(path, line, message)
+
+    def report_undefined(self) -> None:
+        """Bare names no route defined, once each."""
+        for key, (path, message, ctx) in self.undefined_uses.items():
+            if key not in self.defined_uses:
+                self.add(path, key[1], f"var:{key[2]}", message, ctx)
 
     def assigned(self, path: Path, parsed: ParsedFlow, seen: set[Path]) -> set[str]:
         """Names an evalScript (`${NAME = ...}`) assigns in this flow or a sub-flow it runs: JavaScript
@@ -210,7 +230,7 @@ class _Linter:
             env = parsed.header.get("env")
             keys = {str(k) for k in env} if isinstance(env, dict) else set()
             ctx = replace(ctx, defined=ctx.defined | keys)
-            for node in _scalars(parsed.header_node, skip=HOOKS):
+            for node in _scalars(parsed.header_node, skip=(*HOOKS, "appId")):  # appId: the preflight's check
                 self.variables(path, node, ctx)
             for hook in hook_lists(parsed.header_node):
                 self.commands(path, hook, ctx)
@@ -227,7 +247,8 @@ class _Linter:
         guard = when is not None and any(
             is_guard(n.value) for n in _scalars(when) if isinstance(n, yaml.ScalarNode))
         inner = replace(ctx, guarded=ctx.guarded or guard)
-        for node in _scalars(command.value, skip=("commands",)):
+        optional = OPTIONAL_KEYS if command.name in ("launchApp", "runFlow", "runScript") else ("when",)
+        for node in _scalars(command.value, skip=("commands", *optional)):
             self.variables(path, node, ctx)
         cleanup = _cleanup_of(command)
         if cleanup and ctx.production and not inner.guarded:
@@ -240,21 +261,32 @@ class _Linter:
         self.commands(path, command.nested, inner)
         sub = self.files.sub_flow(path, command)
         if sub is not None and command.file is not None:
-            self.file(*sub, replace(inner, via=(*ctx.via, f"{relative_display(path)}:{command.file[1]}")))
+            where = relative_display(Path(os.path.normpath(path.absolute())))
+            self.file(*sub, replace(inner, via=(*ctx.via, f"{where}:{command.file[1]}")))
 
     def variables(self, path: Path, node: yaml.ScalarNode, ctx: _Context) -> None:
         if "${" not in node.value:
             return
         for offset, body in expressions(node.value):
-            for name in identifiers(body):
-                if name in ctx.defined or name.startswith("MAESTRO_"):
-                    continue
-                close = difflib.get_close_matches(name, sorted(ctx.defined - JS_NAMES), n=1)
-                hint = f" (did you mean '{close[0]}'?)" if close else ""
-                self.add(path, _expression_line(node, offset), f"var:{name}",
-                         f"variable '{name}' is not defined{hint}: define it in the flow's env:, pass it with "
-                         "runFlow env:, or add it to validation.env in invoke.yaml (the harness passes "
-                         f"{', '.join(RESERVED_FLOW_ENV)} and those with -e)", ctx)
+            bare = _BARE.match(body)
+            if bare is None:
+                continue  # `${X || 'd'}`, `${X == 'true'}`, calls: undefined names are Maestro idioms there
+            name = bare.group(1)
+            if name.startswith("MAESTRO_"):
+                continue
+            key = (path.resolve(), _expression_line(node, offset), name)
+            if name in ctx.defined:
+                self.defined_uses.add(key)
+                continue
+            if key in self.undefined_uses:
+                continue
+            close = difflib.get_close_matches(name, sorted(ctx.defined - JS_NAMES), n=1)
+            hint = f" (did you mean '{close[0]}'?)" if close else ""
+            self.undefined_uses[key] = (path, (
+                f"variable '{name}' is never defined on any path to this line{hint}, so Maestro would use the "
+                f"text 'undefined': pass it with --env {name}=... (or validation.env in invoke.yaml), define it in "
+                f"the flow's env: or the calling runFlow's env:, or write ${{{name} || 'default'}} if it is optional "
+                f"(the harness passes {', '.join(RESERVED_FLOW_ENV)} and those with -e)"), ctx)
 
 
 def _cleanup_of(command: Command) -> str:
@@ -282,22 +314,30 @@ def _assigned_names(parsed: ParsedFlow) -> set[str]:
     return names
 
 
-def lint(flows_path: Path, flow_env: Iterable[str] = ()) -> LintReport:
-    """Check every flow of a workspace (or one file); raise FlowError listing every problem.
+def lint(flows_path: Path, flow_env: Iterable[str] | Mapping[str, str] = (), include_tags: tuple[str, ...] = (),
+         exclude_tags: tuple[str, ...] = (), config: Path | None = None,
+         environ: Mapping[str, str] | None = None) -> LintReport:
+    """Check the flows a run would select (and their sub-flows); raise FlowError listing every problem.
 
-    `flow_env` names the extra variables the harness passes with -e (validation.env and --env).
+    `flow_env` is what the harness passes with -e (validation.env and --env; names, or names and values
+    for evaluating appId); `environ`'s MAESTRO_* variables are passed too, as Maestro injects them.
     """
-    problems = Problems(Path.cwd())
-    workspace = find_workspace(flows_path, problems)
-    if not workspace.candidates and not problems.items:
-        raise ConfigError(f"no flow found in '{flows_path}' (top-level *.yaml or *.yml, or the config.yaml 'flows' globs)",
-                          fix="point --flows (or validation.flows) at the folder of Maestro flows")
-    files = FlowFiles()
-    flows = [f for f in (load_flow(p, workspace.root, problems, files) for p in workspace.candidates) if f is not None]
-    known = frozenset({*RESERVED_FLOW_ENV, *flow_env, *MAESTRO_BUILTINS, *JS_NAMES})
+    values = dict(flow_env) if isinstance(flow_env, Mapping) else {name: "" for name in flow_env}
+    variables = {**shell_variables(environ or {}), **{name: "-" for name in RESERVED_FLOW_ENV}, **values}
+    chosen = select(flows_path, include_tags, exclude_tags, config, variables)
+    problems, files = chosen.problems, chosen.files
+    flows = chosen.selection.flows
+    if not flows and not problems.items:
+        why = (f"{len(chosen.selection.filtered_out)} flow(s) filtered out by tags" if chosen.selection.filtered_out
+               else "top-level *.yaml or *.yml, or the config.yaml 'flows' globs")
+        raise ConfigError(f"no flow found in '{flows_path}' ({why})",
+                          fix="point --flows (or validation.flows) at the folder of Maestro flows, and check the tags")
+    known = frozenset({*variables, *MAESTRO_BUILTINS, *JS_NAMES})
     linter = _Linter(problems, known, files)
     for flow in flows:
         linter.flow(flow)
+    linter.report_undefined()
     if problems.items:
-        raise FlowError(problems.items, fix="correct the lines above, then run `invoke lint-flows` again")
+        raise FlowError(list(dict.fromkeys(problems.items)),
+                        fix="correct the lines above, then run `invoke lint-flows` again")
     return LintReport(tuple(flows), tuple(sorted(linter.walked - {f.path.resolve() for f in flows})))

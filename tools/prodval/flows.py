@@ -1,8 +1,16 @@
 """Finding the flows Maestro would run, and checking them before anything runs.
 
-Discovery follows Maestro: a folder means its top-level `*.yml`/`*.yaml` files (files in sub-folders
-are sub-flows), narrowed by the workspace `config.yaml` (`flows` globs, `includeTags`, `excludeTags`)
-and the tag flags, which add to the config's tags. A file means that one flow.
+Discovery follows Maestro (`WorkspaceExecutionPlanner`, `isFlowFile`): a folder means its files that
+match the workspace config's `flows` globs (Java NIO globs relative to the folder, default `*`, top level
+only; `**/*.yaml` needs at least one folder; `{a,b}/*` groups), never a `config.yaml`/`config.yml` at any
+depth nor a file whose content is a workspace config; then `includeTags`/`excludeTags` plus the tag flags
+(any include tag selects, any exclude tag drops). The config is `--config FILE`, else the folder's
+`config.yaml`, then `config.yml`. `executionOrder.flowsOrder` names flows (by `name:` or file stem) that
+run first, in that order; `continueOnFailure: false` stops the rest after one of them fails. A single
+flow file is that one flow: no config, no tag filter.
+
+`appId` is evaluated as Maestro does, with the variables the flow will get (`-e`, `MAESTRO_*` shell
+variables, the header's `env`): `${APP_ID}` and `${APP_ID || 'com.example.app'}` are the documented idioms.
 
 The preflight parses every flow (a header document, `---`, then a list of commands), requires `appId`
 (or `url`) in the header, and checks that every `runFlow`/`runScript` file exists, recursively.
@@ -16,18 +24,24 @@ variable and cleanup checks on the same walk.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import os
+import re
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
 
+from . import jsexpr
 from .console import relative_display
 from .errors import ConfigError, FlowError
 
 FLOW_SUFFIXES = (".yaml", ".yml")
 WORKSPACE_CONFIGS = ("config.yaml", "config.yml")
+# The keys of Maestro's WorkspaceConfig: a YAML file holding only these (and no `---`) is a config, not a flow.
+WORKSPACE_CONFIG_KEYS = frozenset({"flows", "includeTags", "excludeTags", "local", "executionOrder", "baselineBranch",
+                                   "notifications", "disableRetries", "platform", "testOutputDir"})
 # Commands whose value (or whose `file:` key) names another file, resolved next to the flow.
 FILE_COMMANDS = ("runFlow", "runScript", "retry")
 # Commands that hold a nested list of commands under `commands:`.
@@ -41,8 +55,9 @@ class Flow:
     path: Path
     file_name: str  # path relative to the flows folder, as Maestro and our record name it
     name: str
-    app_id: str
+    app_id: str  # evaluated: `${APP_ID}` with --env APP_ID=com.x is com.x
     tags: tuple[str, ...] = ()
+    app_id_source: str = ""  # as written in the header, when it differs (an expression)
 
     @property
     def key(self) -> str:
@@ -52,8 +67,10 @@ class Flow:
 
 @dataclass
 class Selection:
-    flows: list[Flow]
+    flows: list[Flow]  # the ordered flows (executionOrder) first, in their order, then the rest
     filtered_out: list[str] = field(default_factory=list)  # file names the tag filters left out
+    sequence: tuple[str, ...] = ()  # file names of executionOrder.flowsOrder, in order
+    continue_on_failure: bool = True  # executionOrder.continueOnFailure
 
 
 @dataclass
@@ -171,12 +188,21 @@ class FlowFiles:
         parsed = self._flow(path, sub_flow)
         return parsed if isinstance(parsed, ParsedFlow) else None
 
+    def is_workspace_config(self, path: Path) -> bool:
+        """The file (read once, as for the preflight) is one mapping of workspace config keys only, no `---`."""
+        self._flow(path, sub_flow=False)
+        documents = self._documents.get(path.resolve())
+        if not isinstance(documents, _Documents) or len(documents.values) != 1:
+            return False
+        value = documents.values[0]
+        return isinstance(value, dict) and bool(value) and all(str(k) in WORKSPACE_CONFIG_KEYS for k in value)
+
     def sub_flow(self, path: Path, command: Command) -> tuple[Path, ParsedFlow] | None:
         """The sub-flow `command` (in the flow at `path`) runs, parsed: runFlow and retry files, not scripts,
         not variable paths (resolved at run time), not missing or unparsable files (the preflight's problem)."""
         if command.file is None or command.name == "runScript" or "${" in command.file[0]:
             return None
-        target = path.parent / command.file[0]
+        target = Path(os.path.normpath(path.parent / command.file[0]))  # one name per file: no a/../b
         if target.suffix not in FLOW_SUFFIXES or not target.is_file():
             return None
         parsed = self.get(target, sub_flow=True)
@@ -280,15 +306,56 @@ def _tags(value: Any) -> tuple[str, ...]:
     return ()
 
 
-def load_flow(path: Path, root: Path, problems: Problems, files: FlowFiles) -> Flow | None:
-    """Parse (into `files`) and preflight one top-level flow, its sub-flows too; None if it does not parse."""
+def flow_variables(header: dict[str, Any], variables: Mapping[str, str]) -> dict[str, str]:
+    """The variables a flow sees: `variables` (-e and MAESTRO_* shell variables), then its header `env`,
+    each value evaluated with what is defined before it (Maestro's DefineVariablesCommand)."""
+    defined = dict(variables)
+    env = header.get("env")
+    for key, value in (env.items() if isinstance(env, dict) else ()):
+        try:
+            defined[str(key)] = jsexpr.evaluate_template("" if value is None else str(value), defined).text
+        except jsexpr.Unsupported:
+            continue  # not needed for appId; Maestro evaluates it at run time
+    return defined
+
+
+def _app_id(path: Path, raw: str, variables: Mapping[str, str], problems: Problems) -> str:
+    """The appId Maestro will use: `raw` with its `${...}` evaluated; a problem when it comes out empty."""
+    if "${" not in raw:
+        return raw
+    try:
+        value = jsexpr.evaluate_template(raw, variables)
+    except jsexpr.Unsupported:
+        return ""  # JavaScript beyond the names and fallbacks appIds use: Maestro evaluates it; unknown here
+    if value.empty or not value.text.strip():
+        names = value.undefined or ("APP_ID",)
+        sets = " and ".join(f"--env {name}=<package>" for name in names)
+        problems.add(path, 1, f"appId '{raw}' is empty because {', '.join(names)} "
+                              f"{'is' if len(names) == 1 else 'are'} not set: pass {sets} (or set it in validation.env "
+                              f"in invoke.yaml, or as a MAESTRO_* shell variable), or give a fallback "
+                              f"${{{names[0]} || 'com.example.app'}}")
+        return ""
+    return value.text
+
+
+def load_flow(path: Path, root: Path, problems: Problems, files: FlowFiles,
+              variables: Mapping[str, str] | None = None) -> Flow | None:
+    """Parse (into `files`) and preflight one top-level flow, its sub-flows too; None if it does not parse.
+
+    `variables` are those the run passes (-e and MAESTRO_* shell variables), for evaluating appId.
+    """
     parsed = files.parse(path, problems, sub_flow=False)
     if parsed is None:
         return None
     header = parsed.header
-    app_id = header.get("appId") or header.get("url")
-    if not app_id or not isinstance(app_id, str):
+    raw_app_id = header.get("appId") or header.get("url")
+    app_id = ""
+    if not raw_app_id or not isinstance(raw_app_id, str):
         problems.add(path, 1, "the header has no 'appId' (or 'url'): add 'appId: <your.package.name>'")
+    elif "appId" in header:
+        app_id = _app_id(path, raw_app_id, flow_variables(header, variables or {}), problems)
+    else:
+        app_id = raw_app_id  # a web flow's url
     tags = header.get("tags")
     if tags is not None and not isinstance(tags, (list, str)):
         problems.add(path, 1, "'tags' must be a list of strings")
@@ -303,24 +370,35 @@ def load_flow(path: Path, root: Path, problems: Problems, files: FlowFiles) -> F
         path=path,
         file_name=file_name,
         name=str(header.get("name") or path.stem),
-        app_id=str(app_id or ""),
+        app_id=app_id,
         tags=_tags(tags),
+        app_id_source=raw_app_id if isinstance(raw_app_id, str) and raw_app_id != app_id else "",
     )
 
 
-def _workspace_config(folder: Path, problems: Problems) -> tuple[Path | None, dict[str, Any]]:
+def _read_config(path: Path, problems: Problems) -> dict[str, Any]:
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except yaml.MarkedYAMLError as exc:
+        problems.add(path, *_yaml_problem(exc))
+        return {}
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
+        problems.add(path, 1, f"cannot read the workspace config: {exc}")
+        return {}
+    if not isinstance(data, dict):
+        problems.add(path, 1, "the workspace config must be a mapping (flows:, includeTags:, ...)")
+        return {}
+    return data
+
+
+def _workspace_config(folder: Path, problems: Problems, config: Path | None = None) -> tuple[Path | None, dict[str, Any]]:
+    """`--config FILE`, else the folder's config.yaml, then config.yml (Maestro's order)."""
+    if config is not None:
+        return config, _read_config(config, problems)
     for name in WORKSPACE_CONFIGS:
         path = folder / name
         if path.is_file():
-            try:
-                data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-            except yaml.MarkedYAMLError as exc:
-                problems.add(path, *_yaml_problem(exc))
-                return path, {}
-            if not isinstance(data, dict):
-                problems.add(path, 1, "the workspace config must be a mapping (flows:, includeTags:, ...)")
-                return path, {}
-            return path, data
+            return path, _read_config(path, problems)
     return None, {}
 
 
@@ -332,15 +410,64 @@ def _as_list(value: Any) -> list[str]:
     return [str(v) for v in value]
 
 
+def java_glob(pattern: str) -> re.Pattern[str]:
+    """A Java NIO `glob:` pattern (as Maestro matches `flows:`) as a regex over '/'-separated paths:
+    `*` and `?` stay within one folder, `**` crosses folders, `{a,b}` is a group, `[...]` a class."""
+    out, i, in_group = [], 0, False
+    while i < len(pattern):
+        char = pattern[i]
+        if char == "*":
+            if pattern.startswith("**", i):
+                out.append(".*")
+                i += 2
+                continue
+            out.append("[^/]*")
+        elif char == "?":
+            out.append("[^/]")
+        elif char == "{" and not in_group:
+            out.append("(?:")
+            in_group = True
+        elif char == "}" and in_group:
+            out.append(")")
+            in_group = False
+        elif char == "," and in_group:
+            out.append("|")
+        elif char == "[":
+            end = pattern.find("]", i + 1)
+            if end == -1:
+                out.append(re.escape(char))
+            else:
+                body = pattern[i + 1:end]
+                negate = body.startswith("!")
+                body = body[1:] if negate else body
+                out.append("[" + ("^" if negate else "") + body.replace("\\", "\\\\").replace("/", "") + "]")
+                i = end
+        elif char == "\\" and i + 1 < len(pattern):
+            i += 1
+            out.append(re.escape(pattern[i]))
+        else:
+            out.append(re.escape(char))
+        i += 1
+    return re.compile("".join(out) + (")" if in_group else ""))
+
+
+def is_flow_file(path: Path, config_path: Path | None) -> bool:
+    """Maestro's isFlowFile by name: a .yaml/.yml file that is not the config nor named config.* (a file whose
+    content is a workspace config is left out by `FlowFiles.is_workspace_config`, which reads it once)."""
+    if not path.is_file() or path.suffix not in FLOW_SUFFIXES or path.stem == "config":
+        return False
+    return config_path is None or path.resolve() != config_path.resolve()
+
+
 def _candidates(folder: Path, patterns: list[str], config_path: Path | None) -> list[Path]:
-    found: set[Path] = set()
-    for pattern in patterns:
-        # Maestro's `**` means every file below; Python's bare `**` only yields folders.
-        glob = pattern + "/*" if pattern.endswith("**") else pattern
-        for path in folder.glob(glob):
-            if path.is_file() and path.suffix in FLOW_SUFFIXES and path != config_path:
-                found.add(path)
-    return sorted(found)
+    """Files the globs match that may be flows (by name; `FlowFiles.is_workspace_config` checks content)."""
+    matchers = [java_glob(p) for p in patterns]
+    found = []
+    for path in sorted(folder.rglob("*")):
+        relative = path.relative_to(folder).as_posix()
+        if any(m.fullmatch(relative) for m in matchers) and is_flow_file(path, config_path):
+            found.append(path)
+    return found
 
 
 @dataclass
@@ -351,10 +478,34 @@ class Workspace:
     candidates: list[Path]
     include_tags: tuple[str, ...] = ()
     exclude_tags: tuple[str, ...] = ()
+    single_file: bool = False  # one flow file: no config, no tag filter
+    flows_order: tuple[str, ...] = ()  # executionOrder.flowsOrder: flow names
+    continue_on_failure: bool = True
+    config_path: Path | None = None
+
+
+def _execution_order(config: dict[str, Any], config_path: Path | None, problems: Problems) -> tuple[tuple[str, ...], bool]:
+    order = config.get("executionOrder")
+    if order is None:
+        return (), True
+    where = config_path or Path("config.yaml")
+    if not isinstance(order, dict):
+        problems.add(where, 1, "'executionOrder' must be a mapping with flowsOrder: [flow names] and continueOnFailure")
+        return (), True
+    names = order.get("flowsOrder") or []
+    if not isinstance(names, list):
+        problems.add(where, 1, "'executionOrder.flowsOrder' must be a list of flow names")
+        names = []
+    keep_going = order.get("continueOnFailure", True)
+    if not isinstance(keep_going, bool):
+        problems.add(where, 1, "'executionOrder.continueOnFailure' must be true or false")
+        keep_going = True
+    return tuple(dict.fromkeys(str(n) for n in names)), keep_going
 
 
 def find_workspace(
-    flows_path: Path, problems: Problems, include_tags: tuple[str, ...] = (), exclude_tags: tuple[str, ...] = ()
+    flows_path: Path, problems: Problems, include_tags: tuple[str, ...] = (), exclude_tags: tuple[str, ...] = (),
+    config: Path | None = None,
 ) -> Workspace:
     """The candidate flows of a folder (workspace config globs) or a single file; tags only combined."""
     if not flows_path.exists():
@@ -362,32 +513,43 @@ def find_workspace(
             f"the flows path '{flows_path}' does not exist",
             fix="pass --flows PATH (a folder of Maestro flows or one flow file) or set validation.flows in invoke.yaml",
         )
-    root = flows_path if flows_path.is_dir() else flows_path.parent
-    config_path: Path | None = None
-    config: dict[str, Any] = {}
-    if flows_path.is_dir():
-        config_path, config = _workspace_config(flows_path, problems)
-        candidates = _candidates(flows_path, _as_list(config.get("flows")) or ["*"], config_path)
-    else:
-        candidates = [flows_path]
-    include = tuple(_as_list(config.get("includeTags"))) + include_tags
-    exclude = tuple(_as_list(config.get("excludeTags"))) + exclude_tags
-    return Workspace(root, candidates, include, exclude)
+    if config is not None and not config.is_file():
+        raise ConfigError(f"the workspace config '{config}' does not exist",
+                          fix="pass --config with the path of a Maestro workspace config (config.yaml), or leave it out")
+    if not flows_path.is_dir():  # Maestro: a single flow file runs as it is, whatever the config and tags say
+        return Workspace(flows_path.parent, [flows_path], single_file=True)
+    config_path, data = _workspace_config(flows_path, problems, config)
+    candidates = _candidates(flows_path, _as_list(data.get("flows")) or ["*"], config_path)
+    include = tuple(_as_list(data.get("includeTags"))) + include_tags
+    exclude = tuple(_as_list(data.get("excludeTags"))) + exclude_tags
+    order, keep_going = _execution_order(data, config_path, problems)
+    return Workspace(flows_path, candidates, include, exclude, flows_order=order, continue_on_failure=keep_going,
+                     config_path=config_path)
 
 
-def discover(
-    flows_path: Path, include_tags: tuple[str, ...] = (), exclude_tags: tuple[str, ...] = ()
-) -> Selection:
-    """Select and preflight the flows to run; raise FlowError listing every problem."""
+@dataclass
+class Selected:
+    """What a run selects (`select`), with everything the preflight parsed and found."""
+
+    workspace: Workspace
+    selection: Selection
+    files: FlowFiles
+    problems: Problems
+
+
+def select(flows_path: Path, include_tags: tuple[str, ...] = (), exclude_tags: tuple[str, ...] = (),
+           config: Path | None = None, variables: Mapping[str, str] | None = None) -> Selected:
+    """The flows a run selects, in Maestro's way, preflighted; problems collected, not raised."""
     problems = Problems(Path.cwd())
-    workspace = find_workspace(flows_path, problems, include_tags, exclude_tags)
+    workspace = find_workspace(flows_path, problems, include_tags, exclude_tags, config)
     include, exclude = workspace.include_tags, workspace.exclude_tags
-
     files = FlowFiles()
     selected: list[Flow] = []
     filtered: list[str] = []
     for path in workspace.candidates:
-        flow = load_flow(path, workspace.root, problems, files)
+        if not workspace.single_file and files.is_workspace_config(path):
+            continue  # Maestro: a file whose content is a workspace config is never a flow
+        flow = load_flow(path, workspace.root, problems, files, variables)
         if flow is None:
             continue
         tags = set(flow.tags)
@@ -395,13 +557,42 @@ def discover(
             filtered.append(flow.file_name)
             continue
         selected.append(flow)
+    by_name = {flow.name: flow for flow in selected}
+    missing = [name for name in workspace.flows_order if name not in by_name]
+    if missing:
+        problems.add(workspace.config_path or flows_path, 1,
+                     f"executionOrder.flowsOrder names flow(s) this run does not select: {', '.join(missing)}; check "
+                     "the names (a flow's name: or its file name without extension), the flows globs and the tags")
+    sequence = [by_name[name] for name in workspace.flows_order if name in by_name]
+    rest = [flow for flow in selected if flow not in sequence]
+    return Selected(workspace, Selection(sequence + rest, filtered, tuple(f.file_name for f in sequence),
+                                         workspace.continue_on_failure), files, problems)
+
+
+def discover(
+    flows_path: Path, include_tags: tuple[str, ...] = (), exclude_tags: tuple[str, ...] = (),
+    config: Path | None = None, variables: Mapping[str, str] | None = None,
+) -> Selection:
+    """Select and preflight the flows to run; raise FlowError listing every problem.
+
+    `variables` are the -e values and MAESTRO_* shell variables the run passes (appId is evaluated with them).
+    """
+    chosen = select(flows_path, include_tags, exclude_tags, config, variables)
+    problems, selection, workspace = chosen.problems, chosen.selection, chosen.workspace
+    include, exclude = workspace.include_tags, workspace.exclude_tags
     if problems.items:
         raise FlowError(problems.items, fix="correct the lines above; `invoke lint-flows` re-checks without a device")
-    if not selected:
+    if not selection.flows:
+        filtered = selection.filtered_out
         why = f"{len(filtered)} flow(s) filtered out by tags" if filtered else "no *.yaml or *.yml flow found"
         tag_text = f" (include: {','.join(include) or '-'}; exclude: {','.join(exclude) or '-'})" if filtered else ""
         raise ConfigError(
             f"no flow selected in '{flows_path}': {why}{tag_text}",
             fix="check --flows, the workspace config.yaml 'flows' globs and the --include-tags/--exclude-tags filters",
         )
-    return Selection(selected, filtered)
+    return selection
+
+
+def shell_variables(environ: Mapping[str, str]) -> dict[str, str]:
+    """The MAESTRO_* shell variables Maestro injects into every flow."""
+    return {key: value for key, value in environ.items() if key.startswith("MAESTRO_")}

@@ -50,6 +50,27 @@ QUIET_ENV = {"MAESTRO_CLI_NO_ANALYTICS": "1", "MAESTRO_DISABLE_UPDATE_CHECK": "t
 _STACK_FRAME = re.compile(r"^\s+at [\w.$<>]+\(.*\)\s*$")
 _EXCEPTION_LINE = re.compile(r"^(?:Exception in thread \"[^\"]*\" )?([\w.$]+(?:Exception|Error))(?::\s*(.*))?$")
 
+# Maestro's driver: two packages it installs on the device (AndroidDriver.kt).
+DRIVER_PACKAGES = ("dev.mobile.maestro", "dev.mobile.maestro.test")
+# Versions: `--no-reinstall-driver` is honoured on Android from 2.1.0; processes on different devices
+# stop sharing a port and a session from 2.6.0 (shared/reference/maestro-cli.md).
+KEEP_DRIVER_SINCE = (2, 1)
+PARALLEL_SINCE = (2, 6)
+# A SIGKILLed process's session counts as alive for 21 s (heartbeat); the next one on that device waits it out.
+SESSION_WINDOW = 22.0
+
+
+def version_tuple(version: str) -> tuple[int, ...]:
+    """'2.8.0' -> (2, 8, 0); '2.0.0-beta1' -> (2, 0, 0)."""
+    numbers = re.match(r"\d+(?:\.\d+)*", version)
+    return tuple(int(n) for n in numbers.group().split(".")) if numbers else ()
+
+
+def keeps_driver(version: str) -> bool:
+    """Whether this Maestro honours `--no-reinstall-driver` (so the driver is installed once per device)."""
+    return version_tuple(version) >= KEEP_DRIVER_SINCE
+
+
 # The statuses an attempt can end with.
 PASSED, FAILED, ERROR, TIMED_OUT = "passed", "failed", "error", "timed_out"
 
@@ -94,13 +115,20 @@ def test_command(
     junit: Path,
     debug_dir: Path,
     flow_env: Sequence[tuple[str, str]],
+    keep_driver: bool = False,
 ) -> list[str]:
-    """`maestro test` for one flow; `flow_env` already holds SKIP_DATA_CLEANUP and VALIDATION_RUN_ID."""
+    """`maestro test` for one flow; `flow_env` already holds SKIP_DATA_CLEANUP and VALIDATION_RUN_ID.
+
+    `keep_driver` (Maestro 2.1+) passes `--no-reinstall-driver`: without it every process uninstalls and
+    reinstalls the driver's two APKs at start and uninstalls them at exit.
+    """
     argv = [
         str(maestro), "--no-ansi", "--device", serial, "test", str(flow),
         "--format", "junit", "--output", str(junit),
         "--debug-output", str(debug_dir), "--flatten-debug-output",
     ]
+    if keep_driver:
+        argv.append("--no-reinstall-driver")
     for key, value in flow_env:
         argv += ["-e", f"{key}={value}"]
     return argv

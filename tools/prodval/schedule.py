@@ -93,3 +93,32 @@ def remember_timings(results_dir: Path, record: Mapping[str, Any]) -> None:
     known.update(timings_from_record(record))
     if known:
         atomic_write(path, json.dumps(dict(sorted(known.items())), indent=1) + "\n")
+
+
+def check_execution_order(sequence: Sequence[str], shard: tuple[int, int] | None, devices: int) -> None:
+    """Maestro refuses `executionOrder` with sharding; so do we, for --shard and for --devices > 1
+    (the ordered flows must run one after another on one device, before the rest)."""
+    if not sequence:
+        return
+    if shard is not None or devices > 1:
+        how = f"--shard {shard[0]}/{shard[1]}" if shard is not None else f"--devices {devices}"
+        raise ConfigError(
+            f"the workspace config's executionOrder ({', '.join(sequence)}) cannot run with {how}: those flows run "
+            "first, in order, on one device, as Maestro runs them (Maestro refuses executionOrder with sharding too)",
+            fix="run on one device without --shard, or remove executionOrder from the workspace config "
+                "(or point --config at a config without it)")
+
+
+def order_flows(flows: Sequence[Flow], sequence: Sequence[str], timings: Mapping[str, int]) -> list[Flow]:
+    """The executionOrder flows first, in their order, then the rest longest first."""
+    ordered = {f.file_name: f for f in flows if f.file_name in sequence}
+    first = [ordered[name] for name in sequence if name in ordered]
+    return first + longest_first([f for f in flows if f.file_name not in ordered], timings)
+
+
+def stop_reason(flow: Flow, status: str, sequence: Sequence[str], continue_on_failure: bool) -> str:
+    """Why the rest of the run does not run after `flow` ended with `status` ('' when it goes on)."""
+    if continue_on_failure or flow.file_name not in sequence or status in ("passed", "flaky"):
+        return ""
+    return (f"not run: {flow.file_name} ({flow.name}), an executionOrder flow, ended {status} and the workspace "
+            "config says continueOnFailure: false")

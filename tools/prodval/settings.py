@@ -32,6 +32,7 @@ DEFAULTS: dict[str, Any] = {
     "device": "",
     "include_tags": "",
     "exclude_tags": "",
+    "config": "",  # Maestro workspace config (--config); default: the flows folder's config.yaml / config.yml
     "retries": 1,
     "flow_timeout": 600,
     "env": {},
@@ -41,6 +42,7 @@ DEFAULTS: dict[str, Any] = {
     "devices": 1,
     "shard": "",
     "timings": "",
+    "session_wait": 22,  # seconds a device rests after a killed flow: Maestro's session stays "alive" 21 s
 }
 
 # What tasks.py registers with invoke: scalar keys as None, so that invoke's environment loader
@@ -60,6 +62,7 @@ class Settings:
     device: tuple[str, ...] = ()  # serials to run on (comma-separated on the command line)
     include_tags: tuple[str, ...] = ()
     exclude_tags: tuple[str, ...] = ()
+    config: Path | None = None
     retries: int = DEFAULTS["retries"]
     flow_timeout: float = DEFAULTS["flow_timeout"]
     env: tuple[tuple[str, str], ...] = ()
@@ -69,6 +72,7 @@ class Settings:
     devices: int = DEFAULTS["devices"]
     shard: tuple[int, int] | None = None  # (index, count), 1-based index
     timings: Path | None = None
+    session_wait: float = DEFAULTS["session_wait"]
 
     @property
     def flow_env(self) -> dict[str, str]:
@@ -202,6 +206,7 @@ def load(section: Mapping[str, Any], cli: Mapping[str, Any]) -> Settings:
         device=tuple(d.strip() for d in str(merged["device"] or "").split(",") if d.strip()),
         include_tags=_split_tags(merged["include_tags"], "include_tags"),
         exclude_tags=_split_tags(merged["exclude_tags"], "exclude_tags"),
+        config=Path(str(merged["config"]).strip()) if str(merged["config"] or "").strip() else None,
         retries=int(_number(merged["retries"], "validation.retries", DEFAULTS["retries"], minimum=0, whole=True)),
         flow_timeout=_number(merged["flow_timeout"], "validation.flow_timeout", DEFAULTS["flow_timeout"], minimum=0,
                              positive=True),
@@ -213,6 +218,7 @@ def load(section: Mapping[str, Any], cli: Mapping[str, Any]) -> Settings:
         devices=int(_number(merged["devices"], "validation.devices", DEFAULTS["devices"], minimum=1, whole=True)),
         shard=_shard(merged["shard"]),
         timings=Path(str(merged["timings"])) if merged["timings"] else None,
+        session_wait=_number(merged["session_wait"], "validation.session_wait", DEFAULTS["session_wait"], minimum=0),
     )
 
 

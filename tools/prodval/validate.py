@@ -24,11 +24,24 @@ from .apk import check_flows_match_apk, recorded_apk
 from .commands import Cancelled, CancelScope, Streamed, display, stream
 from .console import MAX_ANNOTATIONS, Console, relative_display
 from .devices import Adb
-from .doctor import BOOT_NEEDS, VALIDATE_NEEDS, check, require
+from .doctor import BOOT_NEEDS, VALIDATE_NEEDS, check, maestro_version, require
 from .emulator import StartedEmulator, capture_logcat, start_emulators, stop_emulators
 from .errors import BuildFailed, DeviceError, Interrupted, RequirementsMissing, ValidationError
-from .flows import Flow, discover
-from .maestro import ERROR, PASSED, TIMED_OUT, USAGE_FIX, Outcome, classify, process_env, test_command
+from .flows import Flow, discover, shell_variables
+from .maestro import (
+    DRIVER_PACKAGES,
+    ERROR,
+    PARALLEL_SINCE,
+    PASSED,
+    TIMED_OUT,
+    USAGE_FIX,
+    Outcome,
+    classify,
+    keeps_driver,
+    process_env,
+    test_command,
+    version_tuple,
+)
 from .results import (
     PASSING,
     VERDICT_EXIT,
@@ -42,7 +55,15 @@ from .results import (
     start_record,
     summary_markdown,
 )
-from .schedule import TIMINGS_NAME, load_timings, longest_first, remember_timings, shard
+from .schedule import (
+    TIMINGS_NAME,
+    check_execution_order,
+    load_timings,
+    order_flows,
+    remember_timings,
+    shard,
+    stop_reason,
+)
 from .secrets import Redactor
 from .settings import EmulatorSettings, Settings, load_emulator
 
@@ -57,6 +78,10 @@ class Plan:
     attempts: int
     timeout: float
     results_dir: Path
+    keep_driver: bool = False  # Maestro 2.1+: --no-reinstall-driver, the driver installed once per device
+    session_wait: float = 22.0  # seconds a device rests after a killed flow (Maestro's stale session)
+    sequence: tuple[str, ...] = ()  # executionOrder flows (file names), run first in this order
+    continue_on_failure: bool = True  # executionOrder.continueOnFailure
 
     def flow_dir(self, flow: Flow) -> Path:
         return self.results_dir / "flows" / flow.key
@@ -67,7 +92,7 @@ class Plan:
     def command(self, flow: Flow, number: int, serial: str) -> list[str]:
         folder = self.attempt_dir(flow, number)
         return test_command(self.maestro, serial, flow.path, junit=folder / "report.xml",
-                            debug_dir=folder / "debug", flow_env=self.flow_env)
+                            debug_dir=folder / "debug", flow_env=self.flow_env, keep_driver=self.keep_driver)
 
 
 def new_run_id(environ: Mapping[str, str]) -> str:
@@ -80,11 +105,13 @@ def new_run_id(environ: Mapping[str, str]) -> str:
 
 
 def make_plan(settings: Settings, flows: list[Flow], maestro: Path, serials: list[str], run_id: str,
-              timings: Mapping[str, int]) -> Plan:
+              timings: Mapping[str, int], *, keep_driver: bool = False, sequence: tuple[str, ...] = (),
+              continue_on_failure: bool = True) -> Plan:
     flow_env = (("SKIP_DATA_CLEANUP", "true"), ("VALIDATION_RUN_ID", run_id), *settings.env)
-    return Plan(run_id=run_id, serials=tuple(serials), maestro=maestro, flows=tuple(longest_first(flows, timings)),
+    return Plan(run_id=run_id, serials=tuple(serials), maestro=maestro, flows=tuple(order_flows(flows, sequence, timings)),
                 flow_env=flow_env, attempts=settings.retries + 1, timeout=settings.flow_timeout,
-                results_dir=settings.results_dir)
+                results_dir=settings.results_dir, keep_driver=keep_driver, session_wait=settings.session_wait,
+                sequence=sequence, continue_on_failure=continue_on_failure)
 
 
 def select_flows(settings: Settings, flows: list[Flow], timings: Mapping[str, int]) -> list[Flow]:
@@ -201,6 +228,8 @@ class _Runner:
         self.done = threading.Condition()
         self.running = 0
         self.errors: list[BaseException] = []
+        self.stopped = ""  # why the run stopped early on purpose (executionOrder, continueOnFailure: false)
+        self.rest_until: dict[str, float] = {}  # device -> monotonic time its killed maestro's session expires
 
     def run(self) -> None:
         for flow in self.plan.flows:
@@ -224,6 +253,14 @@ class _Runner:
                     continue
         if self.errors:
             raise self.errors[0]
+        if self.stopped:
+            with self.lock:
+                for result in self.record.flows:
+                    if result.status == "not_run" and not result.errorSummary:
+                        result.errorSummary = self.stopped
+                self.writer.save(self.record)
+            self.console.warning(self.stopped, title="executionOrder")
+            return
         left = self.queue.left()
         if left:
             raise DeviceError(
@@ -250,6 +287,9 @@ class _Runner:
         in_a_row = 0
         try:
             while (job := self.queue.take(serial)) is not None:
+                if self._rest(serial):  # a flow came back (a retry) before the stale session expired
+                    self.queue.done(job, retry=True)
+                    return
                 outcome = self._attempt(job, serial)
                 if outcome.usage:  # the same command line for every flow and device: stop, blame no device
                     self.queue.done(job, retry=False)
@@ -261,6 +301,14 @@ class _Runner:
                     if infra:
                         job.avoid.add(serial)
                 self.queue.done(job, retry=retry)
+                reason = "" if retry else stop_reason(job.flow, outcome.status, self.plan.sequence,
+                                                      self.plan.continue_on_failure)
+                if reason:
+                    self.stopped = reason
+                    self.queue.cancel()
+                    return
+                if self.queue.left() and self._rest(serial):  # rest now, while the others take the flows
+                    return
                 in_a_row = in_a_row + 1 if infra else 0
                 if in_a_row >= RETIRE_AFTER and len(self.plan.serials) > 1:
                     reason = f"{in_a_row} infrastructure errors in a row"
@@ -275,6 +323,17 @@ class _Runner:
         except BaseException as exc:  # maestro's usage error, a bug or a disk problem: stop the run, keep what we have
             self.errors.append(exc)
             self.queue.cancel()
+
+    def _rest(self, serial: str) -> bool:
+        """A SIGKILLed maestro's session counts as alive for ~21 s (one stopped by SIGTERM closes it), and a
+        maestro started on that device meanwhile fails to start its driver: this device waits it out before
+        its next flow (the others go on). True if the run was cancelled meanwhile."""
+        wait = self.rest_until.pop(serial, 0.0) - time.monotonic()
+        if wait <= 0:
+            return False
+        self.console.info(f"{serial}: waiting {wait:.3g}s for the killed flow's Maestro session to expire "
+                          "before the next flow on this device")
+        return self.queue.cancelled.wait(wait)
 
     def _attempt(self, job: _Job, serial: str) -> Outcome:
         plan, flow, number = self.plan, job.flow, job.attempt
@@ -292,6 +351,8 @@ class _Runner:
             lines = [f"+ {self.console.redact(display(argv))}"]
             lines += streamed.stdout.text.splitlines() + streamed.stderr.text.splitlines()
             self.console.block(title, lines, streamed.duration_ms / 1000)
+        if streamed.returncode == -signal.SIGKILL:
+            self.rest_until[serial] = time.monotonic() + plan.session_wait
         self.console.redact.scrub_files(folder, skip=(folder / "stdout.log", folder / "stderr.log"))
         outcome = classify(streamed.returncode, streamed.timed_out, streamed.stdout.text, streamed.stderr.text,
                            folder / "report.xml", plan.timeout)
@@ -379,11 +440,16 @@ def run_validation(settings: Settings, environ: Mapping[str, str], console: Cons
     try:
         with signals_as_interrupts(), contextlib.ExitStack() as logcats:
             console.step("Checking tools and flows")
-            tools = require(check(emulators, environ, console=console, needs=VALIDATE_NEEDS, adb=settings.adb,
-                                  maestro=settings.maestro))
-            maestro = tools["maestro"]
+            checks = check(emulators, environ, console=console, needs=VALIDATE_NEEDS, adb=settings.adb,
+                           maestro=settings.maestro)
+            tools = require(checks)
+            maestro, version = tools["maestro"], maestro_version(checks)
             adb = Adb(tools["adb"], console, environ)
-            selection = discover(settings.flows, settings.include_tags, settings.exclude_tags)
+            variables = {**shell_variables(environ), "SKIP_DATA_CLEANUP": "true", "VALIDATION_RUN_ID": record.runId,
+                         **settings.flow_env}  # what each flow gets: appId is evaluated with them
+            selection = discover(settings.flows, settings.include_tags, settings.exclude_tags, settings.config,
+                                 variables)
+            check_execution_order(selection.sequence, settings.shard, settings.devices)
             timings = _timings(settings)
             selected = select_flows(settings, selection.flows, timings)
             if settings.shard is not None:
@@ -427,6 +493,12 @@ def run_validation(settings: Settings, environ: Mapping[str, str], console: Cons
                 record.job.artifactPaths += [relative_display(em.log, settings.results_dir) for em in started]
             record.devices = serials
             console.info(f"device(s): {', '.join(serials)}")
+            check_execution_order(selection.sequence, None, len(serials))  # --device A,B names several
+            if len(serials) > 1 and version_tuple(version) < PARALLEL_SINCE:
+                raise RequirementsMissing([(
+                    "maestro", f"{version} runs flows on several devices at once only from "
+                    f"{'.'.join(map(str, PARALLEL_SINCE))}.0 (older ones share one driver port and session)",
+                    "`invoke setup` installs the pinned version, or run on one device")])
             for serial in serials:
                 log = logcats.enter_context(capture_logcat(
                     adb, serial, settings.results_dir / "devices" / serial / "logcat.txt", redact=redact))
@@ -436,9 +508,16 @@ def run_validation(settings: Settings, environ: Mapping[str, str], console: Cons
                     console.step(f"Installing {apk} on {serial}")
                     adb.install(serial, apk)
                 record.environment.apkBuildPath = relative_display(apk)
+            keep_driver = keeps_driver(version)
+            if keep_driver:  # one driver install per device per run: remove a stale one (any version) first
+                for serial in serials:
+                    console.step(f"Removing a stale Maestro driver from {serial} (installed once, by its first flow)")
+                    for package in DRIVER_PACKAGES:
+                        adb.uninstall(serial, package)
             writer.save(record)
 
-            plan = make_plan(settings, selected, maestro, serials, record.runId, timings)
+            plan = make_plan(settings, selected, maestro, serials, record.runId, timings, keep_driver=keep_driver,
+                             sequence=selection.sequence, continue_on_failure=selection.continue_on_failure)
             env = process_env(environ, settings.driver_startup_timeout)
             console.step(f"Running {len(plan.flows)} flow(s) on {', '.join(serials)} (run id {plan.run_id})")
             _Runner(plan, record, writer, console, env).run()
