@@ -196,7 +196,10 @@ class FlowFiles:
 
 def _compose(text: str) -> _Documents | tuple[int, str]:
     """The YAML documents of a flow file, or (line, problem)."""
-    loader = yaml.SafeLoader(text)
+    try:
+        loader = yaml.SafeLoader(text)  # inside the try: the reader refuses NUL, ESC, ... right here
+    except yaml.reader.ReaderError as exc:
+        return _reader_problem(text, exc)
     try:
         nodes: list[yaml.Node] = []
         while loader.check_node():
@@ -210,6 +213,13 @@ def _compose(text: str) -> _Documents | tuple[int, str]:
         return 1, f"invalid YAML: {exc}"
     finally:
         loader.dispose()
+
+
+def _reader_problem(text: str, exc: yaml.reader.ReaderError) -> tuple[int, str]:
+    """(line, message) for a character YAML does not allow in a file (NUL, ESC, other control characters)."""
+    char = exc.character if isinstance(exc.character, int) else ord(exc.character)
+    return (text.count("\n", 0, exc.position) + 1,
+            f"invalid YAML: control character U+{char:04X} is not allowed in a YAML file; remove it")
 
 
 def _flow_of(documents: _Documents, *, sub_flow: bool) -> ParsedFlow | tuple[int, str]:
@@ -316,6 +326,9 @@ def _workspace_config(folder: Path, problems: Problems) -> tuple[Path | None, di
                 data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
             except yaml.MarkedYAMLError as exc:
                 problems.add(path, *_yaml_problem(exc))
+                return path, {}
+            except yaml.reader.ReaderError as exc:
+                problems.add(path, *_reader_problem(path.read_text(encoding="utf-8"), exc))
                 return path, {}
             if not isinstance(data, dict):
                 problems.add(path, 1, "the workspace config must be a mapping (flows:, includeTags:, ...)")
