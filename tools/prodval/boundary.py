@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import contextlib
 import difflib
+import errno
 import os
 import signal
 import sys
@@ -148,19 +149,48 @@ def _in_function(tb: TracebackType | None, function: str) -> bool:
 
 def disk_error(exc: OSError, results_dir: Path) -> ValidationError:
     """What a results folder that cannot be written means, and how to fix it."""
-    where = exc.filename or results_dir
-    shown = relative_display(Path(str(where)))
-    folder = relative_display(results_dir)
-    reason = exc.strerror or str(exc)
-    if exc.errno is not None and exc.errno in _FULL:
+    folder = _shown(results_dir)
+    shown = _shown(exc.filename or results_dir)
+    reason = _not_a_folder(results_dir) or exc.strerror or str(exc)
+    if shown != folder:
+        reason += f": {shown}"
+    if isinstance(exc, IsADirectoryError) and shown != folder:
+        fix = f"remove the folder {shown} (the results are files there), or pass --results-dir with another folder"
+    elif exc.errno is not None and exc.errno in _FULL:
         fix = f"free space on the disk holding {folder} (`df -h {folder}`), or pass --results-dir on another disk"
     else:
         fix = (f"make {folder} a writable folder (not a file, not a dangling or looping symlink), "
                "or pass --results-dir with another folder")
-    return ValidationError(f"could not write the results in {folder}: {reason}: {shown}", fix=fix)
+    return ValidationError(f"could not write the results in {folder}: {reason}", fix=fix)
 
 
-_FULL = {28, 122}  # ENOSPC, EDQUOT
+def _shown(path: str | os.PathLike[str]) -> str:
+    """A path as typed, relative to the working directory when inside it; symlinks not followed."""
+    absolute = os.path.abspath(path)
+    relative = os.path.relpath(absolute)
+    return absolute if relative.startswith("..") else relative
+
+
+_FULL = {errno.ENOSPC, errno.EDQUOT}
+
+
+def _not_a_folder(folder: Path) -> str:
+    """Why `folder` cannot hold files, when it is not a folder at all ('' when it is one)."""
+    try:
+        if folder.is_dir():
+            return ""
+        if folder.is_symlink():
+            try:
+                os.stat(folder)
+            except OSError as exc:
+                if exc.errno == errno.ELOOP:
+                    return "it is a symlink loop"
+                return f"it is a symlink to {os.readlink(folder)}, which does not exist"
+        if folder.exists():
+            return "it is a file, not a folder"
+    except OSError:
+        return ""
+    return ""
 
 
 def stopped(name: str, error: ValidationError, *, results_dir: Path, deployed_sha: str | None,
@@ -363,7 +393,7 @@ def _invoke_failed(error: ConfigError, argv: Sequence[str], task_names: Sequence
     """Invoke could not start the tasks: message, record, verdict output; then `notify` when asked for. Exit 2."""
     environ = os.environ
     with signals_ignored():
-        if debugging(environ):
+        if debugging(environ) and sys.exc_info()[0] is not None:
             traceback.print_exc()
         words = [w for w in argv if not w.startswith("-")]
         tasks = [w for w in words if w in task_names]

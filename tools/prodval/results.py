@@ -250,8 +250,10 @@ def atomic_write(path: Path, text: str) -> None:
             fh.write(text)
         os.chmod(tmp, _FILE_MODE)  # mkstemp makes 0600; results are for the whole team
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         Path(tmp).unlink(missing_ok=True)
+        if isinstance(exc, OSError):  # name the file we were writing, not our temporary one
+            exc.filename, exc.filename2 = str(path), None
         raise
 
 
