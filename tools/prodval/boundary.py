@@ -113,23 +113,29 @@ def run_task(name: str, call: Callable[[], Any], *, results_dir: Path, deployed_
             return call()
     except Exit:
         raise
-    except (KeyboardInterrupt, Interrupted) as exc:
-        signal_name = exc.signal_name if isinstance(exc, Interrupted) else "Ctrl-C (SIGINT)"
-        while_ = " while report.html was being rendered" if _in_function(exc.__traceback__, "render_report") else ""
-        error = ValidationError(f"`invoke {name}` was interrupted by {signal_name}{while_}",
-                                fix=_INTERRUPT_FIX.get(name, "run it again"))
-    except OSError as exc:
-        error = disk_error(exc, results_dir)
-    except ValidationError as exc:  # a stage's own error that escaped its stage (e.g. while finishing)
-        error = exc
-    except Exception as exc:
-        error = ValidationError(f"`invoke {name}` stopped on an internal error: {type(exc).__name__}: {exc}",
-                                fix=f"run it again with {DEBUG_VAR}=1 for the traceback, and report it")
+    except (KeyboardInterrupt, Exception) as exc:
+        caught = exc
     with signals_ignored():
         if debugging(environ):
-            traceback.print_exc()
-        stopped(name, error, results_dir=results_dir, deployed_sha=deployed_sha, environ=environ)
+            traceback.print_exception(caught)
+        stopped(name, explain(name, caught, results_dir), results_dir=results_dir, deployed_sha=deployed_sha,
+                environ=environ)
     raise Exit(code=EXIT_ERROR)
+
+
+def explain(name: str, exc: BaseException, results_dir: Path) -> ValidationError:
+    """What stopped `invoke <name>`, where, and the fix."""
+    if isinstance(exc, (KeyboardInterrupt, Interrupted)):
+        signal_name = exc.signal_name if isinstance(exc, Interrupted) else "Ctrl-C (SIGINT)"
+        while_ = " while report.html was being rendered" if _in_function(exc.__traceback__, "render_report") else ""
+        return ValidationError(f"`invoke {name}` was interrupted by {signal_name}{while_}",
+                               fix=_INTERRUPT_FIX.get(name, "run it again"))
+    if isinstance(exc, OSError):
+        return disk_error(exc, results_dir)
+    if isinstance(exc, ValidationError):  # a stage's own error that escaped its stage (e.g. while finishing)
+        return exc
+    return ValidationError(f"`invoke {name}` stopped on an internal error: {type(exc).__name__}: {exc}",
+                           fix=f"run it again with {DEBUG_VAR}=1 for the traceback, and report it")
 
 
 _INTERRUPT_FIX = {
