@@ -16,6 +16,7 @@ import subprocess
 import sys
 import threading
 from collections.abc import Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -237,18 +238,33 @@ def test_disk_full_while_a_flow_writes_its_output(run_world: World) -> None:
         assert (run_world.results / "flows").is_dir()  # what was written is kept
 
 
-def test_disk_full_record_finished_when_space_comes_back(run_world: World) -> None:
-    """The record is finished with the cause whenever the disk allows: here the flows' logs fill it,
-    and the final record (smaller than the logs) is written once the filler is gone."""
+def test_disk_full_record_finished_once_space_comes_back(run_world: World, slack_gate: SlackGate) -> None:
+    """The disk is full when validate stops: its finished record stays in memory, `notify` alerts with it
+    and writes it once the disk allows (here: space freed while Slack is being told)."""
     output = actions(run_world)
     with mounted_tmpfs(run_world.results, "size=512k"):
         filler = run_world.results / "filler"
-        filler.write_bytes(b"\0" * (512 * 1024 - 64 * 1024))
-        run = run_world.scenario({"login.yaml": ["spam:200000"]}).invoke("validate")
-        assert_stopped(run, output, "No space left on device")
-        filler.unlink()
-        run = run_world.invoke("notify", "--dry-run")
-        assert "Notifying: verdict ERROR" in run.stdout
+        filler.write_bytes(b"\0" * (512 * 1024 - 48 * 1024))
+        run_world.scenario({"login.yaml": ["spam:200000"]})
+        log = run_world.root / "log.txt"
+        with log.open("w") as sink:  # not a pipe: 200 kB of flow output would fill it and block the run
+            proc = subprocess.Popen(run_world.invoke_argv("validate", "notify"), cwd=run_world.root, stdout=sink,
+                                    stderr=subprocess.STDOUT, env=run_world.env(SLACK_WEBHOOK_URL=slack_gate.url,
+                                                                                INVOKE_NOTIFY_TIMEOUT="60"))
+        try:
+            assert slack_gate.arrived.wait(60), "notify never reached Slack"
+            filler.unlink()
+            slack_gate.release.set()
+            proc.wait(timeout=60)
+        finally:
+            proc.kill()
+        assert_stopped((proc.returncode, log.read_text(), ""), output, "No space left on device")
+        [post] = slack_gate.server.hits(SLACK_PATH)
+        assert "No space left on device" in post.text
+        record = run_world.record()
+    assert record["verdict"] == "error"
+    assert "No space left on device" in record["stages"]["validate"]["error"]
+    assert record["alerts"][0]["channel"] == "slack" and record["alerts"][0]["delivered"]
 
 
 # --- hostile flow files -----------------------------------------------------------------------------
@@ -329,33 +345,47 @@ def test_debug_switch_shows_the_traceback(run_world: World) -> None:
 # --- Ctrl-C and SIGTERM -----------------------------------------------------------------------------
 
 
+SLACK_PATH = "/services/T0/B0/xyz"
+
+
+@dataclass
+class SlackGate:
+    """A Slack webhook that holds every post until `release` is set; `arrived` is set on the first."""
+
+    server: HttpServer
+    arrived: threading.Event = field(default_factory=threading.Event)
+    release: threading.Event = field(default_factory=threading.Event)
+
+    @property
+    def url(self) -> str:
+        return self.server.url(SLACK_PATH)
+
+
 @pytest.fixture
-def hanging_slack() -> Iterator[tuple[HttpServer, threading.Event]]:
-    arrived, release = threading.Event(), threading.Event()
-
-    def hang(request: Request) -> Reply:
-        arrived.set()
-        release.wait(60)
-        return Reply(200, "ok")
-
+def slack_gate() -> Iterator[SlackGate]:
     for server in serve_http():
-        server.script("/services/T0/B0/xyz", hang)
+        gate = SlackGate(server)
+
+        def hold(request: Request, gate: SlackGate = gate) -> Reply:
+            gate.arrived.set()
+            gate.release.wait(60)
+            return Reply(200, "ok")
+
+        server.script(SLACK_PATH, hold)
         try:
-            yield server, arrived
+            yield gate
         finally:
-            release.set()
+            gate.release.set()
 
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
-def test_interrupt_during_notify(run_world: World, hanging_slack: tuple[HttpServer, threading.Event],
-                                 sig: signal.Signals) -> None:
-    server, arrived = hanging_slack
+def test_interrupt_during_notify(run_world: World, slack_gate: SlackGate, sig: signal.Signals) -> None:
     output = actions(run_world)
     run_world.scenario({"login.yaml": [FAILURE]})
-    proc = run_world.start("validate", "--retries", "0", "notify",
-                           SLACK_WEBHOOK_URL=server.url("/services/T0/B0/xyz"), INVOKE_NOTIFY_TIMEOUT="60")
+    proc = run_world.start("validate", "--retries", "0", "notify", SLACK_WEBHOOK_URL=slack_gate.url,
+                           INVOKE_NOTIFY_TIMEOUT="60")
     try:
-        assert arrived.wait(60), "notify never reached Slack"
+        assert slack_gate.arrived.wait(60), "notify never reached Slack"
         proc.send_signal(sig)
         out, err = proc.communicate(timeout=60)
     finally:
