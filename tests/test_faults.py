@@ -414,11 +414,7 @@ def test_interrupt_while_report_html_renders(world: World, tmp_path: Path) -> No
     RecordWriter(world.results, Redactor()).save(record)
     proc = world.start("report")
     try:
-        writer = None
-        while writer is None and proc.poll() is None:  # the renderer has the FIFO open once a writer can open it
-            with contextlib.suppress(OSError):
-                writer = os.open(fifo, os.O_WRONLY | os.O_NONBLOCK)
-        assert writer is not None, proc.communicate()
+        writer = hold_renderer(fifo, proc)
         proc.send_signal(signal.SIGINT)
         out, err = proc.communicate(timeout=60)
         os.close(writer)
@@ -428,3 +424,41 @@ def test_interrupt_while_report_html_renders(world: World, tmp_path: Path) -> No
                    "`invoke report` was interrupted by Ctrl-C (SIGINT) while report.html was being rendered")
     assert not (world.results / "report.html").exists()
     assert json.loads((world.results / "results.json").read_text())["verdict"] == "fail"
+
+
+def hold_renderer(fifo: Path, proc: subprocess.Popen[str]) -> int:
+    """Wait until the renderer opened `fifo` (a writer can open it only then); the write end, which
+    keeps it blocked until closed."""
+    while proc.poll() is None:
+        with contextlib.suppress(OSError):
+            return os.open(fifo, os.O_WRONLY | os.O_NONBLOCK)
+    raise AssertionError(f"the run ended before rendering the report: {proc.communicate()}")
+
+
+def test_interrupt_while_the_run_renders_report_html(run_world: World) -> None:
+    """The flow leaves a screenshot that blocks when read (a FIFO): validate's report rendering waits on
+    it, SIGTERM arrives there, and the chain still reaches notify."""
+    output = actions(run_world)
+    run_world.flows.joinpath("add-exercise.yaml").unlink()
+    run_world.scenario({"login.yaml": [FAILURE]}, sleep=5)  # the report shows a failed flow's screenshots
+    proc = run_world.start("validate", "--retries", "0", "notify", "--dry-run")
+    debug = run_world.results / "flows" / "login" / "attempt-1" / "debug"
+    try:
+        while not debug.is_dir():  # maestro made its debug folder: the flow is running (for 5 s)
+            assert proc.poll() is None, proc.communicate()
+        fifo = debug / "screenshot-❌-1700000000000-(login.yaml).png"
+        os.mkfifo(fifo)
+        writer = hold_renderer(fifo, proc)
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=60)
+        os.close(writer)
+    finally:
+        proc.kill()
+    log = assert_stopped((proc.returncode, out, err), output,
+                         "`invoke validate` was interrupted by SIGTERM while report.html was being rendered",
+                         "run `invoke report` to render report.html from the record")
+    assert "Notifying: verdict ERROR" in log
+    record = run_world.record()
+    assert record["verdict"] == "error" and "while report.html" in record["stages"]["validate"]["error"]
+    assert [f["status"] for f in record["flows"]] == ["failed"]  # what the flow did is kept
+    assert not (run_world.results / "report.html").exists()

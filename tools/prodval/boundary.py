@@ -210,7 +210,8 @@ def stopped(name: str, error: ValidationError, *, results_dir: Path, deployed_sh
         note = finish_record(results_dir, stage or "config", error, environ, deployed_sha)
     console.error(str(error) + note, title=f"{name} stopped" if stage or tasks is None else name)
     if verdict_step:
-        console.set_outputs({"verdict": "error", "results-path": str(results_dir)})
+        with contextlib.suppress(OSError):  # $GITHUB_OUTPUT on the same full disk: the exit code still says 2
+            console.set_outputs({"verdict": "error", "results-path": str(results_dir)})
 
 
 def _redactor(environ: Mapping[str, str]) -> Redactor:
@@ -415,7 +416,8 @@ def _invoke_failed(error: ConfigError, argv: Sequence[str], task_names: Sequence
                                  new=True)
         console.error(str(error) + note, title="invoke")
         if verdict_step:
-            console.set_outputs({"verdict": "error", "results-path": str(results_dir)})
+            with contextlib.suppress(OSError):
+                console.set_outputs({"verdict": "error", "results-path": str(results_dir)})
     if "notify" in tasks and verdict_step:
         flags: dict[str, Any] = {}
         if parser is not None:
