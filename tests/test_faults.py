@@ -141,7 +141,9 @@ def test_every_console_path_fences_text_and_keeps_our_commands_outside() -> None
     assert [c for c, _ in executed] == ["group", "error", "endgroup", "group", "endgroup"] + ["error"] * 10 + ["warning"]
     tokens = re.findall(r"^::stop-commands::(\w+)$", out.getvalue(), re.MULTILINE)
     assert len(tokens) == len(set(tokens)) >= 5  # a fresh token every time
-    assert Console({}, Redactor(), out=io.StringIO()).err is not None
+    local = io.StringIO()
+    Console({}, Redactor(), out=local, err=local).line("::set-output name=verdict::pass")
+    assert local.getvalue() == "  | ::set-output name=verdict::pass\n"  # outside Actions: no fence, no noise
 
 
 def test_the_fence_is_closed_when_the_process_ends() -> None:

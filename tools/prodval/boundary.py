@@ -200,16 +200,13 @@ def _not_a_folder(folder: Path) -> str:
 
 
 def stopped(name: str, error: ValidationError, *, results_dir: Path, deployed_sha: str | None,
-            environ: Mapping[str, str], tasks: Sequence[str] | None = None) -> None:
-    """After a task (or invoke) stopped on `error`: the message, the record, the verdict output."""
+            environ: Mapping[str, str]) -> None:
+    """After task `name` stopped on `error`: the message, and for a stage of a run the record and the verdict."""
     console = Console(environ, _redactor(environ))
     stage = RECORD_STAGES.get(name)
-    verdict_step = stage is not None or any(t in VERDICT_TASKS for t in tasks or ())
-    note = ""
-    if verdict_step:
-        note = finish_record(results_dir, stage or "config", error, environ, deployed_sha)
-    console.error(str(error) + note, title=f"{name} stopped" if stage or tasks is None else name)
-    if verdict_step:
+    note = "" if stage is None else finish_record(results_dir, stage, error, environ, deployed_sha)
+    console.error(str(error) + note, title=f"{name} stopped")
+    if stage is not None:
         with contextlib.suppress(OSError):  # $GITHUB_OUTPUT on the same full disk: the exit code still says 2
             console.set_outputs({"verdict": "error", "results-path": str(results_dir)})
 
@@ -408,6 +405,7 @@ def _invoke_failed(error: ConfigError, argv: Sequence[str], task_names: Sequence
         notify_section = {**NOTIFY_INVOKE_DEFAULTS, **config.get(NOTIFY_SECTION, {})}
         results_dir = Path(str(validation.get("results_dir") or DEFAULT_RESULTS_DIR))
         deployed = notify_section.get("deployed_sha") or environ.get("INVOKE_NOTIFY_DEPLOYED_SHA")
+        notify_section["deployed_sha"] = deployed  # invoke has not read INVOKE_NOTIFY_* yet: the gate's commit
         console = Console(environ, _redactor(environ))
         note = ""
         verdict_step = any(t in VERDICT_TASKS for t in tasks)
