@@ -303,6 +303,12 @@ def test_unknown_flag_says_did_you_mean_and_the_chain_still_notifies(run_world: 
     assert not run_world.maestro_calls()
 
 
+def test_flag_without_its_value(run_world: World) -> None:
+    output = actions(run_world)
+    run = run_world.invoke("validate", "--flow-timeout")
+    assert_stopped(run, output, "`invoke validate`: --flow-timeout needs a value", "invoke --help validate")
+
+
 def test_unknown_task_says_did_you_mean(run_world: World) -> None:
     run = run_world.invoke("valdate")
     assert_stopped(run, None, "no task named 'valdate' (did you mean validate?)", "invoke --list")

@@ -23,6 +23,7 @@ import contextlib
 import difflib
 import errno
 import os
+import re
 import signal
 import sys
 import threading
@@ -324,7 +325,15 @@ def usage_error(exc: Exception, task_names: Sequence[str]) -> ConfigError:
         message = f"no task named {unknown!r}" + (f" (did you mean {close[0]}?)" if close else "")
         fix = "`invoke --list` lists the tasks"
     else:
-        message = f"invalid command line: {text}"
+        flag = re.search(r"Flag <Argument: (\w+)", text)
+        named = f"--{flag[1].replace('_', '-')}" if flag else ""
+        where = f"`invoke {task}`" if task else "invoke"
+        if flag and "needed value" in text:
+            message = f"{where}: {named} needs a value"
+        elif flag and "doesn't take any value" in text:
+            message = f"{where}: {named} is a switch and takes no value"
+        else:
+            message = f"{where}: invalid command line: {text}"
         fix = f"`invoke --help {task}` lists its flags" if task else "`invoke --list` lists the tasks"
     return ConfigError(message, fix=fix)
 
