@@ -218,8 +218,9 @@ def test_results_folder_that_is_not_a_folder(run_world: World, shape: str) -> No
 def test_results_folder_read_only(run_world: World) -> None:
     output = actions(run_world)
     with read_only(run_world.results):
-        check_chain(run_world, output, "could not write the results in build/validation",
-                    "Read-only file system" if os.geteuid() == 0 else "Permission denied")
+        reason = "Read-only file system" if os.geteuid() == 0 else "Permission denied"
+        check_chain(run_world, output, f"could not write the results in build/validation: {reason}: "
+                    "build/validation/results.json")
 
 
 def test_results_json_that_is_a_folder(run_world: World) -> None:
