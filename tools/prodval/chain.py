@@ -43,7 +43,7 @@ class ChainExecutor(Executor):
             return super().execute()
         results: dict[Any, Any] = {}
         worst = 0
-        for task in tasks:
+        for number, task in enumerate(tasks, 1):
             code = 0
             try:  # every task through the one error boundary: a crash is exit 2 with a finished record
                 results.update(run_task(_name(task), functools.partial(super().execute, task),
@@ -56,7 +56,7 @@ class ChainExecutor(Executor):
                 if exc.result.hide:
                     print(exc, file=sys.stderr, end="")
                 code = exc.result.exited
-            if code and len(tasks) > 1:
+            if code and number < len(tasks):
                 print(f"chain: `{_name(task)}` exited with code {code}; going on (its outcome is in the run record)",
                       file=sys.stderr, flush=True)
             worst = max(worst, code)
