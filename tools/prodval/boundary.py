@@ -42,6 +42,7 @@ from .console import Console, relative_display
 from .errors import EXIT_ERROR, ConfigError, Interrupted, ValidationError
 from .results import (
     RECORD_NAME,
+    REPORT_NAME,
     RecordWriter,
     RunRecord,
     Stage,
@@ -244,6 +245,8 @@ def finish_record(results_dir: Path, stage_name: str, error: ValidationError, en
     record.job.startTime = record.job.startTime or now
     try:
         writer = RecordWriter(results_dir, redact)
+        if new:  # the previous run's report must not pass for this one's
+            (results_dir / REPORT_NAME).unlink(missing_ok=True)
         writer.save(record, indent=2)
         atomic_write(results_dir / "junit.xml", redact(junit_xml(record)))
         atomic_write(results_dir / "summary.md", redact(summary_markdown(record)))
