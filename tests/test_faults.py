@@ -312,6 +312,16 @@ def test_flag_without_its_value(run_world: World) -> None:
     assert_stopped(run, output, "`invoke validate`: --flow-timeout needs a value", "invoke --help validate")
 
 
+def test_command_line_error_records_in_the_results_folder_given(run_world: World) -> None:
+    output = actions(run_world)
+    run = run_world.invoke("validate", "--results-dir", "build/elsewhere", "--retires", "2", "notify", "--dry-run",
+                           "--results-dir", "build/elsewhere")
+    log = assert_stopped(run, output, "has no flag --retires")
+    assert "Notifying: verdict ERROR" in log
+    record = json.loads((run_world.root / "build" / "elsewhere" / "results.json").read_text())
+    assert record["verdict"] == "error" and not run_world.results.exists()
+
+
 def test_unknown_task_says_did_you_mean(run_world: World) -> None:
     run = run_world.invoke("valdate")
     assert_stopped(run, None, "no task named 'valdate' (did you mean validate?)", "invoke --list")

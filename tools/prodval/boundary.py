@@ -415,7 +415,9 @@ def _invoke_failed(error: ConfigError, argv: Sequence[str], task_names: Sequence
         tasks = [w for w in words if w in task_names]
         validation = dict(config.get(SECTION, {}))
         notify_section = {**NOTIFY_INVOKE_DEFAULTS, **config.get(NOTIFY_SECTION, {})}
-        results_dir = Path(str(validation.get("results_dir") or DEFAULT_RESULTS_DIR))
+        results_dir = Path(_flag(argv, "--results-dir") or environ.get("INVOKE_VALIDATION_RESULTS_DIR")
+                           or str(validation.get("results_dir") or DEFAULT_RESULTS_DIR))
+        validation["results_dir"] = str(results_dir)
         deployed = notify_section.get("deployed_sha") or environ.get("INVOKE_NOTIFY_DEPLOYED_SHA")
         notify_section["deployed_sha"] = deployed  # invoke has not read INVOKE_NOTIFY_* yet: the gate's commit
         console = Console(environ, _redactor(environ))
@@ -436,6 +438,18 @@ def _invoke_failed(error: ConfigError, argv: Sequence[str], task_names: Sequence
         console.info("chain: going on to `notify`, so the failure is reported")
         from . import cli  # noqa: PLC0415 (cli imports this module's users)
 
-        cli.notify(notify_section, validation, {"results_dir": None, "on": None, "previous": None, "test": False,
-                                                "dry_run": False, **flags})
+        flags = {"results_dir": None, "on": None, "previous": None, "test": False, "dry_run": False, **flags}
+        with contextlib.suppress(Exit):
+            run_task("notify", lambda: cli.notify(notify_section, validation, flags), results_dir=results_dir,
+                     deployed_sha=None if deployed is None else str(deployed))
     raise Exit(code=EXIT_ERROR)
+
+
+def _flag(argv: Sequence[str], name: str) -> str | None:
+    """The first value of `name` on a command line (`--name VALUE` or `--name=VALUE`)."""
+    for index, word in enumerate(argv):
+        if word == name and index + 1 < len(argv):
+            return argv[index + 1]
+        if word.startswith(f"{name}="):
+            return word.split("=", 1)[1]
+    return None
