@@ -483,3 +483,9 @@ def test_interrupt_while_the_run_renders_report_html(run_world: World) -> None:
     assert record["verdict"] == "error" and "while report.html" in record["stages"]["validate"]["error"]
     assert [f["status"] for f in record["flows"]] == ["failed"]  # what the flow did is kept
     assert not (run_world.results / "report.html").exists()
+
+
+def test_workspace_config_with_a_control_character(run_world: World) -> None:
+    (run_world.flows / "config.yaml").write_text("flows:\n  - '*.yaml'\nincludeTags: [\x00]\n")
+    lint = run_world.invoke("lint-flows")
+    assert_stopped(lint, None, "config.yaml:3: invalid YAML: control character U+0000")
