@@ -15,6 +15,7 @@ from invoke import Collection, Context, Exit, task
 # Works from a plain checkout too; `pip install -e tools` is the normal way.
 sys.path.insert(0, str(Path(__file__).resolve().parent / "tools"))
 
+from prodval.boundary import install_invoke_hooks
 from prodval.settings import (
     BUILD_INVOKE_DEFAULTS,
     BUILD_SECTION,
@@ -288,3 +289,7 @@ ns.add_collection(emulator_tasks)
 ns.add_task(doctor)
 ns.add_task(setup)
 ns.configure({EMULATOR_SECTION: EMULATOR_INVOKE_DEFAULTS})
+# Invoke's own errors (an unknown flag, an invoke.yaml that does not parse) end like any failed run:
+# one message, exit 2, the record and $GITHUB_OUTPUT saying `error`, `notify` still run. Invoke imports
+# this file before it parses the tasks' flags and reads invoke.yaml; see prodval/boundary.py.
+install_invoke_hooks(sorted(ns.task_names))

@@ -618,3 +618,17 @@ def test_sample_app_matches_every_flow() -> None:
         assert f'"{argument}"' in kotlin  # read from the launch intent's extras
     manifest = (app / "src" / "main" / "AndroidManifest.xml").read_text()
     assert "android.permission.INTERNET" in manifest and 'android:name=".MainActivity"' in manifest
+
+
+def test_gradle_output_cannot_run_workflow_commands(app: App, world: World) -> None:
+    """A build script printing a value with a line break: `::set-output` from Gradle is shown, not run."""
+    from test_faults import outputs, runner_commands
+
+    output = world.root / "github-output.txt"
+    app.scenario(print_properties=["API_BASE_URL"])
+    done = world.invoke("build-apk", "--property", "API_BASE_URL=https://x\n::set-output name=verdict::pass",
+                        GITHUB_ACTIONS="true", GITHUB_OUTPUT=str(output))
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "::set-output name=verdict::pass" in done.stdout.splitlines()  # a line of its own, as a command would be
+    assert "set-output" not in [command for command, _ in runner_commands(done.stdout + done.stderr)]
+    assert "verdict" not in (outputs(output) if output.exists() else {})

@@ -131,6 +131,7 @@ class Captured:
         self._head = bytearray()
         self._tail = bytearray()
         self.total = 0
+        self.error: OSError | None = None  # writing the file failed (a full disk); `stream` raises it
 
     def add(self, chunk: bytes) -> None:
         self.total += len(chunk)
@@ -286,6 +287,10 @@ def stream(
             reader.join(timeout=5)
     # Reap any member of the group that outlived its parent (it would keep pipes and devices busy).
     _kill_group(proc.pid, signal.SIGKILL)
+    for captured in (captured_out, captured_err):
+        if captured.error is not None:
+            captured.error.filename = captured.error.filename or str(captured.path)
+            raise captured.error
     if cancel is not None and cancel.is_set() and not expired.is_set():
         raise Cancelled()
     duration_ms = int((time.monotonic() - start) * 1000)
@@ -294,15 +299,24 @@ def stream(
 
 def _pump(pipe: IO[bytes], captured: Captured, on_line: Callable[[str], None] | None,
           redact: Callable[[str], str]) -> None:
-    with open(captured.path, "wb") as sink, pipe:
+    sink = open(captured.path, "wb")  # noqa: SIM115 (closed below: a full disk fails the close too)
+    with pipe:
         for raw in iter(pipe.readline, b""):
             text = raw.decode(errors="replace")
             masked = redact(text)
             data = raw if masked == text else masked.encode()
-            sink.write(data)
+            if captured.error is None:
+                try:
+                    sink.write(data)
+                except OSError as exc:  # a full disk: keep draining the pipe (the child must not block), then raise
+                    captured.error = exc
             captured.add(data)
             if on_line is not None:
                 on_line(masked.rstrip("\r\n"))
+    try:
+        sink.close()
+    except OSError as exc:
+        captured.error = captured.error or exc
 
 
 def start_background(

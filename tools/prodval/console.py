@@ -4,10 +4,18 @@ GitHub Actions is detected once (`GITHUB_ACTIONS=true`). There, steps become `::
 problems become `::error`/`::warning` annotations (at most 10 of each are shown per step, so the rest
 are aggregated), the Markdown summary goes to `$GITHUB_STEP_SUMMARY` and outputs to `$GITHUB_OUTPUT`.
 Everything printed passes through the run's `Redactor`.
+
+In Actions every line we print that is not one of our own workflow commands (flow, Gradle, adb and
+logcat output, and our lines that quote them) goes inside a `::stop-commands::<token>` fence with a fresh
+random token, so `::set-output::`, `::add-mask::` or `##[error]` in a tool's output is shown, never
+executed; our own commands first close the fence (`::<token>::`). The fence is one per stream and
+process (every `Console` shares it), and in Actions everything goes to stdout: the runner reads stdout
+and stderr in no fixed order, so a fence on one stream would not cover the other.
 """
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import sys
 import threading
@@ -21,9 +29,47 @@ from .secrets import Redactor
 
 MAX_ANNOTATIONS = 10
 
+_FENCE_LOCK = threading.Lock()
+_FENCES: dict[int, str] = {}  # id(stream) -> the token of the open `::stop-commands::` fence
+
+
+def _emit(stream: TextIO, lines: list[tuple[str, bool]], actions: bool) -> None:
+    """Write (text, is_our_workflow_command) lines; in Actions, everything else inside the fence."""
+    out = []
+    with _FENCE_LOCK:
+        for text, command in lines:
+            token = _FENCES.get(id(stream))
+            if actions and command and token:
+                out.append(f"::{_FENCES.pop(id(stream))}::")
+            elif actions and not command and not token:
+                token = _FENCES[id(stream)] = uuid.uuid4().hex
+                out.append(f"::stop-commands::{token}")
+            out.append(text)
+        stream.write("\n".join(out) + "\n")
+        stream.flush()
+
+
+def close_fences() -> None:
+    """Resume workflow commands on every stream that has a fence open (at exit: the next step's log)."""
+    with _FENCE_LOCK:
+        for stream in (sys.stdout, sys.stderr):
+            token = _FENCES.pop(id(stream), None)
+            if token:
+                with contextlib.suppress(OSError, ValueError):
+                    stream.write(f"::{token}::\n")
+                    stream.flush()
+
+
+atexit.register(close_fences)
+
 
 def _escape_data(text: str) -> str:
     return text.replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A")
+
+
+def _one_line(text: str) -> str:
+    """A group title is one line: a name with a line break must not start a line of its own."""
+    return " ".join(text.splitlines())
 
 
 def _escape_property(text: str) -> str:
@@ -41,7 +87,7 @@ class Console:
         self.actions = environ.get("GITHUB_ACTIONS") == "true"
         self.redact = redact or Redactor()
         self.out = out or sys.stdout
-        self.err = err or sys.stderr
+        self.err = self.out if self.actions else err or sys.stderr  # one stream in Actions: see above
         self._summary_path = environ.get("GITHUB_STEP_SUMMARY", "") if self.actions else ""
         self._output_path = environ.get("GITHUB_OUTPUT", "") if self.actions else ""
         self._colour = (not self.actions) and self.out.isatty() and "NO_COLOR" not in environ
@@ -49,10 +95,13 @@ class Console:
         self._annotations = {"error": 0, "warning": 0}
 
     # plain lines -----------------------------------------------------------------------------------
-    def _write(self, stream: TextIO, text: str) -> None:
+    def _write(self, stream: TextIO, text: str, *, command: bool = False) -> None:
+        """One line (or several), redacted; `command` marks our own workflow command (Actions only)."""
+        self._emit(stream, [(text, command)])
+
+    def _emit(self, stream: TextIO, lines: list[tuple[str, bool]]) -> None:
         with self._lock:
-            stream.write(self.redact(text) + "\n")
-            stream.flush()
+            _emit(stream, [(self.redact(text), command) for text, command in lines], self.actions)
 
     def info(self, text: str) -> None:
         self._write(self.out, text)
@@ -92,14 +141,14 @@ class Console:
         if title:
             props.append(f"title={_escape_property(self.redact(title))}")
         head = f"{kind} {','.join(props)}" if props else kind
-        self._write(self.out, f"::{head}::{_escape_data(self.redact(text))}")
+        self._write(self.out, f"::{head}::{_escape_data(self.redact(text))}", command=True)
 
     # folds -----------------------------------------------------------------------------------------
     @contextlib.contextmanager
     def group(self, title: str) -> Iterator[None]:
         start = time.monotonic()
         if self.actions:
-            self._write(self.out, f"::group::{title}")
+            self._write(self.out, f"::group::{_one_line(title)}", command=True)
         else:
             self._write(self.out, self._paint(f"--- {title}", "36"))
         try:
@@ -107,17 +156,17 @@ class Console:
         finally:
             took = time.monotonic() - start
             if self.actions:
-                self._write(self.out, "::endgroup::")
+                self._write(self.out, "::endgroup::", command=True)
             self._write(self.out, self._paint(f"    ({took:.1f}s)", "2"))
 
     def block(self, title: str, lines: list[str], took: float) -> None:
         """A whole fold at once, for output gathered while other threads were printing."""
-        body = [f"::group::{title}" if self.actions else self._paint(f"--- {title}", "36")]
-        body += [line if self.actions else f"  | {line}" for line in lines]
+        body = [(f"::group::{_one_line(title)}", True) if self.actions else (self._paint(f"--- {title}", "36"), False)]
+        body += [(line if self.actions else f"  | {line}", False) for line in lines]
         if self.actions:
-            body.append("::endgroup::")
-        body.append(self._paint(f"    ({took:.1f}s)", "2"))
-        self._write(self.out, "\n".join(body))
+            body.append(("::endgroup::", True))
+        body.append((self._paint(f"    ({took:.1f}s)", "2"), False))
+        self._emit(self.out, body)
 
     # GitHub files ----------------------------------------------------------------------------------
     def step_summary(self, markdown: str) -> None:

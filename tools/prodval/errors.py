@@ -111,6 +111,7 @@ class Interrupted(ValidationError):
             f"validation interrupted by {signal_name}; finished flows are kept in results.json",
             fix="run it again; nothing needs cleaning up",
         )
+        self.signal_name = signal_name
 
 
 class NotifyError(ValidationError):

@@ -222,7 +222,10 @@ class FlowFiles:
 
 def _compose(text: str) -> _Documents | tuple[int, str]:
     """The YAML documents of a flow file, or (line, problem)."""
-    loader = yaml.SafeLoader(text)
+    try:
+        loader = yaml.SafeLoader(text)  # inside the try: the reader refuses NUL, ESC, ... right here
+    except yaml.reader.ReaderError as exc:
+        return _reader_problem(text, exc)
     try:
         nodes: list[yaml.Node] = []
         while loader.check_node():
@@ -236,6 +239,13 @@ def _compose(text: str) -> _Documents | tuple[int, str]:
         return 1, f"invalid YAML: {exc}"
     finally:
         loader.dispose()
+
+
+def _reader_problem(text: str, exc: yaml.reader.ReaderError) -> tuple[int, str]:
+    """(line, message) for a character YAML does not allow in a file (NUL, ESC, other control characters)."""
+    char = exc.character if isinstance(exc.character, int) else ord(exc.character)
+    return (text.count("\n", 0, exc.position) + 1,
+            f"invalid YAML: control character U+{char:04X} is not allowed in a YAML file; remove it")
 
 
 def _flow_of(documents: _Documents, *, sub_flow: bool) -> ParsedFlow | tuple[int, str]:
@@ -381,6 +391,9 @@ def _read_config(path: Path, problems: Problems) -> dict[str, Any]:
         data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
     except yaml.MarkedYAMLError as exc:
         problems.add(path, *_yaml_problem(exc))
+        return {}
+    except yaml.reader.ReaderError as exc:
+        problems.add(path, *_reader_problem(path.read_text(encoding="utf-8"), exc))
         return {}
     except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
         problems.add(path, 1, f"cannot read the workspace config: {exc}")

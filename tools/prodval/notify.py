@@ -24,8 +24,9 @@ from .alerts.github import CommitStatus, origin_repository, previous_verdict
 from .alerts.message import Alert, AlertContext, build_alert, make_test_alert, masked
 from .alerts.pagerduty import DEFAULT_EVENTS_URL, PagerDuty, dedup_key
 from .alerts.slack import Slack
+from .boundary import unwritten_record
 from .console import Console, relative_display
-from .errors import EXIT_ERROR, EXIT_PASS, DeliveryFailed, NotifyError, ValidationError
+from .errors import EXIT_ERROR, EXIT_PASS, DeliveryFailed, Interrupted, NotifyError, ValidationError
 from .results import RecordWriter, RunRecord, Stage, deployed_commit, load_record, now_iso
 from .secrets import Redactor
 from .settings import NotifySettings
@@ -197,7 +198,7 @@ def run_notify(settings: NotifySettings, environ: Mapping[str, str], console: Co
     policy = RetryPolicy(timeout=settings.timeout, retries=settings.retries, backoff=settings.retry_backoff,
                          max_wait=settings.max_retry_after)
     record_path = settings.results_dir / "results.json"
-    record = load_record(record_path)
+    record = unwritten_record(settings.results_dir) or load_record(record_path)  # a full disk still alerts
     try:
         channels, warnings = configure_channels(settings, environ)
         for warning in warnings:
@@ -268,6 +269,8 @@ def deliver(work: Sequence[tuple[Channel, Alert]], policy: RetryPolicy, console:
         except DeliveryFailed as exc:
             delivery = Delivery(channel.name, alert.kind, False, exc.message, channel.target(), exc.attempts,
                                 exc.status, exc.fix)
+        except Interrupted:  # SIGTERM: the run stops here (the boundary records it), not a failed delivery
+            raise
         except Exception as exc:  # a bug in one channel must not silence the others
             delivery = Delivery(channel.name, alert.kind, False, f"unexpected {type(exc).__name__}: {exc}",
                                 channel.target())

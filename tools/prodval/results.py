@@ -242,7 +242,11 @@ _FILE_MODE = 0o666 & ~_umask()
 
 def atomic_write(path: Path, text: str) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    except OSError as exc:  # name the file we were writing, not our temporary one
+        exc.filename, exc.filename2 = str(path), None
+        raise
     try:
         # No fsync: the rename is atomic, which is what a killed or crashed run needs; syncing every
         # rewrite would cost more than the flows themselves in short runs.
@@ -250,8 +254,10 @@ def atomic_write(path: Path, text: str) -> None:
             fh.write(text)
         os.chmod(tmp, _FILE_MODE)  # mkstemp makes 0600; results are for the whole team
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         Path(tmp).unlink(missing_ok=True)
+        if isinstance(exc, OSError):  # name the file we were writing, not our temporary one
+            exc.filename, exc.filename2 = str(path), None
         raise
 
 

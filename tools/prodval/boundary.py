@@ -1,0 +1,455 @@
+"""The one error boundary: of every invoke task, and of invoke itself before our tasks run.
+
+Whatever stops a task that is not a flow's own assertion (a full disk, a read-only results folder, Ctrl-C
+or SIGTERM in `notify` or while report.html renders, a bug) and invoke's own errors (an unknown flag, an
+`invoke.yaml` that does not parse or has a key YAML reads as a boolean) end the same way:
+
+- one message: what, where and the fix (a did-you-mean for a mistyped flag or task);
+- exit code 2;
+- the run record finished with verdict `error` and the cause, when the disk allows;
+- `verdict=error` in `$GITHUB_OUTPUT` (the gate reads it), never absent;
+- the chain still reaching `notify`, so people hear about it.
+
+Tracebacks only with PRODVAL_DEBUG=1. `ChainExecutor` (chain.py) runs every task through `run_task`.
+Invoke parses the command line and reads `invoke.yaml` before any task runs, and its own `invoke`
+program turns those errors into exit 1 or a traceback; `tasks.py` calls `install_invoke_hooks` when invoke
+imports it, which is before both, so that `invoke ...` as typed behaves as described (invoke has no hook
+of its own for this).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import difflib
+import errno
+import os
+import re
+import signal
+import sys
+import threading
+import traceback
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from pathlib import Path
+from types import FrameType, TracebackType
+from typing import Any
+
+from invoke.config import Config
+from invoke.exceptions import Exit, ParseError
+from invoke.parser import Parser
+from invoke.program import Program
+
+from .console import Console, relative_display
+from .errors import EXIT_ERROR, ConfigError, Interrupted, ValidationError
+from .results import (
+    RECORD_NAME,
+    REPORT_NAME,
+    RecordWriter,
+    RunRecord,
+    Stage,
+    alert_channels,
+    atomic_write,
+    job_from_env,
+    junit_xml,
+    load_record,
+    now_iso,
+    summary_markdown,
+)
+from .secrets import Redactor
+from .settings import BUILD_SECTION, EMULATOR_SECTION, NOTIFY_INVOKE_DEFAULTS, NOTIFY_SECTION, SECTION
+
+# Tasks that write the run record, and the record's stage each one owns.
+RECORD_STAGES = {"build-apk": "build", "validate": "validate", "merge-results": "validate", "notify": "notify"}
+VERDICT_TASKS = ("build-apk", "validate", "merge-results")  # tasks whose step must end with a verdict output
+DEBUG_VAR = "PRODVAL_DEBUG"
+DEFAULT_RESULTS_DIR = "build/validation"
+
+
+def debugging(environ: Mapping[str, str]) -> bool:
+    return environ.get(DEBUG_VAR, "").strip().lower() not in ("", "0", "false", "no")
+
+
+@contextlib.contextmanager
+def signals_raise() -> Iterator[None]:
+    """SIGTERM raises `Interrupted`, like Ctrl-C raises KeyboardInterrupt, for the whole of a task."""
+    if sys.platform == "win32" or not _main_thread():
+        yield
+        return
+
+    def on_term(signum: int, frame: FrameType | None) -> None:
+        raise Interrupted("SIGTERM")
+
+    previous = signal.signal(signal.SIGTERM, on_term)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+@contextlib.contextmanager
+def signals_ignored() -> Iterator[None]:
+    """While the record is being finished, a second Ctrl-C or SIGTERM must not cut that short."""
+    if not _main_thread():
+        yield
+        return
+    previous = {sig: signal.signal(sig, signal.SIG_IGN) for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+def _main_thread() -> bool:
+    return threading.current_thread() is threading.main_thread()
+
+
+# --- a task that stopped -----------------------------------------------------------------------------
+
+
+def run_task(name: str, call: Callable[[], Any], *, results_dir: Path, deployed_sha: str | None,
+             environ: Mapping[str, str] | None = None) -> Any:
+    """Run one task; anything but invoke's Exit that escapes it is turned into exit 2 (`Exit` raised)."""
+    environ = os.environ if environ is None else environ
+    try:
+        with signals_raise():
+            return call()
+    except Exit:
+        raise
+    except (KeyboardInterrupt, Exception) as exc:
+        caught = exc
+    with signals_ignored():
+        if debugging(environ):
+            traceback.print_exception(caught)
+        stopped(name, explain(name, caught, results_dir), results_dir=results_dir, deployed_sha=deployed_sha,
+                environ=environ)
+    raise Exit(code=EXIT_ERROR)
+
+
+def explain(name: str, exc: BaseException, results_dir: Path) -> ValidationError:
+    """What stopped `invoke <name>`, where, and the fix."""
+    if isinstance(exc, (KeyboardInterrupt, Interrupted)):
+        signal_name = exc.signal_name if isinstance(exc, Interrupted) else "Ctrl-C (SIGINT)"
+        while_ = " while report.html was being rendered" if _in_function(exc.__traceback__, "render_report") else ""
+        return ValidationError(f"`invoke {name}` was interrupted by {signal_name}{while_}",
+                               fix=_INTERRUPT_FIX.get(name, "run it again"))
+    if isinstance(exc, OSError):
+        return disk_error(exc, results_dir)
+    if isinstance(exc, ValidationError):  # a stage's own error that escaped its stage (e.g. while finishing)
+        return exc
+    return ValidationError(f"`invoke {name}` stopped on an internal error: {type(exc).__name__}: {exc}",
+                           fix=f"run it again with {DEBUG_VAR}=1 for the traceback, and report it")
+
+
+_INTERRUPT_FIX = {
+    "notify": "run `invoke notify` again to send the alerts (the record keeps the verdict; deliveries "
+              "already made are listed above)",
+    "validate": "run `invoke report` to render report.html from the record, or run the validation again",
+}
+
+
+def _in_function(tb: TracebackType | None, function: str) -> bool:
+    while tb is not None:
+        if tb.tb_frame.f_code.co_name == function:
+            return True
+        tb = tb.tb_next
+    return False
+
+
+def disk_error(exc: OSError, results_dir: Path) -> ValidationError:
+    """What a results folder that cannot be written means, and how to fix it."""
+    folder = _shown(results_dir)
+    shown = _shown(exc.filename or results_dir)
+    reason = _not_a_folder(results_dir) or exc.strerror or str(exc)
+    if shown != folder:
+        reason += f": {shown}"
+    if isinstance(exc, IsADirectoryError) and shown != folder:
+        fix = f"remove the folder {shown} (the results are files there), or pass --results-dir with another folder"
+    elif exc.errno is not None and exc.errno in _FULL:
+        fix = f"free space on the disk holding {folder} (`df -h {folder}`), or pass --results-dir on another disk"
+    else:
+        fix = (f"make {folder} a writable folder (not a file, not a dangling or looping symlink), "
+               "or pass --results-dir with another folder")
+    return ValidationError(f"could not write the results in {folder}: {reason}", fix=fix)
+
+
+def _shown(path: str | os.PathLike[str]) -> str:
+    """A path as typed, relative to the working directory when inside it; symlinks not followed."""
+    absolute = os.path.abspath(path)
+    relative = os.path.relpath(absolute)
+    return absolute if relative.startswith("..") else relative
+
+
+_FULL = {errno.ENOSPC, errno.EDQUOT}
+
+
+def _not_a_folder(folder: Path) -> str:
+    """Why `folder` cannot hold files, when it is not a folder at all ('' when it is one)."""
+    try:
+        if folder.is_dir():
+            return ""
+        if folder.is_symlink():
+            try:
+                os.stat(folder)
+            except OSError as exc:
+                if exc.errno == errno.ELOOP:
+                    return "it is a symlink loop"
+                return f"it is a symlink to {os.readlink(folder)}, which does not exist"
+        if folder.exists():
+            return "it is a file, not a folder"
+    except OSError:
+        return ""
+    return ""
+
+
+def stopped(name: str, error: ValidationError, *, results_dir: Path, deployed_sha: str | None,
+            environ: Mapping[str, str]) -> None:
+    """After task `name` stopped on `error`: the message, and for a stage of a run the record and the verdict."""
+    console = Console(environ, _redactor(environ))
+    stage = RECORD_STAGES.get(name)
+    note = "" if stage is None else finish_record(results_dir, stage, error, environ, deployed_sha)
+    console.error(str(error) + note, title=f"{name} stopped")
+    if stage is not None:
+        with contextlib.suppress(OSError):  # $GITHUB_OUTPUT on the same full disk: the exit code still says 2
+            console.set_outputs({"verdict": "error", "results-path": str(results_dir)})
+
+
+def _redactor(environ: Mapping[str, str]) -> Redactor:
+    return Redactor.from_env(environ)
+
+
+def finish_record(results_dir: Path, stage_name: str, error: ValidationError, environ: Mapping[str, str],
+                  deployed_sha: str | None, *, new: bool = False) -> str:
+    """The record gets verdict `error` and the cause under `stage_name`; '' or why it could not be written.
+
+    It continues the record in the results folder (keeping every flow it holds) unless `new`. No
+    report.html here: rendering can be slow and this runs after an interrupt (`invoke report` renders it).
+    """
+    from .validate import new_run_id  # noqa: PLC0415 (validate is heavy; only a stopped run needs it)
+
+    redact = _redactor(environ)
+    cause = str(error)
+    record = None if new else unwritten_record(results_dir) or load_record(results_dir / RECORD_NAME)
+    if record is None:
+        record = RunRecord(runId=new_run_id(environ), job=job_from_env(environ, deployed_sha))
+        record.environment.alertChannels = alert_channels(environ)
+    now = now_iso()
+    stage = record.stages.get(stage_name) or Stage("running", now)
+    stage.outcome, stage.endTime = "error", now
+    stage.error = f"{stage.error}\n{cause}" if stage.error and cause not in stage.error else cause
+    record.stages[stage_name] = stage
+    for flow in record.flows:
+        if flow.status == "not_run" and not flow.errorSummary:
+            flow.errorSummary = f"not run: {error.message.splitlines()[0]}"
+    record.verdict = "error"
+    record.job.status, record.job.endTime = "failure", now
+    record.job.startTime = record.job.startTime or now
+    try:
+        writer = RecordWriter(results_dir, redact)
+        if new:  # the previous run's report must not pass for this one's
+            (results_dir / REPORT_NAME).unlink(missing_ok=True)
+        writer.save(record, indent=2)
+        atomic_write(results_dir / "junit.xml", redact(junit_xml(record)))
+        atomic_write(results_dir / "summary.md", redact(summary_markdown(record)))
+    except OSError as exc:
+        _UNWRITTEN[_key(results_dir)] = record  # `notify` later in this chain still alerts with it
+        return f"\n  (the run record could not be updated either: {exc.strerror or exc})"
+    _UNWRITTEN.pop(_key(results_dir), None)
+    return ""
+
+
+def _key(folder: Path) -> str:
+    return os.path.abspath(folder)  # not resolve(): the folder may be a symlink loop
+
+
+_UNWRITTEN: dict[str, RunRecord] = {}  # results folder -> the finished record its disk did not take
+
+
+def unwritten_record(results_dir: Path) -> RunRecord | None:
+    """The record of a stage of this chain that stopped and could not write it (full or read-only disk)."""
+    return _UNWRITTEN.get(_key(results_dir))
+
+
+# --- invoke itself: the command line and invoke.yaml -------------------------------------------------
+
+_installed = False
+
+
+def install_invoke_hooks(task_names: Sequence[str]) -> None:
+    """Make invoke's own errors (command line, invoke.yaml) end like any other stopped run.
+
+    `task_names` are the collection's task names (for a did-you-mean when the collection is not built yet).
+    """
+    global _installed  # noqa: PLW0603 (invoke's classes are patched once per process)
+    if _installed:
+        return
+    _installed = True
+    parse_tasks = Program.parse_tasks
+
+    def checked_parse_tasks(self: Program) -> None:
+        try:
+            parse_tasks(self)
+        except ParseError as exc:
+            names = sorted(self.collection.task_names) if self.collection is not None else list(task_names)
+            error = usage_error(exc, names)
+            config = _sections(self.config)
+            _invoke_failed(error, self.argv[1:], names, config, parser=lambda argv: _parse_notify(self, argv))
+
+    Program.parse_tasks = checked_parse_tasks  # type: ignore[method-assign]
+
+    for method in ("load_project", "load_runtime"):
+        original = getattr(Config, method)
+
+        def checked_load(self: Config, merge: bool = True, *, _original: Any = original, _which: str = method) -> None:
+            try:
+                _original(self, merge=merge)
+                problem = _config_problem(self)
+            except Exception as exc:  # the YAML error types are invoke's vendored ones or PyYAML's
+                problem = _config_error(self, _which, exc)
+            if problem is not None:
+                _invoke_failed(problem, sys.argv[1:], list(task_names), {}, parser=None)
+
+        setattr(Config, method, checked_load)
+
+
+def usage_error(exc: Exception, task_names: Sequence[str]) -> ConfigError:
+    """invoke's ParseError as one message with a did-you-mean."""
+    text = str(exc)
+    context = getattr(exc, "context", None)
+    task = getattr(context, "name", None)
+    unknown = text.removeprefix("No idea what ").removesuffix(" is!").strip("'\"") if text.startswith("No idea") else None
+    if unknown is not None and unknown.startswith("-"):
+        flags = sorted(getattr(context, "flags", {}) or {}) if context is not None else []
+        close = difflib.get_close_matches(unknown, flags, n=1, cutoff=0.6)
+        where = f"`invoke {task}`" if task else "invoke"
+        message = f"{where} has no flag {unknown}" + (f" (did you mean {close[0]}?)" if close else "")
+        fix = f"`invoke --help {task}` lists its flags" if task else "`invoke --help` lists the core flags"
+    elif unknown is not None:
+        close = difflib.get_close_matches(unknown, task_names, n=1, cutoff=0.6)
+        message = f"no task named {unknown!r}" + (f" (did you mean {close[0]}?)" if close else "")
+        fix = "`invoke --list` lists the tasks"
+    else:
+        flag = re.search(r"Flag <Argument: (\w+)", text)
+        named = f"--{flag[1].replace('_', '-')}" if flag else ""
+        where = f"`invoke {task}`" if task else "invoke"
+        if flag and "needed value" in text:
+            message = f"{where}: {named} needs a value"
+        elif flag and "doesn't take any value" in text:
+            message = f"{where}: {named} is a switch and takes no value"
+        else:
+            message = f"{where}: invalid command line: {text}"
+        fix = f"`invoke --help {task}` lists its flags" if task else "`invoke --list` lists the tasks"
+    return ConfigError(message, fix=fix)
+
+
+def _config_error(config: Any, which: str, exc: Exception) -> ConfigError:
+    path = getattr(config, "_project_path" if which == "load_project" else "_runtime_path", None) or "invoke.yaml"
+    shown = relative_display(Path(str(path)))
+    mark = getattr(exc, "problem_mark", None)
+    where = f"{shown}:{mark.line + 1}" if mark is not None else shown
+    reason = " ".join(str(getattr(exc, "problem", None) or exc).split())
+    return ConfigError(f"{where}: cannot read the invoke configuration: {reason}",
+                       fix="fix the YAML there (indentation, brackets, quotes); the README lists every key")
+
+
+def _config_problem(config: Any) -> ConfigError | None:
+    """What invoke would trip over later (a TypeError, an AmbiguousMergeError): a key that is not a
+    name (YAML reads a bare on/off/yes/no as a boolean), or one of our sections that is not a mapping."""
+    for which, label in (("_project", "_project_path"), ("_runtime", "_runtime_path")):
+        data, path = getattr(config, which, None), getattr(config, label, None)
+        if not path or not isinstance(data, dict):
+            continue
+        shown = relative_display(Path(str(path)))
+        for section in (SECTION, NOTIFY_SECTION, BUILD_SECTION, EMULATOR_SECTION):
+            if section in data and data[section] is not None and not isinstance(data[section], dict):
+                return ConfigError(f"{shown}: `{section}:` must be a mapping of settings, got {data[section]!r}",
+                                   fix=f"write the settings indented under `{section}:` (key: value); "
+                                       "the README lists every key")
+        bad = _non_string_key(data, ())
+        if bad is not None:
+            keys, key = bad
+            under = f"under `{'.'.join(keys)}:` " if keys else ""
+            hint = " (the setting is `alert_on`)" if keys == (NOTIFY_SECTION,) and key is True else ""
+            return ConfigError(f"{shown}: {under}the key {key!r} is not a name: YAML reads a bare "
+                               f"on/off/yes/no as a boolean{hint}",
+                               fix="use the setting's documented name, or quote the key ('on': ...); "
+                                   "the README lists every key")
+    return None
+
+
+def _non_string_key(data: Any, keys: tuple[str, ...]) -> tuple[tuple[str, ...], Any] | None:
+    if not isinstance(data, dict):
+        return None
+    for key, value in data.items():
+        if not isinstance(key, str):
+            return keys, key
+        found = _non_string_key(value, (*keys, key))
+        if found is not None:
+            return found
+    return None
+
+
+def _sections(config: Any) -> dict[str, dict[str, Any]]:
+    sections: dict[str, dict[str, Any]] = {}
+    for name in (SECTION, NOTIFY_SECTION):
+        with contextlib.suppress(Exception):
+            value = config.get(name)
+            if isinstance(value, Mapping):
+                sections[name] = dict(value)
+    return sections
+
+
+def _parse_notify(program: Any, argv: list[str]) -> dict[str, Any]:
+    """The flags of `notify ...` alone (the rest of the command line did not parse)."""
+    parsed = Parser(contexts=program.collection.to_contexts()).parse_argv(argv)
+    return dict(parsed[0].as_kwargs) if parsed else {}
+
+
+def _invoke_failed(error: ConfigError, argv: Sequence[str], task_names: Sequence[str],
+                   config: Mapping[str, Mapping[str, Any]], parser: Callable[[list[str]], dict[str, Any]] | None) -> None:
+    """Invoke could not start the tasks: message, record, verdict output; then `notify` when asked for. Exit 2."""
+    environ = os.environ
+    with signals_ignored():
+        if debugging(environ) and sys.exc_info()[0] is not None:
+            traceback.print_exc()
+        words = [w for w in argv if not w.startswith("-")]
+        tasks = [w for w in words if w in task_names]
+        validation = dict(config.get(SECTION, {}))
+        notify_section = {**NOTIFY_INVOKE_DEFAULTS, **config.get(NOTIFY_SECTION, {})}
+        results_dir = Path(_flag(argv, "--results-dir") or environ.get("INVOKE_VALIDATION_RESULTS_DIR")
+                           or str(validation.get("results_dir") or DEFAULT_RESULTS_DIR))
+        validation["results_dir"] = str(results_dir)
+        deployed = notify_section.get("deployed_sha") or environ.get("INVOKE_NOTIFY_DEPLOYED_SHA")
+        notify_section["deployed_sha"] = deployed  # invoke has not read INVOKE_NOTIFY_* yet: the gate's commit
+        console = Console(environ, _redactor(environ))
+        note = ""
+        verdict_step = any(t in VERDICT_TASKS for t in tasks)
+        if verdict_step:
+            note = finish_record(results_dir, "config", error, environ, None if deployed is None else str(deployed),
+                                 new=True)
+        console.error(str(error) + note, title="invoke")
+        if verdict_step:
+            with contextlib.suppress(OSError):
+                console.set_outputs({"verdict": "error", "results-path": str(results_dir)})
+    if "notify" in tasks and verdict_step:
+        flags: dict[str, Any] = {}
+        if parser is not None:
+            with contextlib.suppress(Exception):
+                flags = parser(list(argv[list(argv).index("notify"):]))
+        console.info("chain: going on to `notify`, so the failure is reported")
+        from . import cli  # noqa: PLC0415 (cli imports this module's users)
+
+        flags = {"results_dir": None, "on": None, "previous": None, "test": False, "dry_run": False, **flags}
+        with contextlib.suppress(Exit):
+            run_task("notify", lambda: cli.notify(notify_section, validation, flags), results_dir=results_dir,
+                     deployed_sha=None if deployed is None else str(deployed))
+    raise Exit(code=EXIT_ERROR)
+
+
+def _flag(argv: Sequence[str], name: str) -> str | None:
+    """The first value of `name` on a command line (`--name VALUE` or `--name=VALUE`)."""
+    for index, word in enumerate(argv):
+        if word == name and index + 1 < len(argv):
+            return argv[index + 1]
+        if word.startswith(f"{name}="):
+            return word.split("=", 1)[1]
+    return None
