@@ -122,11 +122,11 @@ class Adb:
                           f"booting {count - len(booted)} emulator(s)")
         return booted, count - len(booted)
 
-    def install(self, serial: str, apk: Path) -> None:
+    def install(self, serial: str, apk: Path, timeout: float = 300) -> None:
         if not apk.is_file():
             raise ConfigError(f"the APK '{apk}' does not exist",
                               fix="pass --apk with the path of a built APK, or run `invoke build-apk` first")
-        self._run("-s", serial, "install", "-r", "-g", str(apk), timeout=600,
+        self._run("-s", serial, "install", "-r", "-g", str(apk), timeout=timeout,
                   what=f"installing {apk.name} on {serial} failed",
                   fix="read adb's message above: INSTALL_FAILED_UPDATE_INCOMPATIBLE means uninstall the app first "
                       "(signature changed); INSTALL_FAILED_VERSION_DOWNGRADE means an older versionCode")

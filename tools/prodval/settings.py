@@ -41,7 +41,11 @@ DEFAULTS: dict[str, Any] = {
     "devices": 1,
     "shard": "",
     "timings": "",
+    "install_timeout": 300,  # seconds for `adb install` of the APK
+    "secret_env": "",  # more variable names (comma-separated) whose values are masked like secrets
 }
+MAX_RETRIES = 10
+MAX_FLOW_TIMEOUT = 24 * 3600  # a flow that needs longer than a day is hung
 
 # What tasks.py registers with invoke: scalar keys as None, so that invoke's environment loader
 # (which casts a variable to the type of the value it overrides) hands us the raw text to check.
@@ -69,6 +73,8 @@ class Settings:
     devices: int = DEFAULTS["devices"]
     shard: tuple[int, int] | None = None  # (index, count), 1-based index
     timings: Path | None = None
+    install_timeout: float = DEFAULTS["install_timeout"]
+    secret_env: tuple[str, ...] = ()
 
     @property
     def flow_env(self) -> dict[str, str]:
@@ -89,7 +95,7 @@ def _split_tags(value: Any, key: str) -> tuple[str, ...]:
 
 
 def _number(value: Any, where: str, example: Any, *, minimum: float, whole: bool = False,
-            positive: bool = False) -> float:
+            positive: bool = False, maximum: float = math.inf) -> float:
     """A number from invoke.yaml, the environment (text) or a flag; `where` names the setting.
 
     `minimum` is inclusive; `positive` means strictly above zero (seconds to wait, for instance).
@@ -106,6 +112,9 @@ def _number(value: Any, where: str, example: Any, *, minimum: float, whole: bool
         raise ConfigError(f"{where} must be a positive number, got {value!r}", fix=fix)
     if number < minimum:
         raise ConfigError(f"{where} must be at least {minimum:g}, got {value!r}", fix=fix)
+    if math.isinf(number) or number > maximum:
+        limit = f"at most {maximum:g}" if math.isfinite(maximum) else "finite"
+        raise ConfigError(f"{where} must be {limit}, got {value!r}", fix=fix)
     return number
 
 
@@ -202,9 +211,10 @@ def load(section: Mapping[str, Any], cli: Mapping[str, Any]) -> Settings:
         device=tuple(d.strip() for d in str(merged["device"] or "").split(",") if d.strip()),
         include_tags=_split_tags(merged["include_tags"], "include_tags"),
         exclude_tags=_split_tags(merged["exclude_tags"], "exclude_tags"),
-        retries=int(_number(merged["retries"], "validation.retries", DEFAULTS["retries"], minimum=0, whole=True)),
+        retries=int(_number(merged["retries"], "validation.retries", DEFAULTS["retries"], minimum=0, whole=True,
+                            maximum=MAX_RETRIES)),
         flow_timeout=_number(merged["flow_timeout"], "validation.flow_timeout", DEFAULTS["flow_timeout"], minimum=0,
-                             positive=True),
+                             positive=True, maximum=MAX_FLOW_TIMEOUT),
         env=tuple(sorted(env.items())),
         maestro=str(merged["maestro"] or "").strip(),
         adb=str(merged["adb"] or "").strip(),
@@ -213,7 +223,21 @@ def load(section: Mapping[str, Any], cli: Mapping[str, Any]) -> Settings:
         devices=int(_number(merged["devices"], "validation.devices", DEFAULTS["devices"], minimum=1, whole=True)),
         shard=_shard(merged["shard"]),
         timings=Path(str(merged["timings"])) if merged["timings"] else None,
+        install_timeout=_number(merged["install_timeout"], "validation.install_timeout", DEFAULTS["install_timeout"],
+                                minimum=0, positive=True, maximum=MAX_FLOW_TIMEOUT),
+        secret_env=_secret_env(merged["secret_env"]),
     )
+
+
+def _secret_env(value: Any) -> tuple[str, ...]:
+    """Variable names from `validation.secret_env` (a list, or comma-separated text)."""
+    items = value if isinstance(value, (list, tuple)) else str(value or "").split(",")
+    names = tuple(str(n).strip() for n in items if str(n).strip())
+    for name in names:
+        if not _ENV_KEY.match(name):
+            raise ConfigError(f"validation.secret_env: '{name}' is not a variable name",
+                              fix="list variable names such as MY_SESSION_COOKIE, comma-separated")
+    return names
 
 
 # ---- `invoke build-apk`: the `build:` section ---------------------------------------------------------
@@ -339,6 +363,9 @@ NOTIFY_DEFAULTS: dict[str, Any] = {
     "retries": 3,  # retries after the first try (429, 5xx, network errors)
     "retry_backoff": 1.0,  # seconds before the first retry, doubled each time
     "max_retry_after": 30,  # cap on a server's Retry-After and on the backoff, seconds
+    # Wall-clock bounds, whatever a server does (a byte every few seconds defeats a per-read timeout):
+    "channel_deadline": 60,  # seconds for one channel, retries included (channels go concurrently)
+    "deadline": 100,  # seconds for all deliveries of a run, the previous-run lookup included
 }
 NOTIFY_INVOKE_DEFAULTS: dict[str, Any] = dict.fromkeys(NOTIFY_DEFAULTS)
 
@@ -359,10 +386,13 @@ class NotifySettings:
     retries: int = NOTIFY_DEFAULTS["retries"]
     retry_backoff: float = NOTIFY_DEFAULTS["retry_backoff"]
     max_retry_after: float = NOTIFY_DEFAULTS["max_retry_after"]
+    channel_deadline: float = NOTIFY_DEFAULTS["channel_deadline"]
+    deadline: float = NOTIFY_DEFAULTS["deadline"]
 
 
-def _notify_number(value: Any, key: str, *, minimum: float, whole: bool = False) -> float:
-    return _number(value, f"notify.{key}", NOTIFY_DEFAULTS[key], minimum=minimum, whole=whole)
+def _notify_number(value: Any, key: str, *, minimum: float, whole: bool = False,
+                   maximum: float = math.inf) -> float:
+    return _number(value, f"notify.{key}", NOTIFY_DEFAULTS[key], minimum=minimum, whole=whole, maximum=maximum)
 
 
 def _text(value: Any) -> str:
@@ -397,6 +427,8 @@ def load_notify(section: Mapping[str, Any], validation: Mapping[str, Any], cli: 
         retries=int(_notify_number(merged["retries"], "retries", minimum=0, whole=True)),
         retry_backoff=_notify_number(merged["retry_backoff"], "retry_backoff", minimum=0),
         max_retry_after=_notify_number(merged["max_retry_after"], "max_retry_after", minimum=0),
+        channel_deadline=_notify_number(merged["channel_deadline"], "channel_deadline", minimum=0.1, maximum=3600),
+        deadline=_notify_number(merged["deadline"], "deadline", minimum=0.1, maximum=3600),
     )
 
 

@@ -433,7 +433,7 @@ def run_validation(settings: Settings, environ: Mapping[str, str], console: Cons
             if apk:
                 for serial in serials:
                     console.step(f"Installing {apk} on {serial}")
-                    adb.install(serial, apk)
+                    adb.install(serial, apk, settings.install_timeout)
                 record.environment.apkBuildPath = relative_display(apk)
             writer.save(record)
 
