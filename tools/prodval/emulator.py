@@ -600,15 +600,13 @@ def render_status(rows: Sequence[StatusRow]) -> str:
 
 @contextlib.contextmanager
 def capture_logcat(adb: Adb, serial: str, path: Path, *, redact: Redactor | None = None) -> Iterator[Path]:
-    """Stream `adb -s SERIAL logcat` to `path` while the block runs; stopped (whole group) on exit.
-    Secrets known to `redact` are masked in the file afterwards."""
+    """Stream `adb -s SERIAL logcat` to `path` while the block runs; stopped (whole group) on exit, or
+    when this process dies. Secrets known to `redact` are masked as the lines are written."""
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_bytes(b"")
-    proc = adb.start_logcat(serial, path)
+    proc = adb.start_logcat(serial, path, redact)
     try:
         yield path
     finally:
         stop_process_group(proc)
-        if redact is not None:
-            redact.scrub_file(path)
 
