@@ -4,9 +4,12 @@ limits (size, YAML alias bombs) and huge output lines."""
 from __future__ import annotations
 
 import json
+import os
 import select
 import socket
+import sys
 import threading
+import tracemalloc
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -183,3 +186,31 @@ def test_adb_install_uses_its_own_timeout(world: World) -> None:
     assert run.returncode == 2, run.stderr
     assert "timed out after 1s" in run.stderr, run.stderr
     assert json.loads((world.results / "results.json").read_text())["verdict"] == "error"
+
+
+# --- output ------------------------------------------------------------------------------------------
+
+def test_a_huge_line_is_read_in_pieces_the_log_keeps_every_byte_and_no_secret(tmp_path: Path) -> None:
+    from prodval.commands import LINE_PIECE, stream
+    from prodval.secrets import Redactor
+
+    secret = "line-S3cret-value"
+    size = 40 * 1024 * 1024
+    # The secret straddles a piece boundary; the line is one 40 MB line without a newline until the end.
+    script = (f"import sys; w = sys.stdout.buffer.write; w(b'x' * ({LINE_PIECE} - 5)); w(b'{secret}');"
+              f"w(b'y' * {size}); w(b'\\n'); w(b'tail {secret}\\n')")
+    pieces: list[int] = []
+    tracemalloc.start()
+    try:
+        done = stream([sys.executable, "-c", script], env=dict(os.environ), timeout=120,
+                      stdout_path=tmp_path / "out.log", stderr_path=tmp_path / "err.log",
+                      on_line=lambda line: pieces.append(len(line)), redact=Redactor([secret]))
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert done.returncode == 0
+    assert peak < 8 * 1024 * 1024, peak  # the line is 40 MB: it was never held whole
+    assert max(pieces) <= LINE_PIECE + len(secret)
+    data = (tmp_path / "out.log").read_bytes()
+    assert len(data) == (LINE_PIECE - 5) + 3 + size + 1 + len("tail ***\n")  # every other byte kept
+    assert secret.encode() not in data and data.count(b"***") == 2

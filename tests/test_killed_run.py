@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from conftest import World, alive
 
-SECRET = "s3ss10n-C00kie-value"  # noqa: S105 (a test value)
+SECRET = "s3ss10n-C00kie-value"
 
 
 def wait_for(predicate: Callable[[], bool], timeout: float = 30) -> None:

@@ -97,6 +97,8 @@ class Channels:
 
     def assert_no_secret(self, *texts: str) -> None:
         for text in texts:
+            # `::add-mask::VALUE` is the one line that must name it: the Actions runner swallows it
+            text = "\n".join(line for line in text.splitlines() if not line.startswith("::add-mask::"))
             for secret in self.secrets:
                 assert secret not in text
 

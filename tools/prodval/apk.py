@@ -270,7 +270,7 @@ def resolve_executable(plan: BuildPlan) -> Path:
 def run_build(settings: BuildSettings, environ: Mapping[str, str], console: Console, run_id: str,
               deployed_sha: str | None = None) -> int:
     """Build, find, inspect, copy and record the APK; return 0, or 2 when the build stage failed."""
-    redact = Redactor.from_env(environ, dict(settings.properties))
+    redact = Redactor.from_env(environ, dict(settings.properties), settings.secret_env)
     console.redact = redact
     writer = RecordWriter(settings.results_dir, redact)
     record = start_new_record(writer, environ, STAGE, run_id, deployed_sha)

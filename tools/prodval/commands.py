@@ -400,7 +400,7 @@ def _masked_pieces(pipe: IO[bytes], redact: Callable[[str], str]) -> Iterator[by
         else:
             masked, rest = split(text)
         if masked:
-            yield raw if masked == text and not rest else masked.encode("utf-8", errors="surrogateescape")
+            yield masked.encode("utf-8", errors="surrogateescape")  # byte for byte what came, bar the masks
     if rest:
         yield redact(rest).encode("utf-8", errors="surrogateescape")
 

@@ -13,6 +13,7 @@ recovery (the previous run failed) or with `--on always`.
 from __future__ import annotations
 
 import functools
+import html
 import multiprocessing
 import socket
 import sys
@@ -144,9 +145,10 @@ def _email(environ: Mapping[str, str], warnings: list[str]) -> Channel | None:
                  password=environ.get("SMTP_PASSWORD", ""))
 
 
-def redactor(environ: Mapping[str, str]) -> Redactor:
-    """Every secret of the environment, plus the webhook URL's path: an error message may quote it alone."""
-    base = Redactor.from_env(environ)
+def redactor(environ: Mapping[str, str], names: Sequence[str] = ()) -> Redactor:
+    """Every secret of the environment (and of variables `names`, validation.secret_env), plus the webhook
+    URL's path: an error message may quote it alone."""
+    base = Redactor.from_env(environ, names=names)
     extra = []
     webhook = environ.get("SLACK_WEBHOOK_URL", "")
     if webhook:
@@ -208,7 +210,7 @@ def find_previous(settings: NotifySettings, environ: Mapping[str, str], policy: 
 
 def run_notify(settings: NotifySettings, environ: Mapping[str, str], console: Console) -> int:
     """Send the alerts for the run in `settings.results_dir`; 0 unless notify itself could not run."""
-    console.redact = redactor(environ)
+    console.redact = redactor(environ, settings.secret_env)
     run_end = time.monotonic() + settings.deadline
     policy = RetryPolicy(timeout=settings.timeout, retries=settings.retries, backoff=settings.retry_backoff,
                          max_wait=settings.max_retry_after)
@@ -413,6 +415,7 @@ def _summarise(console: Console, deliveries: list[Delivery], verdict: str) -> No
     else:
         lines += ["| channel | alert | delivered | detail |", "|---|---|---|---|"]
         for d in deliveries:
-            detail = (d.detail + (f" (fix: {d.fix})" if d.fix else "")).replace("|", "\\|").replace("\n", " ")
+            detail = html.escape(d.detail + (f" (fix: {d.fix})" if d.fix else ""), quote=False)
+            detail = detail.replace("|", "\\|").replace("\n", " ")
             lines.append(f"| {d.channel} | {d.kind} | {'yes' if d.ok else '**no**'} | {detail} |")
     console.step_summary("\n".join(lines) + "\n")

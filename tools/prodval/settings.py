@@ -278,6 +278,7 @@ class BuildSettings:
     apk_name: str = BUILD_DEFAULTS["apk_name"]
     timeout: float = BUILD_DEFAULTS["timeout"]
     results_dir: Path = Path(DEFAULTS["results_dir"])
+    secret_env: tuple[str, ...] = ()  # validation.secret_env
 
 
 def _gradle_properties(pairs: Any, origin: str) -> dict[str, str]:
@@ -341,6 +342,7 @@ def load_build(section: Mapping[str, Any], validation: Mapping[str, Any], cli: M
         apk_name=apk_name,
         timeout=_number(merged["timeout"], "build.timeout", BUILD_DEFAULTS["timeout"], minimum=0, positive=True),
         results_dir=Path(results_dir),
+        secret_env=_secret_env(validation.get("secret_env")),
     )
 
 
@@ -388,6 +390,7 @@ class NotifySettings:
     max_retry_after: float = NOTIFY_DEFAULTS["max_retry_after"]
     channel_deadline: float = NOTIFY_DEFAULTS["channel_deadline"]
     deadline: float = NOTIFY_DEFAULTS["deadline"]
+    secret_env: tuple[str, ...] = ()  # validation.secret_env
 
 
 def _notify_number(value: Any, key: str, *, minimum: float, whole: bool = False,
@@ -429,6 +432,7 @@ def load_notify(section: Mapping[str, Any], validation: Mapping[str, Any], cli: 
         max_retry_after=_notify_number(merged["max_retry_after"], "max_retry_after", minimum=0),
         channel_deadline=_notify_number(merged["channel_deadline"], "channel_deadline", minimum=0.1, maximum=3600),
         deadline=_notify_number(merged["deadline"], "deadline", minimum=0.1, maximum=3600),
+        secret_env=_secret_env(validation.get("secret_env")),
     )
 
 

@@ -368,7 +368,7 @@ def run_validation(settings: Settings, environ: Mapping[str, str], console: Cons
     device it did not start.
     """
     emulators = emulators or load_emulator({}, {})
-    redact = Redactor.from_env(environ, settings.flow_env)
+    redact = Redactor.from_env(environ, settings.flow_env, settings.secret_env)
     console.redact = redact
     writer = RecordWriter(settings.results_dir, redact)
     record = start_record(writer, environ, "validate", new_run_id(environ), deployed_sha)
