@@ -214,3 +214,51 @@ def test_a_huge_line_is_read_in_pieces_the_log_keeps_every_byte_and_no_secret(tm
     data = (tmp_path / "out.log").read_bytes()
     assert len(data) == (LINE_PIECE - 5) + 3 + size + 1 + len("tail ***\n")  # every other byte kept
     assert secret.encode() not in data and data.count(b"***") == 2
+
+
+# --- flow files --------------------------------------------------------------------------------------
+
+def _laughs(levels: int, indent: str = "") -> str:
+    lines = [f'{indent}l0: &l0 ["ha", "ha", "ha", "ha", "ha", "ha", "ha", "ha", "ha"]']
+    for level in range(1, levels):
+        lines.append(f"{indent}l{level}: &l{level} [{', '.join([f'*l{level - 1}'] * 9)}]")
+    return "\n".join(lines)
+
+
+BOMBS = {
+    "name-chain": f"appId: com.example.exerciselog\n{_laughs(9)}\nname: *l8\n---\n- launchApp\n",
+    "through-runFlow": (
+        "appId: com.example.exerciselog\n---\n- launchApp\n"
+        "- runFlow: &r0\n    commands:\n      - tapOn: Save\n      - tapOn: Add\n"
+        + "".join(f"- runFlow: &r{i}\n    commands: [{{runFlow: *r{i - 1}}}, {{runFlow: *r{i - 1}}}, "
+                  f"{{runFlow: *r{i - 1}}}, {{runFlow: *r{i - 1}}}, {{runFlow: *r{i - 1}}}]\n" for i in range(1, 12))
+    ),
+    "endless": "appId: com.example.exerciselog\n---\n- runFlow: &a\n    commands:\n      - runFlow: *a\n",
+}
+
+
+@pytest.mark.parametrize("kind", sorted(BOMBS))
+@pytest.mark.parametrize("task", ["validate", "lint-flows"])
+def test_yaml_alias_bombs_are_refused(world: World, kind: str, task: str) -> None:
+    world.device().scenario()
+    (world.flows / "bomb.yaml").write_text(BOMBS[kind])
+    run = world.invoke(task, timeout=60)
+    assert run.returncode == 2, run.stderr
+    assert ".maestro/bomb.yaml:" in run.stderr and "Traceback" not in run.stderr
+    assert ("alias bomb" in run.stderr) if kind != "endless" else ("endless structure" in run.stderr)
+    assert not world.maestro_calls()
+
+
+def test_aliases_that_expand_modestly_are_fine(world: World) -> None:
+    world.device().scenario()
+    world.flow("ok.yaml", commands="- tapOn: &save {text: Save}\n- tapOn: *save\n- tapOn: *save\n")
+    assert world.invoke("lint-flows").returncode == 0
+
+
+def test_a_flow_over_one_mib_is_refused(world: World) -> None:
+    world.device().scenario()
+    world.flow("big.yaml", commands="- launchApp\n" + "# padding\n" * 110_000)
+    run = world.invoke("validate", timeout=60)
+    assert run.returncode == 2, run.stderr
+    assert ".maestro/big.yaml:1: the file is larger than 1 MiB" in run.stderr
+    assert "split it into sub-flows" in run.stderr and not world.maestro_calls()
