@@ -186,14 +186,12 @@ class FlowFiles:
         key = path.resolve()
         if key not in self._documents:
             try:
-                with open(path, "rb") as fh:
-                    data = fh.read(MAX_FLOW_BYTES + 1)
-                text = data.decode("utf-8")
+                if path.stat().st_size > MAX_FLOW_BYTES:
+                    return 1, (f"the file is larger than {MAX_FLOW_BYTES // 1024 // 1024} MiB, which no flow "
+                               "needs: split it into sub-flows (runFlow), or check that it is the file you meant")
+                text = path.read_text(encoding="utf-8")
             except (OSError, UnicodeDecodeError) as exc:
                 return 1, f"cannot read the file: {exc}"  # not kept: the message names the path as given
-            if len(data) > MAX_FLOW_BYTES:
-                return 1, (f"the file is larger than {MAX_FLOW_BYTES // 1024 // 1024} MiB, which no flow needs: "
-                           "split it into sub-flows (runFlow), or check that it is the file you meant")
             self._documents[key] = _compose(text)
         documents = self._documents[key]
         return documents if isinstance(documents, tuple) else _flow_of(documents, sub_flow=sub_flow)
