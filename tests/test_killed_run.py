@@ -4,12 +4,15 @@ logcat.txt holds no secret, because it is masked as it is written."""
 from __future__ import annotations
 
 import base64
+import json
+import os
 import time
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from conftest import World, alive
+from conftest import AndroidSdk, World, alive, fake_emulator_processes
+from prodval.emulator import StartedEmulator, load_started
 
 SECRET = "s3ss10n-C00kie-value"
 
@@ -62,3 +65,36 @@ def test_sigkill_of_validate_takes_maestro_and_logcat_with_it(world: World) -> N
         if proc.poll() is None:
             proc.kill()
             proc.communicate()
+
+
+@pytest.mark.slow
+def test_the_next_run_stops_the_emulator_a_killed_run_booted(world: World, android_sdk: AndroidSdk) -> None:
+    world.adb_state.write_text(json.dumps({"devices": {}}))
+    world.flow("login.yaml")
+    world.extra_env.update({"INVOKE_EMULATOR_BOOT_POLL": "0.1", "INVOKE_EMULATOR_STOP_TIMEOUT": "5"})
+    proc = world.scenario({"login.yaml": ["hang"]}).start("validate")
+    try:
+        wait_for(lambda: len(world.hung_pids()) == 2)
+        proc.kill()
+        proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    [left] = load_started(world.results)
+    assert left.owner is not None and left.owner["pid"] == proc.pid  # the state names the dead owner
+    assert left.orphaned() and alive(left.pid)
+    first = fake_emulator_processes(world.adb_state)
+
+    run = world.scenario().invoke("validate")
+    assert run.returncode == 0, run.stderr
+    assert "emulator-5554 was booted by a run" in run.stderr and "stopping it now" in run.stderr
+    assert not [pid for p in first for pid in (p["pid"], p["child_pid"]) if alive(pid)]
+    assert load_started(world.results) == []  # and this run stopped its own at its end
+
+
+def test_an_emulator_started_on_purpose_is_no_orphan(tmp_path: Path) -> None:
+    em = StartedEmulator("emulator-5554", 5554, "avd", 1, 1, None, tmp_path / "log", "")
+    assert not em.orphaned()  # `invoke emulator.start` records no owner: it outlives that command on purpose
+    em.owner = {"pid": os.getpid(), "startTicks": None}
+    assert not em.orphaned()

@@ -25,7 +25,7 @@ from .commands import Cancelled, CancelScope, Streamed, display, stream
 from .console import MAX_ANNOTATIONS, Console, relative_display
 from .devices import Adb
 from .doctor import BOOT_NEEDS, VALIDATE_NEEDS, check, require
-from .emulator import StartedEmulator, capture_logcat, start_emulators, stop_emulators
+from .emulator import StartedEmulator, capture_logcat, start_emulators, stop_emulators, stop_orphans
 from .errors import BuildFailed, DeviceError, Interrupted, RequirementsMissing, ValidationError
 from .flows import Flow, discover
 from .maestro import ERROR, PASSED, TIMED_OUT, USAGE_FIX, Outcome, classify, process_env, test_command
@@ -407,6 +407,7 @@ def run_validation(settings: Settings, environ: Mapping[str, str], console: Cons
                 return _finish_and_exit(record, stage, writer, console, settings, selected)
 
             console.step("Selecting devices")
+            stop_orphans(settings.results_dir, console=console, adb=adb, timeout=emulators.stop_timeout)
             serials, to_boot = adb.select(settings.device, settings.devices)
             if to_boot:
                 try:
@@ -421,7 +422,7 @@ def run_validation(settings: Settings, environ: Mapping[str, str], console: Cons
                 console.step(f"Starting {to_boot} emulator(s): {emulators.system_image}")
                 # start_emulators stops what it started if it fails; `started` gets only booted ones
                 started = start_emulators(emulators, to_boot, console=console, environ=environ,
-                                          results_dir=settings.results_dir, adb=adb)
+                                          results_dir=settings.results_dir, adb=adb, for_this_run=True)
                 serials += [em.serial for em in started]
                 record.job.artifactPaths += [relative_display(em.log, settings.results_dir) for em in started]
             record.devices = serials
