@@ -59,7 +59,9 @@ def encoded_forms(value: str) -> list[str]:
         whole = (8 * (shift + len(raw))) // 6  # chars that encode no byte after the value
         part = encoded[skip:whole]
         forms.update({part, part.replace("+", "-").replace("/", "_")})
-    forms.update({quote(value, safe=""), quote_plus(value), quote(value), raw.hex(), raw.hex().upper()})
+    urls = {quote(value, safe=""), quote_plus(value), quote(value)}
+    forms.update(urls | {re.sub("%[0-9A-F]{2}", lambda m: m[0].lower(), u) for u in urls})
+    forms.update({raw.hex(), raw.hex().upper()})
     return [f for f in forms if f == value or len(f) >= _MIN_ENCODED_LENGTH]
 
 

@@ -292,9 +292,9 @@ class _Runner:
             lines = [f"+ {self.console.redact(display(argv))}"]
             lines += streamed.stdout.text.splitlines() + streamed.stderr.text.splitlines()
             self.console.block(title, lines, streamed.duration_ms / 1000)
-        self.console.redact.scrub_files(folder, skip=(folder / "stdout.log", folder / "stderr.log"))
         outcome = classify(streamed.returncode, streamed.timed_out, streamed.stdout.text, streamed.stderr.text,
-                           folder / "report.xml", plan.timeout)
+                           folder / "report.xml", plan.timeout)  # before the scrub: a secret may be `status`
+        self.console.redact.scrub_files(folder, skip=(folder / "stdout.log", folder / "stderr.log"))
         attempt = Attempt(number=number, status=outcome.status, exitCode=_exit_status(streamed.returncode),
                           duration=streamed.duration_ms, device=serial, startTime=started,
                           errorSummary=outcome.summary, artifactPaths=_relative_files(folder, plan.results_dir))
