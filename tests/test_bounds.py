@@ -262,3 +262,23 @@ def test_a_flow_over_one_mib_is_refused(world: World) -> None:
     assert run.returncode == 2, run.stderr
     assert ".maestro/big.yaml:1: the file is larger than 1 MiB" in run.stderr
     assert "split it into sub-flows" in run.stderr and not world.maestro_calls()
+
+
+def test_junit_and_summary_survive_whatever_a_tool_prints(tmp_path: Path) -> None:
+    from xml.etree import ElementTree as ET
+
+    from prodval.results import RecordWriter, junit_xml, summary_markdown
+    from prodval.secrets import Redactor
+    from test_notify import record
+
+    run = record(tmp_path, failed=1, flaky=0)
+    hostile = "\x1b[31mboom\x1b[0m \x00\x07\x0b <img src=x onerror=alert(1)> | ```\n</details>"
+    failed = next(f for f in run.flows if f.status == "failed")
+    failed.errorSummary = failed.stdout = hostile
+    run.stages["validate"].error = "stopped: ```` fence <b>bold</b>"
+    RecordWriter(tmp_path, Redactor()).finish(run)
+    root = ET.fromstring((tmp_path / "junit.xml").read_bytes())  # well-formed
+    assert "[31m" not in junit_xml(run) and "boom" in root.find(".//failure").get("message", "")  # type: ignore[union-attr]
+    summary = summary_markdown(run)
+    assert "<img" not in summary and "&lt;img src=x onerror=alert(1)&gt;" in summary
+    assert "\n`````\nstopped: ```` fence <b>bold</b>\n`````" in summary  # the fence cannot be closed early

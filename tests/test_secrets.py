@@ -10,6 +10,7 @@ from pathlib import Path
 from urllib.parse import quote, quote_plus
 
 import pytest
+from alert_servers import HttpServer
 from conftest import World
 from prodval.results import RecordWriter
 from prodval.secrets import Redactor, encoded_forms, is_secret_name
@@ -144,3 +145,16 @@ def test_every_file_and_stream_of_a_run_is_free_of_every_form_of_every_secret(
                     leaks.append((where, secret, form))
     assert leaks == []
     assert len(channels.slack_posts()) == 1 and channels.smtp.messages  # the alerts did go out
+
+
+def test_the_job_summary_escapes_what_a_server_answered(world: World, http: HttpServer) -> None:  # noqa: F811
+    from alert_servers import Reply
+
+    record(world.results)
+    http.script("/hook", Reply(400, "<script>alert(1)</script> invalid_payload"))
+    summary = world.root / "summary.md"
+    run = world.invoke("notify", SLACK_WEBHOOK_URL=http.url("/hook"), GITHUB_ACTIONS="true",
+                       GITHUB_STEP_SUMMARY=str(summary))
+    assert run.returncode == 0, run.stderr
+    text = summary.read_text()
+    assert "&lt;script&gt;alert(1)&lt;/script&gt; invalid_payload" in text and "<script>" not in text
