@@ -13,6 +13,7 @@ import tracemalloc
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from conftest import World, real_apk
@@ -282,3 +283,30 @@ def test_junit_and_summary_survive_whatever_a_tool_prints(tmp_path: Path) -> Non
     summary = summary_markdown(run)
     assert "<img" not in summary and "&lt;img src=x onerror=alert(1)&gt;" in summary
     assert "\n`````\nstopped: ```` fence <b>bold</b>\n`````" in summary  # the fence cannot be closed early
+
+
+def test_channels_are_delivered_at_the_same_time(world: World) -> None:
+    """Each HTTP channel's server answers only once all three requests are in flight at once."""
+    from alert_servers import Reply, github_status, pagerduty, serve_http, slack
+    from test_notify import REPO, WEBHOOK_PATH
+
+    record(world.results)
+    together = threading.Barrier(3, timeout=30)
+
+    def after_all(answer: Any) -> Any:
+        def respond(request: Any) -> Reply:
+            together.wait()
+            reply: Reply = answer(request)
+            return reply
+        return respond
+
+    for http in serve_http():
+        http.script(WEBHOOK_PATH, after_all(slack))
+        http.script("/v2/enqueue", after_all(pagerduty))
+        http.script(f"/repos/{REPO}/statuses/", after_all(github_status(TOKEN, commits=(SHA,))))
+        run = world.invoke("notify", timeout=90, SLACK_WEBHOOK_URL=http.url(WEBHOOK_PATH),
+                           PAGERDUTY_ROUTING_KEY=ROUTING_KEY, PAGERDUTY_EVENTS_URL=http.url("/v2/enqueue"),
+                           GITHUB_TOKEN=TOKEN, GITHUB_API_URL=http.base, GITHUB_REPOSITORY=REPO, GITHUB_SHA=SHA,
+                           INVOKE_NOTIFY_RETRIES="0")
+        assert run.returncode == 0, run.stderr
+        assert [a["delivered"] for a in world.record()["alerts"]] == [True, True, True], world.record()["alerts"]
