@@ -158,3 +158,8 @@ def test_the_job_summary_escapes_what_a_server_answered(world: World, http: Http
     assert run.returncode == 0, run.stderr
     text = summary.read_text()
     assert "&lt;script&gt;alert(1)&lt;/script&gt; invalid_payload" in text and "<script>" not in text
+
+
+def test_a_switch_under_a_credential_like_name_is_not_a_secret() -> None:
+    redact = Redactor.from_env({"AUTH_ENABLED": "true", "USE_SESSION": "false", "SESSION_COOKIE": "c00kie-v4lue"})
+    assert redact("flows passed: true, retry: false, cookie c00kie-v4lue") == "flows passed: true, retry: false, cookie ***"

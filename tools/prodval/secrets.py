@@ -37,6 +37,8 @@ _SECRET_NAME = re.compile(
 _SECRET_WORDS = frozenset({"AUTH", "AUTHORIZATION", "OTP", "TOTP", "PIN", "PASSCODE", "BEARER", "JWT"})
 _WORD = re.compile(r"[A-Z]+(?![a-z])|[A-Z]?[a-z]+|\d+")
 MASK = "***"
+# Values of a credential-like name that are a switch, not a secret (AUTH_ENABLED=true): never masked.
+_SWITCHES = frozenset({"true", "false", "yes", "no", "on", "off", "none", "null", "enabled", "disabled"})
 _MIN_SECRET_LENGTH = 4  # shorter values would mask ordinary words
 _MIN_ENCODED_LENGTH = 6  # a shorter encoded fragment (a base64 slice of a 4-byte secret) is ordinary text
 
@@ -81,7 +83,8 @@ class Redactor:
         or named in `names` (validation.secret_env)."""
         more = frozenset(names)
         pairs = list(environ.items()) + list((extra or {}).items())
-        return cls(value for name, value in pairs if is_secret_name(name, more) and value)
+        return cls(value for name, value in pairs
+                   if is_secret_name(name, more) and value and value.strip().lower() not in _SWITCHES)
 
     def __call__(self, text: str) -> str:
         if self._pattern is None or not text:
