@@ -387,7 +387,11 @@ def stop_orphans(results_dir: Path, *, console: Console, adb: Adb | None, timeou
 
     Without this the next run would find them booted and adopt them, and nobody would ever stop them.
     """
-    orphans = [em for em in load_started(results_dir) if em.orphaned()]
+    try:
+        orphans = [em for em in load_started(results_dir) if em.orphaned()]
+    except DeviceError as exc:  # booting will say so again; a run on connected devices need not stop here
+        console.warning(f"{exc.message} (fix: {exc.fix})", title="emulators.json")
+        return []
     for em in orphans:
         assert em.owner is not None
         console.warning(f"{em.serial} was booted by a run (pid {em.owner.get('pid')}) that ended without stopping "
