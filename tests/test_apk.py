@@ -14,13 +14,14 @@ import os
 import re
 import shutil
 import subprocess
+import time
 import zipfile
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
-from conftest import FAKES, REPO, World, real_apk
+from conftest import FAKES, REPO, World, alive, real_apk
 from prodval.apk import app_id_mismatches, find_output, plan_build, recorded_apk
 from prodval.apkfile import inspect_apk
 from prodval.errors import ApkError, ConfigError
@@ -632,3 +633,49 @@ def test_gradle_output_cannot_run_workflow_commands(app: App, world: World) -> N
     assert "::set-output name=verdict::pass" in done.stdout.splitlines()  # a line of its own, as a command would be
     assert "set-output" not in [command for command, _ in runner_commands(done.stdout + done.stderr)]
     assert "verdict" not in (outputs(output) if output.exists() else {})
+
+
+# ---- a killed build ----------------------------------------------------------------------------------
+
+@pytest.mark.slow
+def test_a_killed_build_stops_gradle_and_the_next_build_removes_its_keystore(
+        app: App, world: World, keystore: tuple[Path, str]) -> None:
+    tmp = world.root / "tmp"
+    tmp.mkdir()
+    app.scenario(sleep=600)
+    proc = world.start("build-apk", TMPDIR=str(tmp), **app.signing_env(keystore[0]))
+    try:
+        deadline = time.monotonic() + 60
+        while not app.gradle_runs():  # gradle runs, with the decoded keystore on disk
+            assert time.monotonic() < deadline and proc.poll() is None, "the build did not start"
+            time.sleep(0.05)
+        [left] = list(tmp.glob("prodval-keystore-*"))
+        assert (left / "release.keystore").is_file()
+        proc.kill()  # SIGKILL: no finally of ours runs
+        proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    deadline = time.monotonic() + 30
+    while _gradle_processes(app):  # the watchdog stops the build's whole process group
+        assert time.monotonic() < deadline, "gradle outlived the killed build"
+        time.sleep(0.05)
+    assert left.is_dir()  # nothing could remove it at the kill ...
+    app.scenario()
+    done = world.invoke("build-apk", TMPDIR=str(tmp), **app.signing_env(keystore[0]))
+    assert done.returncode == 0, done.stderr
+    assert not left.exists() and list(tmp.glob("prodval-keystore-*")) == []  # ... the next build did
+    assert f"removed the decoded keystore a killed build left in {left}" in done.stderr
+
+
+def _gradle_processes(app: App) -> list[int]:
+    found = []
+    for entry in Path("/proc").iterdir():
+        try:
+            cmdline = (entry / "cmdline").read_bytes() if entry.name.isdigit() else b""
+        except OSError:
+            continue
+        if str(app.dir / "gradlew").encode() in cmdline and alive(int(entry.name)):
+            found.append(int(entry.name))
+    return found

@@ -96,7 +96,9 @@ class Channels:
         return [r.json() for r in self.http.hits(STATUS_PATH)]
 
     def assert_no_secret(self, *texts: str) -> None:
-        for text in texts:
+        for raw in texts:
+            # `::add-mask::VALUE` is the one line that must name it: the Actions runner swallows it
+            text = "\n".join(line for line in raw.splitlines() if not line.startswith("::add-mask::"))
             for secret in self.secrets:
                 assert secret not in text
 

@@ -133,7 +133,9 @@ def keystore_file(environ: Mapping[str, str], console: Console) -> Iterator[Path
     except (binascii.Error, ValueError):
         raise ConfigError(f"{KEYSTORE_VAR} is not valid base64",
                           fix="store the keystore as `base64 -w0 release.keystore` in the secret") from None
-    folder = Path(tempfile.mkdtemp(prefix="prodval-keystore-"))  # mode 0700
+    remove_dead_keystores(Path(tempfile.gettempdir()), console)
+    # mode 0700; the name says whose it is, so that the next run can remove it if this one is killed
+    folder = Path(tempfile.mkdtemp(prefix=f"{KEYSTORE_FOLDER}{os.getpid()}-{_start_ticks(os.getpid())}-"))
     try:
         path = folder / "release.keystore"
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
@@ -142,6 +144,36 @@ def keystore_file(environ: Mapping[str, str], console: Console) -> Iterator[Path
         yield path
     finally:
         shutil.rmtree(folder, ignore_errors=True)
+
+
+KEYSTORE_FOLDER = "prodval-keystore-"
+
+
+def _start_ticks(pid: int) -> int | None:
+    """When the process started (/proc/<pid>/stat), so a recycled pid is not taken for the owner."""
+    try:
+        with open(f"/proc/{pid}/stat", encoding="utf-8", errors="replace") as fh:
+            fields = fh.read().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return None
+    return int(fields[19]) if len(fields) > 19 and fields[0] != "Z" else None
+
+
+def remove_dead_keystores(folder: Path, console: Console) -> list[Path]:
+    """Remove the decoded keystores that killed builds left in `folder` (their owner is gone)."""
+    removed = []
+    for path in folder.glob(f"{KEYSTORE_FOLDER}*-*-*"):
+        pid, _, rest = path.name[len(KEYSTORE_FOLDER):].partition("-")
+        ticks = rest.partition("-")[0]
+        if not pid.isdigit() or not path.is_dir():
+            continue
+        alive = _start_ticks(int(pid))
+        if alive is not None and (ticks == "None" or str(alive) == ticks):
+            continue  # its build still runs
+        shutil.rmtree(path, ignore_errors=True)
+        removed.append(path)
+        console.warning(f"removed the decoded keystore a killed build left in {path}", title="keystore left behind")
+    return removed
 
 
 # ---- finding the output ----------------------------------------------------------------------------
@@ -270,7 +302,7 @@ def resolve_executable(plan: BuildPlan) -> Path:
 def run_build(settings: BuildSettings, environ: Mapping[str, str], console: Console, run_id: str,
               deployed_sha: str | None = None) -> int:
     """Build, find, inspect, copy and record the APK; return 0, or 2 when the build stage failed."""
-    redact = Redactor.from_env(environ, dict(settings.properties))
+    redact = Redactor.from_env(environ, dict(settings.properties), settings.secret_env)
     console.redact = redact
     writer = RecordWriter(settings.results_dir, redact)
     record = start_new_record(writer, environ, STAGE, run_id, deployed_sha)

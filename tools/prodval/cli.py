@@ -42,6 +42,7 @@ def merge_results(section: Mapping[str, Any], shards: str, results_dir: str | No
     console = Console(environ, Redactor.from_env(environ))
     try:
         settings = load(section, {"results_dir": results_dir})
+        console.redact = Redactor.from_env(environ, settings.flow_env, settings.secret_env)
         paths = find_shard_records(shards, exclude=settings.results_dir)
         console.step(f"Merging {len(paths)} shard record(s) into {settings.results_dir}")
         merged = merge(paths, settings.results_dir)
@@ -73,7 +74,7 @@ def report(section: Mapping[str, Any], results_dir: str | None, commit: str | No
     console = Console(environ, Redactor.from_env(environ))
     try:
         settings = load(section, {"results_dir": results_dir})
-        console.redact = Redactor.from_env(environ, settings.flow_env)
+        console.redact = Redactor.from_env(environ, settings.flow_env, settings.secret_env)
         record_path = settings.results_dir / RECORD_NAME
         record = load_record(record_path)
         if record is None:
@@ -151,6 +152,7 @@ def notify(section: Mapping[str, Any], validation: Mapping[str, Any], flags: Map
     console = Console(environ, redactor(environ))
     try:
         settings = load_notify(section, validation, flags)
+        console.redact = redactor(environ, settings.secret_env)
     except ValidationError as exc:
         console.error(str(exc), title="configuration")
         return exc.exit_code

@@ -8,25 +8,111 @@ get their own process group so that a timeout or an interrupt stops the whole tr
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import os
 import shlex
 import shutil
 import signal
 import subprocess
+import sys
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+import weakref
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
 from .console import Console
 from .errors import CommandFailed, ToolNotFound
+from .secrets import Redactor
 
 # How much of each stream the run record keeps in memory; the full stream is always on disk.
 HEAD_BYTES = 8 * 1024
 TAIL_BYTES = 8 * 1024
 TERM_WAIT = 5.0  # seconds between SIGTERM and SIGKILL of a process group
+LINE_PIECE = 64 * 1024  # a longer output line is read (and passed on) in pieces of this size
+
+
+# ---- children die with us -------------------------------------------------------------------------------
+# A SIGKILLed harness runs no handler. On Linux each child asks the kernel for SIGKILL when we die
+# (PR_SET_PDEATHSIG); a child's own children, and every child on other systems, are stopped by the
+# watchdog: a small process that holds a pipe from us and, when the pipe breaks, kills the process groups
+# we registered with it and did not release.
+_PR_SET_PDEATHSIG = 1
+_prctl = None
+if sys.platform == "linux":
+    with contextlib.suppress(OSError, AttributeError):
+        _prctl = ctypes.CDLL(None, use_errno=True).prctl
+
+
+def _die_with_parent(parent: int) -> Callable[[], None] | None:
+    """The preexec function of a child that is to get SIGKILL when `parent` (this process) ends.
+
+    preexec functions are unsafe with threads when they take locks or import; this one makes two system
+    calls through a function pointer resolved at import, nothing else.
+    """
+    if _prctl is None:
+        return None
+    prctl = _prctl
+
+    def preexec() -> None:
+        prctl(_PR_SET_PDEATHSIG, int(signal.SIGKILL), 0, 0, 0)
+        if os.getppid() != parent:  # we died before the call: nobody would send the signal
+            os._exit(137)
+
+    return preexec
+
+
+_WATCHDOG = r"""
+import os, signal, sys, time
+groups = set()
+for line in sys.stdin:
+    sign, pgid = line[:1], int(line[1:])
+    (groups.add if sign == "+" else groups.discard)(pgid)
+for sig in (signal.SIGTERM, signal.SIGKILL):
+    for pgid in groups:
+        try:
+            os.killpg(pgid, sig)
+        except OSError:
+            pass
+    if groups and sig == signal.SIGTERM:
+        time.sleep(float(sys.argv[1]))
+"""
+
+
+class _Watchdog:
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._proc: subprocess.Popen[str] | None = None
+        self._owner = 0
+        self._guarded: set[int] = set()
+
+    def _send(self, line: str) -> None:
+        with self._lock:
+            if self._proc is None or self._owner != os.getpid():  # started lazily; again in a forked child
+                self._proc = subprocess.Popen([sys.executable, "-c", _WATCHDOG, str(TERM_WAIT)],
+                                              stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
+                                              stderr=subprocess.DEVNULL, text=True, start_new_session=True)
+                self._owner = os.getpid()
+            assert self._proc.stdin is not None
+            with contextlib.suppress(OSError):
+                self._proc.stdin.write(line + "\n")
+                self._proc.stdin.flush()
+
+    def guard(self, pgid: int) -> None:
+        self._guarded.add(pgid)
+        self._send(f"+{pgid}")
+
+    def release(self, pgid: int) -> None:
+        self._guarded.discard(pgid)
+        self._send(f"-{pgid}")
+
+    def owns(self, pgid: int) -> bool:
+        return pgid in self._guarded
+
+
+WATCHDOG = _Watchdog()
 
 
 def find_tool(name: str, candidates: Sequence[tuple[str, str | Path | None]], install: str) -> Path:
@@ -92,6 +178,7 @@ def run(
             stdin=subprocess.DEVNULL if input is None else None,
             input=input,
             check=False,
+            preexec_fn=_die_with_parent(os.getpid()),
         )
     except subprocess.TimeoutExpired as exc:
         raise CommandFailed(
@@ -253,7 +340,9 @@ def stream(
         env=dict(env),
         cwd=cwd,
         start_new_session=True,
+        preexec_fn=_die_with_parent(os.getpid()),  # noqa: PLW1509 (see _die_with_parent)
     )
+    WATCHDOG.guard(proc.pid)
     captured_out, captured_err = Captured(stdout_path), Captured(stderr_path)
     assert proc.stdout is not None and proc.stderr is not None
     readers = [
@@ -287,6 +376,7 @@ def stream(
             reader.join(timeout=5)
     # Reap any member of the group that outlived its parent (it would keep pipes and devices busy).
     _kill_group(proc.pid, signal.SIGKILL)
+    WATCHDOG.release(proc.pid)
     for captured in (captured_out, captured_err):
         if captured.error is not None:
             captured.error.filename = captured.error.filename or str(captured.path)
@@ -301,10 +391,7 @@ def _pump(pipe: IO[bytes], captured: Captured, on_line: Callable[[str], None] | 
           redact: Callable[[str], str]) -> None:
     sink = open(captured.path, "wb")  # noqa: SIM115 (closed below: a full disk fails the close too)
     with pipe:
-        for raw in iter(pipe.readline, b""):
-            text = raw.decode(errors="replace")
-            masked = redact(text)
-            data = raw if masked == text else masked.encode()
+        for data in _masked_pieces(pipe, redact):
             if captured.error is None:
                 try:
                     sink.write(data)
@@ -312,27 +399,69 @@ def _pump(pipe: IO[bytes], captured: Captured, on_line: Callable[[str], None] | 
                     captured.error = exc
             captured.add(data)
             if on_line is not None:
-                on_line(masked.rstrip("\r\n"))
+                on_line(data.decode(errors="replace").rstrip("\r\n"))
     try:
         sink.close()
     except OSError as exc:
         captured.error = captured.error or exc
 
 
+def _masked_pieces(pipe: IO[bytes], redact: Callable[[str], str]) -> Iterator[bytes]:
+    """The stream as lines with secrets masked; a line longer than LINE_PIECE comes in pieces, so memory
+    stays bounded whatever a tool prints, and no secret escapes through the cut between two pieces."""
+    split = redact.split_safe if isinstance(redact, Redactor) else None
+    rest = ""
+    for raw in iter(lambda: pipe.readline(LINE_PIECE), b""):
+        text = rest + raw.decode("utf-8", errors="surrogateescape")
+        if raw.endswith(b"\n") or split is None:
+            masked, rest = redact(text), ""
+        else:
+            masked, rest = split(text)
+        if masked:
+            yield masked.encode("utf-8", errors="surrogateescape")  # byte for byte what came, bar the masks
+    if rest:
+        yield redact(rest).encode("utf-8", errors="surrogateescape")
+
+
+_PUMPS: weakref.WeakKeyDictionary[subprocess.Popen[bytes], threading.Thread] = weakref.WeakKeyDictionary()
+
+
 def start_background(
-    argv: Sequence[str | Path], *, log_path: Path, env: Mapping[str, str] | None = None
+    argv: Sequence[str | Path], *, log_path: Path, env: Mapping[str, str] | None = None,
+    redact: Callable[[str], str] | None = None, die_with_us: bool = False,
 ) -> subprocess.Popen[bytes]:
-    """Start a long-lived process (emulator, logcat) in its own group, its output to a log file."""
+    """Start a long-lived process (emulator, logcat) in its own group, its output to a log file.
+
+    With `redact`, the output passes through it line by line on its way to the file (so a killed run
+    leaves no secret there); with `die_with_us`, the group is stopped when this process dies, even by
+    SIGKILL (an emulator is meant to outlive `invoke emulator.start`; logcat is not).
+    """
     log_path.parent.mkdir(parents=True, exist_ok=True)
     with open(log_path, "ab") as log:
-        return subprocess.Popen(
+        proc = subprocess.Popen(
             [str(a) for a in argv],
-            stdout=log,
+            stdout=log if redact is None else subprocess.PIPE,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
             env=dict(env) if env is not None else None,
             start_new_session=True,
+            preexec_fn=_die_with_parent(os.getpid()) if die_with_us else None,  # noqa: PLW1509
         )
+    if die_with_us:
+        WATCHDOG.guard(proc.pid)
+    if redact is not None:
+        assert proc.stdout is not None
+        pump = threading.Thread(target=_append_masked, args=(proc.stdout, log_path, redact), daemon=True)
+        pump.start()
+        _PUMPS[proc] = pump
+    return proc
+
+
+def _append_masked(pipe: IO[bytes], log_path: Path, redact: Callable[[str], str]) -> None:
+    with open(log_path, "ab") as log, pipe:
+        for data in _masked_pieces(pipe, redact):
+            log.write(data)
+            log.flush()  # what is in the file when we are killed is all there will be
 
 
 def stop_process_group(proc: subprocess.Popen[bytes]) -> None:
@@ -344,6 +473,11 @@ def stop_process_group(proc: subprocess.Popen[bytes]) -> None:
     _kill_group(proc.pid, signal.SIGKILL)
     with contextlib.suppress(subprocess.TimeoutExpired):
         proc.wait(timeout=TERM_WAIT)
+    pump = _PUMPS.pop(proc, None)
+    if pump is not None:
+        pump.join(TERM_WAIT)
+    if WATCHDOG.owns(proc.pid):
+        WATCHDOG.release(proc.pid)
 
 
 def _kill_group(pgid: int, sig: signal.Signals) -> None:

@@ -85,14 +85,31 @@ class Console:
         err: TextIO | None = None,
     ) -> None:
         self.actions = environ.get("GITHUB_ACTIONS") == "true"
-        self.redact = redact or Redactor()
         self.out = out or sys.stdout
+        self._masked: set[str] = set()
         self.err = self.out if self.actions else err or sys.stderr  # one stream in Actions: see above
+        self.redact = redact or Redactor()
         self._summary_path = environ.get("GITHUB_STEP_SUMMARY", "") if self.actions else ""
         self._output_path = environ.get("GITHUB_OUTPUT", "") if self.actions else ""
         self._colour = (not self.actions) and self.out.isatty() and "NO_COLOR" not in environ
         self._lock = threading.Lock()
         self._annotations = {"error": 0, "warning": 0}
+
+    @property
+    def redact(self) -> Redactor:
+        return self._redact
+
+    @redact.setter
+    def redact(self, redactor: Redactor) -> None:
+        """In Actions, the runner is told to mask each secret and each of its encoded forms (`::add-mask::`,
+        a line each), so that even output we do not print ourselves cannot show them."""
+        self._redact = redactor
+        if self.actions:  # our own commands: outside any `::stop-commands::` fence, and never redacted
+            lines = [line for form in redactor.forms for line in form.splitlines()]
+            new = [line for line in dict.fromkeys(lines) if line.strip() and line not in self._masked]
+            self._masked.update(new)
+            if new:
+                _emit(self.out, [(f"::add-mask::{line}", True) for line in new], self.actions)
 
     # plain lines -----------------------------------------------------------------------------------
     def _write(self, stream: TextIO, text: str, *, command: bool = False) -> None:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import subprocess
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -81,10 +81,12 @@ class Adb:
         except CommandFailed:
             return False
 
-    def start_logcat(self, serial: str, log_path: Path) -> subprocess.Popen[bytes]:
-        """`logcat -v threadtime` appended to `log_path`, in its own process group: the caller stops it."""
+    def start_logcat(self, serial: str, log_path: Path,
+                     redact: Callable[[str], str] | None = None) -> subprocess.Popen[bytes]:
+        """`logcat -v threadtime` appended to `log_path` (through `redact`), in its own process group: the
+        caller stops it, and it dies with us."""
         return start_background([self.path, "-s", serial, "logcat", "-v", "threadtime"], log_path=log_path,
-                                env=self.env)
+                                env=self.env, redact=redact, die_with_us=True)
 
     def states(self) -> list[DeviceState]:
         listed = self.devices()
@@ -127,11 +129,11 @@ class Adb:
         done = self._run("-s", serial, "uninstall", package, check=False, timeout=120)
         return done.returncode == 0 and "Failure" not in done.stdout
 
-    def install(self, serial: str, apk: Path) -> None:
+    def install(self, serial: str, apk: Path, timeout: float = 300) -> None:
         if not apk.is_file():
             raise ConfigError(f"the APK '{apk}' does not exist",
                               fix="pass --apk with the path of a built APK, or run `invoke build-apk` first")
-        self._run("-s", serial, "install", "-r", "-g", str(apk), timeout=600,
+        self._run("-s", serial, "install", "-r", "-g", str(apk), timeout=timeout,
                   what=f"installing {apk.name} on {serial} failed",
                   fix="read adb's message above: INSTALL_FAILED_UPDATE_INCOMPATIBLE means uninstall the app first "
                       "(signature changed); INSTALL_FAILED_VERSION_DOWNGRADE means an older versionCode")

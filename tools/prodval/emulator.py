@@ -175,10 +175,14 @@ class StartedEmulator:
     log: Path
     startedAt: str
     process: subprocess.Popen[bytes] | None = field(default=None, compare=False, repr=False)
+    # The run that booted it for itself ({"pid", "startTicks"}), which stops it at its end; None for
+    # `invoke emulator.start`, whose emulators outlive it on purpose.
+    owner: dict[str, int | None] | None = None
 
     def to_json(self, results_dir: Path) -> dict[str, Any]:
         return {"serial": self.serial, "port": self.port, "avd": self.avd, "pid": self.pid, "pgid": self.pgid,
-                "startTicks": self.start_ticks, "log": relative_display(self.log, results_dir), "startedAt": self.startedAt}
+                "startTicks": self.start_ticks, "log": relative_display(self.log, results_dir), "startedAt": self.startedAt,
+                **({"owner": self.owner} if self.owner else {})}
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any], results_dir: Path) -> StartedEmulator:
@@ -186,7 +190,16 @@ class StartedEmulator:
         return cls(serial=str(data["serial"]), port=int(data["port"]), avd=str(data.get("avd", "")),
                    pid=int(data["pid"]), pgid=int(data.get("pgid", data["pid"])),
                    start_ticks=int(ticks) if ticks is not None else None,
-                   log=results_dir / str(data.get("log", "")), startedAt=str(data.get("startedAt", "")))
+                   log=results_dir / str(data.get("log", "")), startedAt=str(data.get("startedAt", "")),
+                   owner=data.get("owner") if isinstance(data.get("owner"), dict) else None)
+
+    def orphaned(self) -> bool:
+        """Booted by a run for itself, and that run is gone (killed) without stopping it."""
+        if not self.owner or not isinstance(self.owner.get("pid"), int):
+            return False
+        pid, ticks = int(self.owner["pid"] or 0), self.owner.get("startTicks")
+        fields = _proc_stat(pid)
+        return fields is None or fields[0] == "Z" or (ticks is not None and _start_ticks(pid) != ticks)
 
 
 def state_path(results_dir: Path) -> Path:
@@ -369,6 +382,25 @@ def stop_emulators(started_or_serials: Iterable[StartedEmulator | str], *, conso
                           fix=f"emulators this tool started: {known}; stop others yourself with `adb -s SERIAL emu kill`")
 
 
+def stop_orphans(results_dir: Path, *, console: Console, adb: Adb | None, timeout: float = 20.0) -> list[str]:
+    """Stop the emulators that a run booted for itself and did not stop because it was killed; their serials.
+
+    Without this the next run would find them booted and adopt them, and nobody would ever stop them.
+    """
+    try:
+        orphans = [em for em in load_started(results_dir) if em.orphaned()]
+    except DeviceError as exc:  # booting will say so again; a run on connected devices need not stop here
+        console.warning(f"{exc.message} (fix: {exc.fix})", title="emulators.json")
+        return []
+    for em in orphans:
+        assert em.owner is not None
+        console.warning(f"{em.serial} was booted by a run (pid {em.owner.get('pid')}) that ended without stopping "
+                        "it (killed?); stopping it now", title="emulator left behind")
+    if orphans:
+        stop_emulators(orphans, console=console, results_dir=results_dir, adb=adb, timeout=timeout)
+    return [em.serial for em in orphans]
+
+
 # ---- AVDs -----------------------------------------------------------------------------------------------
 
 def ensure_avd(settings: EmulatorSettings, name: str, *, env: Mapping[str, str], console: Console) -> Path:
@@ -413,7 +445,8 @@ def ensure_avd(settings: EmulatorSettings, name: str, *, env: Mapping[str, str],
 
 # ---- start ---------------------------------------------------------------------------------------------
 
-def _launch(launch: Launch, env: Mapping[str, str], console: Console, results_dir: Path) -> StartedEmulator:
+def _launch(launch: Launch, env: Mapping[str, str], console: Console, results_dir: Path,
+            owner: dict[str, int | None] | None = None) -> StartedEmulator:
     launch.log.parent.mkdir(parents=True, exist_ok=True)
     launch.log.write_text(f"# {display(launch.argv)}\n", encoding="utf-8")
     console.command(f"{display(launch.argv)} > {relative_display(launch.log)} 2>&1 &")
@@ -421,7 +454,7 @@ def _launch(launch: Launch, env: Mapping[str, str], console: Console, results_di
     try:
         started = StartedEmulator(serial=launch.serial, port=launch.port, avd=launch.avd, pid=proc.pid,
                                   pgid=proc.pid, start_ticks=_start_ticks(proc.pid), log=launch.log,
-                                  startedAt=now_iso(), process=proc)
+                                  startedAt=now_iso(), process=proc, owner=owner)
         _update_state(results_dir, add=started)
     except BaseException:  # not yet in the caller's list: nobody else would stop it
         stop_process_group(proc)
@@ -522,12 +555,15 @@ def prepare(adb: Adb, serial: str, settings: EmulatorSettings) -> None:
 
 
 def start_emulators(settings: EmulatorSettings, count: int, *, console: Console, environ: Mapping[str, str],
-                    results_dir: Path, adb: Adb, kvm_device: Path = KVM_DEVICE) -> list[StartedEmulator]:
+                    results_dir: Path, adb: Adb, kvm_device: Path = KVM_DEVICE,
+                    for_this_run: bool = False) -> list[StartedEmulator]:
     """Create the AVDs if missing, launch `count` emulators on free even ports, wait for each to boot
     (one cold-boot retry), prepare them and record them in `<results_dir>/emulators.json`.
 
     On any failure or interrupt (Ctrl-C, SIGTERM turned into an exception) everything started here is
     stopped before the exception propagates: DeviceError for a device that would not come up.
+    `for_this_run` records this process as their owner: if it dies without stopping them, the next run
+    does (`stop_orphans`).
     """
     env = sdk.tool_env(environ)
     emulator = sdk.find_emulator(environ)
@@ -544,7 +580,8 @@ def start_emulators(settings: EmulatorSettings, count: int, *, console: Console,
     started: list[StartedEmulator] = []
     try:
         for launch in launches:
-            started.append(_launch(launch, env, console, results_dir))
+            owner = {"pid": os.getpid(), "startTicks": _start_ticks(os.getpid())} if for_this_run else None
+            started.append(_launch(launch, env, console, results_dir, owner))
         _wait_for_boot(started, launches, settings, adb=adb, env=env, console=console, results_dir=results_dir,
                        kvm=kvm)
         for em in started:
@@ -600,15 +637,13 @@ def render_status(rows: Sequence[StatusRow]) -> str:
 
 @contextlib.contextmanager
 def capture_logcat(adb: Adb, serial: str, path: Path, *, redact: Redactor | None = None) -> Iterator[Path]:
-    """Stream `adb -s SERIAL logcat` to `path` while the block runs; stopped (whole group) on exit.
-    Secrets known to `redact` are masked in the file afterwards."""
+    """Stream `adb -s SERIAL logcat` to `path` while the block runs; stopped (whole group) on exit, or
+    when this process dies. Secrets known to `redact` are masked as the lines are written."""
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_bytes(b"")
-    proc = adb.start_logcat(serial, path)
+    proc = adb.start_logcat(serial, path, redact)
     try:
         yield path
     finally:
         stop_process_group(proc)
-        if redact is not None:
-            redact.scrub_file(path)
 

@@ -212,6 +212,9 @@ class FlowFiles:
         key = path.resolve()
         if key not in self._documents:
             try:
+                if path.stat().st_size > MAX_FLOW_BYTES:
+                    return 1, (f"the file is larger than {MAX_FLOW_BYTES // 1024 // 1024} MiB, which no flow "
+                               "needs: split it into sub-flows (runFlow), or check that it is the file you meant")
                 text = path.read_text(encoding="utf-8")
             except (OSError, UnicodeDecodeError) as exc:
                 return 1, f"cannot read the file: {exc}"  # not kept: the message names the path as given
@@ -232,6 +235,9 @@ def _compose(text: str) -> _Documents | tuple[int, str]:
             node = loader.get_node()
             if node is not None:
                 nodes.append(node)
+        bomb = _alias_bomb(nodes)
+        if bomb is not None:
+            return bomb
         return _Documents(nodes, [loader.construct_document(n) for n in nodes])
     except yaml.MarkedYAMLError as exc:
         return _yaml_problem(exc)
@@ -246,6 +252,44 @@ def _reader_problem(text: str, exc: yaml.reader.ReaderError) -> tuple[int, str]:
     char = exc.character if isinstance(exc.character, int) else ord(exc.character)
     return (text.count("\n", 0, exc.position) + 1,
             f"invalid YAML: control character U+{char:04X} is not allowed in a YAML file; remove it")
+
+
+MAX_FLOW_BYTES = 1024 * 1024
+MAX_EXPANDED_NODES = 100_000  # what the file's YAML aliases may expand to (a file without aliases is not limited)
+
+
+def _alias_bomb(roots: list[yaml.Node]) -> tuple[int, str] | None:
+    """(line, problem) when aliases (`*a`) make the documents expand far beyond the file, else None.
+
+    Aliases share nodes, so composing is cheap; whoever walks the tree later (our checks, Maestro) pays
+    for every expansion. Counted once per distinct node, so the check is linear in the file.
+    """
+    sizes: dict[int, int] = {}
+    distinct = 0
+    for root in roots:
+        stack: list[tuple[yaml.Node, bool]] = [(root, False)]
+        open_nodes: set[int] = set()
+        while stack:
+            node, children_done = stack.pop()
+            if id(node) in sizes:
+                continue
+            children = [n for pair in node.value for n in pair] if isinstance(node, yaml.MappingNode) else (
+                list(node.value) if isinstance(node, yaml.SequenceNode) else [])
+            if children_done:
+                open_nodes.discard(id(node))
+                distinct += 1
+                sizes[id(node)] = min(1 + sum(sizes[id(c)] for c in children), 10 * MAX_EXPANDED_NODES)
+                continue
+            if id(node) in open_nodes:
+                return line_of(node), "a YAML alias refers to a node that contains it (an endless structure)"
+            open_nodes.add(id(node))
+            stack.append((node, True))
+            stack.extend((child, False) for child in children if id(child) not in sizes)
+    total = sum(sizes[id(root)] for root in roots)
+    if total > max(MAX_EXPANDED_NODES, distinct):
+        return line_of(roots[0]), (f"YAML aliases (*name) expand this file to over {MAX_EXPANDED_NODES} "
+                                   "values (an alias bomb?): write the commands out or use runFlow sub-flows")
+    return None
 
 
 def _flow_of(documents: _Documents, *, sub_flow: bool) -> ParsedFlow | tuple[int, str]:

@@ -12,10 +12,17 @@ recovery (the previous run failed) or with `--on always`.
 
 from __future__ import annotations
 
+import functools
+import html
+import multiprocessing
 import socket
-from collections.abc import Mapping, Sequence
+import sys
+import time
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from multiprocessing.connection import Connection
 from pathlib import Path
+from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 from .alerts import Channel, Delivery, RetryPolicy
@@ -26,12 +33,13 @@ from .alerts.pagerduty import DEFAULT_EVENTS_URL, PagerDuty, dedup_key
 from .alerts.slack import Slack
 from .boundary import unwritten_record
 from .console import Console, relative_display
-from .errors import EXIT_ERROR, EXIT_PASS, DeliveryFailed, Interrupted, NotifyError, ValidationError
+from .errors import EXIT_ERROR, EXIT_PASS, DeliveryFailed, NotifyError, ValidationError
 from .results import RecordWriter, RunRecord, Stage, deployed_commit, load_record, now_iso
 from .secrets import Redactor
 from .settings import NotifySettings
 
 MESSAGE_CHANNELS = ("slack", "email")
+T = TypeVar("T")
 FAILED = ("fail", "error")
 
 
@@ -138,9 +146,10 @@ def _email(environ: Mapping[str, str], warnings: list[str]) -> Channel | None:
                  password=environ.get("SMTP_PASSWORD", ""))
 
 
-def redactor(environ: Mapping[str, str]) -> Redactor:
-    """Every secret of the environment, plus the webhook URL's path: an error message may quote it alone."""
-    base = Redactor.from_env(environ)
+def redactor(environ: Mapping[str, str], names: Sequence[str] = ()) -> Redactor:
+    """Every secret of the environment (and of variables `names`, validation.secret_env), plus the webhook
+    URL's path: an error message may quote it alone."""
+    base = Redactor.from_env(environ, names=names)
     extra = []
     webhook = environ.get("SLACK_WEBHOOK_URL", "")
     if webhook:
@@ -184,17 +193,26 @@ def find_previous(settings: NotifySettings, environ: Mapping[str, str], policy: 
     if not (environ.get("GITHUB_ACTIONS") == "true" and token and repo and run_id):
         return None
     attempt = environ.get("GITHUB_RUN_ATTEMPT", "1")
-    try:
-        return previous_verdict(environ.get("GITHUB_API_URL") or "https://api.github.com", repo, run_id,
-                                int(attempt) if attempt.isdigit() else 1, token, policy)
-    except DeliveryFailed as exc:
-        console.warning(f"could not read the previous run from the GitHub API: {exc}; no recovery message")
-        return None
+
+    def ask() -> str | None:
+        try:
+            return previous_verdict(environ.get("GITHUB_API_URL") or "https://api.github.com", repo, run_id,
+                                    int(attempt) if attempt.isdigit() else 1, token, policy)
+        except DeliveryFailed as exc:
+            console.warning(f"could not read the previous run from the GitHub API: {exc}; no recovery message")
+            return None
+
+    done, verdict = bounded(ask, settings.channel_deadline)
+    if not done:
+        console.warning(f"the GitHub API did not answer within notify.channel_deadline ({settings.channel_deadline:g}s)"
+                        "; no recovery message")
+    return verdict
 
 
 def run_notify(settings: NotifySettings, environ: Mapping[str, str], console: Console) -> int:
     """Send the alerts for the run in `settings.results_dir`; 0 unless notify itself could not run."""
-    console.redact = redactor(environ)
+    console.redact = redactor(environ, settings.secret_env)
+    run_end = time.monotonic() + settings.deadline
     policy = RetryPolicy(timeout=settings.timeout, retries=settings.retries, backoff=settings.retry_backoff,
                          max_wait=settings.max_retry_after)
     record_path = settings.results_dir / "results.json"
@@ -234,7 +252,8 @@ def run_notify(settings: NotifySettings, environ: Mapping[str, str], console: Co
 
     writer = RecordWriter(settings.results_dir, console.redact)
     stage = record.stages["notify"] = Stage("running", now_iso())
-    deliveries = deliver([(by_name[name], alerts[kind]) for name, kind in planned], policy, console)
+    deliveries = deliver([(by_name[name], alerts[kind]) for name, kind in planned], policy, console,
+                         Deadlines(settings.channel_deadline, settings.deadline, run_end))
     record.alerts.extend(d.to_json() for d in deliveries)
     record.environment.alertChannels = [c.name for c in channels]
     stage.outcome = "pass" if all(d.ok for d in deliveries) else "error"
@@ -255,34 +274,124 @@ def _run_test(settings: NotifySettings, environ: Mapping[str, str], console: Con
     if settings.dry_run:
         _dry_run(console, [(channel, alert) for channel in channels])
         return EXIT_PASS
-    deliveries = deliver([(channel, alert) for channel in channels], policy, console)
+    deliveries = deliver([(channel, alert) for channel in channels], policy, console,
+                         Deadlines(settings.channel_deadline, settings.deadline))
     _summarise(console, deliveries, "test")
     return EXIT_PASS if all(d.ok for d in deliveries) else EXIT_ERROR
 
 
-def deliver(work: Sequence[tuple[Channel, Alert]], policy: RetryPolicy, console: Console) -> list[Delivery]:
-    """Each channel on its own: a failure is recorded and reported, and the next channel still goes."""
-    deliveries = []
-    for channel, alert in work:
+@dataclass(frozen=True)
+class Deadlines:
+    """Wall-clock bounds of the deliveries: per channel (retries included) and for all of them together."""
+
+    channel: float
+    run: float
+    run_end: float | None = None  # time.monotonic() when the run's time is up (default: `run` from now)
+
+
+def bounded(work: Callable[[], T], timeout: float) -> tuple[bool, T | None]:
+    """(True, work()) run in a child process, or (False, None) once `timeout` seconds have passed.
+
+    A child, not a thread: a server that drip-feeds its answer defeats every per-read socket timeout, and
+    only a process can be stopped for sure. It is killed and reaped before this returns.
+    """
+    started = _start(work)
+    try:
+        return _collect(started, time.monotonic() + timeout)
+    finally:
+        _reap(started)
+
+
+_Started = tuple[multiprocessing.process.BaseProcess, Connection]
+
+
+def _start(work: Callable[[], object]) -> _Started:
+    for stream in (sys.stdout, sys.stderr):
+        stream.flush()  # or the child would print what the parent has buffered a second time
+    context = multiprocessing.get_context("fork")  # `work` may be a closure: no pickling on the way in
+    reader, writer = context.Pipe(duplex=False)
+
+    def child() -> None:
         try:
-            delivery = channel.send(alert, policy)
-        except DeliveryFailed as exc:
-            delivery = Delivery(channel.name, alert.kind, False, exc.message, channel.target(), exc.attempts,
-                                exc.status, exc.fix)
-        except Interrupted:  # SIGTERM: the run stops here (the boundary records it), not a failed delivery
-            raise
-        except Exception as exc:  # a bug in one channel must not silence the others
-            delivery = Delivery(channel.name, alert.kind, False, f"unexpected {type(exc).__name__}: {exc}",
-                                channel.target())
-        delivery = Delivery(delivery.channel, delivery.kind, delivery.ok, console.redact(delivery.detail),
-                            console.redact(delivery.target), delivery.attempts, delivery.status, delivery.fix)
+            writer.send(work())
+        finally:
+            writer.close()
+
+    process = context.Process(target=child, daemon=True)
+    process.start()
+    writer.close()
+    return process, reader
+
+
+def _collect(started: _Started, end: float) -> tuple[bool, Any]:
+    process, reader = started
+    if not reader.poll(max(0.0, end - time.monotonic())):
+        return False, None
+    try:
+        return True, reader.recv()
+    except (EOFError, OSError):
+        process.join(1)
+        raise RuntimeError(f"the delivery process died (exit {process.exitcode})") from None
+
+
+def _reap(started: _Started) -> None:
+    process, reader = started
+    if process.is_alive():
+        process.kill()
+    process.join()
+    reader.close()
+    process.close()
+
+
+def deliver(work: Sequence[tuple[Channel, Alert]], policy: RetryPolicy, console: Console,
+            deadlines: Deadlines = Deadlines(60, 100)) -> list[Delivery]:
+    """Every channel at once, each on its own: a failure or a hung server is recorded and reported, and the
+    other channels still go. Each channel gets `deadlines.channel` seconds, all together `deadlines.run`."""
+    start = time.monotonic()
+    run_end = start + deadlines.run if deadlines.run_end is None else deadlines.run_end
+    started = [(channel, alert, _start(functools.partial(_send, channel, alert, policy))) for channel, alert in work]
+    deliveries = []
+    try:
+        for channel, alert, handle in started:
+            channel_end = start + deadlines.channel
+            try:
+                done, delivery = _collect(handle, min(channel_end, run_end))
+            except RuntimeError as exc:
+                done, delivery = True, Delivery(channel.name, alert.kind, False, str(exc), channel.target())
+            if not done:
+                which = ("notify.channel_deadline", deadlines.channel) if channel_end <= run_end else (
+                    "notify.deadline", deadlines.run)
+                delivery = Delivery(channel.name, alert.kind, False,
+                                    f"timed out: no delivery within {which[1]:g}s ({which[0]}); stopped",
+                                    channel.target(), 0, None,
+                                    f"the service is hanging or too slow; raise {which[0]} if it is only slow")
+            deliveries.append(delivery)
+    finally:
+        for _, _, handle in started:
+            _reap(handle)
+    reported = []
+    for raw in deliveries:
+        delivery = Delivery(raw.channel, raw.kind, raw.ok, console.redact(raw.detail), console.redact(raw.target),
+                            raw.attempts, raw.status, raw.fix)
         if delivery.ok:
             console.info(f"{delivery.channel}: {delivery.kind} alert {delivery.detail} -> {delivery.target}")
         else:
             console.error(delivery.detail + (f"\n  fix: {delivery.fix}" if delivery.fix else ""),
                           title=f"{delivery.channel} alert not delivered")
-        deliveries.append(delivery)
-    return deliveries
+        reported.append(delivery)
+    return reported
+
+
+def _send(channel: Channel, alert: Alert, policy: RetryPolicy) -> Delivery:
+    """One channel's delivery (in its child process); every failure becomes a Delivery that says why."""
+    try:
+        return channel.send(alert, policy)
+    except DeliveryFailed as exc:
+        return Delivery(channel.name, alert.kind, False, exc.message, channel.target(), exc.attempts,
+                        exc.status, exc.fix)
+    except Exception as exc:  # a bug in one channel must not silence the others
+        return Delivery(channel.name, alert.kind, False, f"unexpected {type(exc).__name__}: {exc}",
+                        channel.target())
 
 
 def _dry_run(console: Console, work: Sequence[tuple[Channel, Alert]]) -> None:
@@ -307,6 +416,7 @@ def _summarise(console: Console, deliveries: list[Delivery], verdict: str) -> No
     else:
         lines += ["| channel | alert | delivered | detail |", "|---|---|---|---|"]
         for d in deliveries:
-            detail = (d.detail + (f" (fix: {d.fix})" if d.fix else "")).replace("|", "\\|").replace("\n", " ")
+            detail = html.escape(d.detail + (f" (fix: {d.fix})" if d.fix else ""), quote=False)
+            detail = detail.replace("|", "\\|").replace("\n", " ")
             lines.append(f"| {d.channel} | {d.kind} | {'yes' if d.ok else '**no**'} | {detail} |")
     console.step_summary("\n".join(lines) + "\n")

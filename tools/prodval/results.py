@@ -7,8 +7,10 @@ The record is rewritten atomically after every flow, so a crash or kill mid-run 
 
 from __future__ import annotations
 
+import html
 import json
 import os
+import re
 import sys
 import tempfile
 import xml.etree.ElementTree as ET
@@ -210,8 +212,9 @@ class RecordWriter:
     def save(self, record: RunRecord, *, indent: int | None = None) -> None:
         """Rewrite the record. Compact while the run goes on (json's C encoder only works without
         indentation, and this runs after every flow); `finish` writes it indented for people."""
-        text = json.dumps(record.to_json(), indent=indent, ensure_ascii=False)
-        atomic_write(self.path, self.redact(text))
+        # Masked value by value, never the JSON text: a secret such as `passed` must not break the record.
+        text = json.dumps(self.redact.mask_tree(record.to_json()), indent=indent, ensure_ascii=False)
+        atomic_write(self.path, text)
 
     def finish(self, record: RunRecord) -> None:
         """The record plus junit.xml, summary.md and report.html, after the verdict is known.
@@ -221,8 +224,9 @@ class RecordWriter:
         if REPORT_NAME not in record.job.artifactPaths:
             record.job.artifactPaths.append(REPORT_NAME)
         self.save(record, indent=2)
-        atomic_write(self.results_dir / "junit.xml", self.redact(junit_xml(record)))
-        atomic_write(self.results_dir / "summary.md", self.redact(summary_markdown(record)))
+        masked = RunRecord.from_json(self.redact.mask_tree(record.to_json()))
+        atomic_write(self.results_dir / "junit.xml", junit_xml(masked))
+        atomic_write(self.results_dir / "summary.md", summary_markdown(masked))
         from .report import write_report  # noqa: PLC0415 (report imports this module)
 
         try:
@@ -265,8 +269,19 @@ def _seconds(ms: int) -> str:
     return f"{ms / 1000:.3f}"
 
 
+_ANSI = re.compile(r"\x1b\[[0-?]*[ -/]*[@-~]|\x1b[@-_]")
+_NOT_XML = re.compile("[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
+
+
+def xml_text(text: str) -> str:
+    """Text that XML 1.0 can hold: colour codes dropped, other control characters as U+FFFD."""
+    return _NOT_XML.sub("\ufffd", _ANSI.sub("", text))
+
+
 def junit_xml(record: RunRecord) -> str:
-    """One testcase per flow; flaky flows pass with a `flaky` property and a `flakyFailure` per failed try."""
+    """One testcase per flow; flaky flows pass with a `flaky` property and a `flakyFailure` per failed try.
+
+    Whatever bytes a tool printed, the file stays well-formed: every text goes through `xml_text`."""
     counts = record.counts()
     suite = ET.Element("testsuite", {
         "name": WORKFLOW_NAME,
@@ -297,6 +312,9 @@ def junit_xml(record: RunRecord) -> str:
             ET.SubElement(case, "skipped", {"message": flow.errorSummary or "not run"})
     root = ET.Element("testsuites")
     root.append(suite)
+    for element in root.iter():
+        element.attrib = {k: xml_text(v) for k, v in element.attrib.items()}
+        element.text = xml_text(element.text) if element.text else element.text
     ET.indent(root)
     return "<?xml version='1.0' encoding='UTF-8'?>\n" + ET.tostring(root, encoding="unicode") + "\n"
 
@@ -326,11 +344,11 @@ def headline(record: RunRecord) -> str:
 
 
 def _cell(text: str) -> str:
-    return text.replace("|", "\\|").replace("\n", " ")[:300]
+    return html.escape(text[:300], quote=False).replace("|", "\\|").replace("\n", " ")
 
 
 def summary_markdown(record: RunRecord) -> str:
-    lines = [f"## {WORKFLOW_NAME}: {record.verdict or 'running'}", "", f"**{headline(record)}**", ""]
+    lines = [f"## {WORKFLOW_NAME}: {record.verdict or 'running'}", "", f"**{_cell(headline(record))}**", ""]
     counts = record.counts()
     lines.append(" · ".join(f"{_ICONS[s]} {n} {STATUS_LABEL[s]}" for s, n in counts.items() if n))
     lines += ["", f"Run `{record.runId}`" + (f" · [workflow run]({record.job.url})" if record.job.url else "")
@@ -347,10 +365,12 @@ def summary_markdown(record: RunRecord) -> str:
     flaky = [f for f in record.flows if f.status == "flaky"]
     if flaky:
         lines += ["", "**Flaky** (passed on a retry; fix before they turn into failures):"]
-        lines += [f"- `{f.flowFileName}`: {len(f.attempts)} attempts, first failure: {f.attempts[0].errorSummary}" for f in flaky]
+        lines += [f"- `{f.flowFileName}`: {len(f.attempts)} attempts, first failure: {_cell(f.attempts[0].errorSummary)}"
+                  for f in flaky]
     errors = [(name, s.error) for name, s in record.stages.items() if s.error]
     for name, error in errors:
-        lines += ["", f"**{name} stopped:**", "```", error, "```"]
+        fence = "`" * max(3, 1 + max((len(run) for run in re.findall("`+", error)), default=0))  # never closed early
+        lines += ["", f"**{name} stopped:**", fence, error, fence]
     return "\n".join(lines) + "\n"
 
 

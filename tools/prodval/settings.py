@@ -43,7 +43,11 @@ DEFAULTS: dict[str, Any] = {
     "shard": "",
     "timings": "",
     "session_wait": 22,  # seconds a device rests after a killed flow: Maestro's session stays "alive" 21 s
+    "install_timeout": 300,  # seconds for `adb install` of the APK
+    "secret_env": "",  # more variable names (comma-separated) whose values are masked like secrets
 }
+MAX_RETRIES = 10
+MAX_FLOW_TIMEOUT = 24 * 3600  # a flow that needs longer than a day is hung
 
 # What tasks.py registers with invoke: scalar keys as None, so that invoke's environment loader
 # (which casts a variable to the type of the value it overrides) hands us the raw text to check.
@@ -73,6 +77,8 @@ class Settings:
     shard: tuple[int, int] | None = None  # (index, count), 1-based index
     timings: Path | None = None
     session_wait: float = DEFAULTS["session_wait"]
+    install_timeout: float = DEFAULTS["install_timeout"]
+    secret_env: tuple[str, ...] = ()
 
     @property
     def flow_env(self) -> dict[str, str]:
@@ -93,7 +99,7 @@ def _split_tags(value: Any, key: str) -> tuple[str, ...]:
 
 
 def _number(value: Any, where: str, example: Any, *, minimum: float, whole: bool = False,
-            positive: bool = False) -> float:
+            positive: bool = False, maximum: float = math.inf) -> float:
     """A number from invoke.yaml, the environment (text) or a flag; `where` names the setting.
 
     `minimum` is inclusive; `positive` means strictly above zero (seconds to wait, for instance).
@@ -110,6 +116,9 @@ def _number(value: Any, where: str, example: Any, *, minimum: float, whole: bool
         raise ConfigError(f"{where} must be a positive number, got {value!r}", fix=fix)
     if number < minimum:
         raise ConfigError(f"{where} must be at least {minimum:g}, got {value!r}", fix=fix)
+    if math.isinf(number) or number > maximum:
+        limit = f"at most {maximum:g}" if math.isfinite(maximum) else "finite"
+        raise ConfigError(f"{where} must be {limit}, got {value!r}", fix=fix)
     return number
 
 
@@ -207,9 +216,10 @@ def load(section: Mapping[str, Any], cli: Mapping[str, Any]) -> Settings:
         include_tags=_split_tags(merged["include_tags"], "include_tags"),
         exclude_tags=_split_tags(merged["exclude_tags"], "exclude_tags"),
         config=Path(str(merged["config"]).strip()) if str(merged["config"] or "").strip() else None,
-        retries=int(_number(merged["retries"], "validation.retries", DEFAULTS["retries"], minimum=0, whole=True)),
+        retries=int(_number(merged["retries"], "validation.retries", DEFAULTS["retries"], minimum=0, whole=True,
+                            maximum=MAX_RETRIES)),
         flow_timeout=_number(merged["flow_timeout"], "validation.flow_timeout", DEFAULTS["flow_timeout"], minimum=0,
-                             positive=True),
+                             positive=True, maximum=MAX_FLOW_TIMEOUT),
         env=tuple(sorted(env.items())),
         maestro=str(merged["maestro"] or "").strip(),
         adb=str(merged["adb"] or "").strip(),
@@ -219,7 +229,21 @@ def load(section: Mapping[str, Any], cli: Mapping[str, Any]) -> Settings:
         shard=_shard(merged["shard"]),
         timings=Path(str(merged["timings"])) if merged["timings"] else None,
         session_wait=_number(merged["session_wait"], "validation.session_wait", DEFAULTS["session_wait"], minimum=0),
+        install_timeout=_number(merged["install_timeout"], "validation.install_timeout", DEFAULTS["install_timeout"],
+                                minimum=0, positive=True, maximum=MAX_FLOW_TIMEOUT),
+        secret_env=_secret_env(merged["secret_env"]),
     )
+
+
+def _secret_env(value: Any) -> tuple[str, ...]:
+    """Variable names from `validation.secret_env` (a list, or comma-separated text)."""
+    items = value if isinstance(value, (list, tuple)) else str(value or "").split(",")
+    names = tuple(str(n).strip() for n in items if str(n).strip())
+    for name in names:
+        if not _ENV_KEY.match(name):
+            raise ConfigError(f"validation.secret_env: '{name}' is not a variable name",
+                              fix="list variable names such as MY_SESSION_COOKIE, comma-separated")
+    return names
 
 
 # ---- `invoke build-apk`: the `build:` section ---------------------------------------------------------
@@ -260,6 +284,7 @@ class BuildSettings:
     apk_name: str = BUILD_DEFAULTS["apk_name"]
     timeout: float = BUILD_DEFAULTS["timeout"]
     results_dir: Path = Path(DEFAULTS["results_dir"])
+    secret_env: tuple[str, ...] = ()  # validation.secret_env
 
 
 def _gradle_properties(pairs: Any, origin: str) -> dict[str, str]:
@@ -323,6 +348,7 @@ def load_build(section: Mapping[str, Any], validation: Mapping[str, Any], cli: M
         apk_name=apk_name,
         timeout=_number(merged["timeout"], "build.timeout", BUILD_DEFAULTS["timeout"], minimum=0, positive=True),
         results_dir=Path(results_dir),
+        secret_env=_secret_env(validation.get("secret_env")),
     )
 
 
@@ -345,6 +371,9 @@ NOTIFY_DEFAULTS: dict[str, Any] = {
     "retries": 3,  # retries after the first try (429, 5xx, network errors)
     "retry_backoff": 1.0,  # seconds before the first retry, doubled each time
     "max_retry_after": 30,  # cap on a server's Retry-After and on the backoff, seconds
+    # Wall-clock bounds, whatever a server does (a byte every few seconds defeats a per-read timeout):
+    "channel_deadline": 60,  # seconds for one channel, retries included (channels go concurrently)
+    "deadline": 100,  # seconds for all deliveries of a run, the previous-run lookup included
 }
 NOTIFY_INVOKE_DEFAULTS: dict[str, Any] = dict.fromkeys(NOTIFY_DEFAULTS)
 
@@ -365,10 +394,14 @@ class NotifySettings:
     retries: int = NOTIFY_DEFAULTS["retries"]
     retry_backoff: float = NOTIFY_DEFAULTS["retry_backoff"]
     max_retry_after: float = NOTIFY_DEFAULTS["max_retry_after"]
+    channel_deadline: float = NOTIFY_DEFAULTS["channel_deadline"]
+    deadline: float = NOTIFY_DEFAULTS["deadline"]
+    secret_env: tuple[str, ...] = ()  # validation.secret_env
 
 
-def _notify_number(value: Any, key: str, *, minimum: float, whole: bool = False) -> float:
-    return _number(value, f"notify.{key}", NOTIFY_DEFAULTS[key], minimum=minimum, whole=whole)
+def _notify_number(value: Any, key: str, *, minimum: float, whole: bool = False,
+                   maximum: float = math.inf) -> float:
+    return _number(value, f"notify.{key}", NOTIFY_DEFAULTS[key], minimum=minimum, whole=whole, maximum=maximum)
 
 
 def _text(value: Any) -> str:
@@ -403,6 +436,9 @@ def load_notify(section: Mapping[str, Any], validation: Mapping[str, Any], cli: 
         retries=int(_notify_number(merged["retries"], "retries", minimum=0, whole=True)),
         retry_backoff=_notify_number(merged["retry_backoff"], "retry_backoff", minimum=0),
         max_retry_after=_notify_number(merged["max_retry_after"], "max_retry_after", minimum=0),
+        channel_deadline=_notify_number(merged["channel_deadline"], "channel_deadline", minimum=0.1, maximum=3600),
+        deadline=_notify_number(merged["deadline"], "deadline", minimum=0.1, maximum=3600),
+        secret_env=_secret_env(validation.get("secret_env")),
     )
 
 

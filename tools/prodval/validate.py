@@ -25,7 +25,7 @@ from .commands import Cancelled, CancelScope, Streamed, display, stream
 from .console import MAX_ANNOTATIONS, Console, relative_display
 from .devices import Adb
 from .doctor import BOOT_NEEDS, VALIDATE_NEEDS, check, maestro_version, require
-from .emulator import StartedEmulator, capture_logcat, start_emulators, stop_emulators
+from .emulator import StartedEmulator, capture_logcat, start_emulators, stop_emulators, stop_orphans
 from .errors import BuildFailed, DeviceError, Interrupted, RequirementsMissing, ValidationError
 from .flows import Flow, discover, shell_variables
 from .maestro import (
@@ -353,9 +353,9 @@ class _Runner:
             self.console.block(title, lines, streamed.duration_ms / 1000)
         if streamed.returncode == -signal.SIGKILL:
             self.rest_until[serial] = time.monotonic() + plan.session_wait
-        self.console.redact.scrub_files(folder, skip=(folder / "stdout.log", folder / "stderr.log"))
         outcome = classify(streamed.returncode, streamed.timed_out, streamed.stdout.text, streamed.stderr.text,
-                           folder / "report.xml", plan.timeout)
+                           folder / "report.xml", plan.timeout)  # before the scrub: a secret may be `status`
+        self.console.redact.scrub_files(folder, skip=(folder / "stdout.log", folder / "stderr.log"))
         attempt = Attempt(number=number, status=outcome.status, exitCode=_exit_status(streamed.returncode),
                           duration=streamed.duration_ms, device=serial, startTime=started,
                           errorSummary=outcome.summary, artifactPaths=_relative_files(folder, plan.results_dir))
@@ -429,7 +429,7 @@ def run_validation(settings: Settings, environ: Mapping[str, str], console: Cons
     device it did not start.
     """
     emulators = emulators or load_emulator({}, {})
-    redact = Redactor.from_env(environ, settings.flow_env)
+    redact = Redactor.from_env(environ, settings.flow_env, settings.secret_env)
     console.redact = redact
     writer = RecordWriter(settings.results_dir, redact)
     record = start_record(writer, environ, "validate", new_run_id(environ), deployed_sha)
@@ -474,6 +474,7 @@ def run_validation(settings: Settings, environ: Mapping[str, str], console: Cons
                 return _finish_and_exit(record, stage, writer, console, settings, selected)
 
             console.step("Selecting devices")
+            stop_orphans(settings.results_dir, console=console, adb=adb, timeout=emulators.stop_timeout)
             serials, to_boot = adb.select(settings.device, settings.devices)
             if to_boot:
                 try:
@@ -488,7 +489,7 @@ def run_validation(settings: Settings, environ: Mapping[str, str], console: Cons
                 console.step(f"Starting {to_boot} emulator(s): {emulators.system_image}")
                 # start_emulators stops what it started if it fails; `started` gets only booted ones
                 started = start_emulators(emulators, to_boot, console=console, environ=environ,
-                                          results_dir=settings.results_dir, adb=adb)
+                                          results_dir=settings.results_dir, adb=adb, for_this_run=True)
                 serials += [em.serial for em in started]
                 record.job.artifactPaths += [relative_display(em.log, settings.results_dir) for em in started]
             record.devices = serials
@@ -506,7 +507,7 @@ def run_validation(settings: Settings, environ: Mapping[str, str], console: Cons
             if apk:
                 for serial in serials:
                     console.step(f"Installing {apk} on {serial}")
-                    adb.install(serial, apk)
+                    adb.install(serial, apk, settings.install_timeout)
                 record.environment.apkBuildPath = relative_display(apk)
             keep_driver = keeps_driver(version)
             if keep_driver:  # one driver install per device per run: remove a stale one (any version) first
