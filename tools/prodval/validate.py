@@ -130,8 +130,8 @@ def _relative_files(folder: Path, base: Path) -> list[str]:
 
 @dataclass
 class _Job:
-    index: int  # into plan.flows and the record's flows
     flow: Flow
+    result: FlowResult  # this flow's entry in the record: the job carries it, never a position
     attempt: int = 1
     avoid: set[str] = field(default_factory=set)  # devices that hit an infrastructure error on it
 
@@ -196,7 +196,8 @@ class _Runner:
                  env: Mapping[str, str]) -> None:
         self.plan, self.record, self.writer, self.console, self.env = plan, record, writer, console, env
         self.live = len(plan.serials) == 1  # stream output live; with several devices print whole folds
-        self.queue = _Queue([_Job(i, f) for i, f in enumerate(plan.flows)], plan.serials)
+        results = {result.flowFileName: result for result in record.flows}
+        self.queue = _Queue([_Job(f, results[f.file_name]) for f in plan.flows], plan.serials)
         self.lock = threading.Lock()
         self.done = threading.Condition()
         self.running = 0
@@ -299,7 +300,7 @@ class _Runner:
                           duration=streamed.duration_ms, device=serial, startTime=started,
                           errorSummary=outcome.summary, artifactPaths=_relative_files(folder, plan.results_dir))
         with self.lock:
-            result = self.record.flows[job.index]
+            result = job.result
             result.attempts.append(attempt)
             result.exitCode = attempt.exitCode
             result.stdout, result.stderr = streamed.stdout.text, streamed.stderr.text
