@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import EXIT_ERROR, EXIT_FAIL, EXIT_PASS
+from .runlock import note_run_id
 from .secrets import Redactor
 
 SCHEMA_VERSION = 1
@@ -381,6 +382,7 @@ def start_record(writer: RecordWriter, environ: Mapping[str, str], stage: str, r
     record.environment.alertChannels = alert_channels(environ)
     record.stages[stage] = Stage("running", now_iso())
     writer.save(record)
+    note_run_id(writer.results_dir, record.runId)
     return record
 
 
@@ -398,4 +400,5 @@ def start_new_record(writer: RecordWriter, environ: Mapping[str, str], stage: st
     record.environment.alertChannels = alert_channels(environ)
     record.stages[stage] = Stage("running", now_iso())
     writer.save(record)
+    note_run_id(writer.results_dir, record.runId)
     return record

@@ -41,6 +41,7 @@ DEFAULTS: dict[str, Any] = {
     "devices": 1,
     "shard": "",
     "timings": "",
+    "device_wait": 600,  # seconds validate waits for a device another run (another results folder) is using
 }
 
 # What tasks.py registers with invoke: scalar keys as None, so that invoke's environment loader
@@ -69,6 +70,7 @@ class Settings:
     devices: int = DEFAULTS["devices"]
     shard: tuple[int, int] | None = None  # (index, count), 1-based index
     timings: Path | None = None
+    device_wait: float = DEFAULTS["device_wait"]
 
     @property
     def flow_env(self) -> dict[str, str]:
@@ -213,6 +215,7 @@ def load(section: Mapping[str, Any], cli: Mapping[str, Any]) -> Settings:
         devices=int(_number(merged["devices"], "validation.devices", DEFAULTS["devices"], minimum=1, whole=True)),
         shard=_shard(merged["shard"]),
         timings=Path(str(merged["timings"])) if merged["timings"] else None,
+        device_wait=_number(merged["device_wait"], "validation.device_wait", DEFAULTS["device_wait"], minimum=0),
     )
 
 

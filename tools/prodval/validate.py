@@ -42,6 +42,7 @@ from .results import (
     start_record,
     summary_markdown,
 )
+from .runlock import device_lock_dir, hold_device
 from .schedule import TIMINGS_NAME, load_timings, longest_first, remember_timings, shard
 from .secrets import Redactor
 from .settings import EmulatorSettings, Settings, load_emulator
@@ -427,6 +428,10 @@ def run_validation(settings: Settings, environ: Mapping[str, str], console: Cons
                 record.job.artifactPaths += [relative_display(em.log, settings.results_dir) for em in started]
             record.devices = serials
             console.info(f"device(s): {', '.join(serials)}")
+            for serial in sorted(serials):  # a run in another results folder may drive one: wait (bounded)
+                logcats.enter_context(hold_device(serial, lock_dir=device_lock_dir(environ), run_id=record.runId,
+                                                  results_dir=settings.results_dir, wait=settings.device_wait,
+                                                  on_wait=console.warning))
             for serial in serials:
                 log = logcats.enter_context(capture_logcat(
                     adb, serial, settings.results_dir / "devices" / serial / "logcat.txt", redact=redact))
