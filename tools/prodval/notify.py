@@ -26,7 +26,7 @@ from .alerts.pagerduty import DEFAULT_EVENTS_URL, PagerDuty, dedup_key
 from .alerts.slack import Slack
 from .console import Console, relative_display
 from .errors import EXIT_ERROR, EXIT_PASS, DeliveryFailed, NotifyError, ValidationError
-from .results import RecordWriter, RunRecord, Stage, deployed_commit, load_record, now_iso
+from .results import RecordUnreadable, RecordWriter, RunRecord, Stage, deployed_commit, load_record, now_iso
 from .secrets import Redactor
 from .settings import NotifySettings
 
@@ -174,7 +174,11 @@ def find_previous(settings: NotifySettings, environ: Mapping[str, str], policy: 
                   console: Console) -> str | None:
     """The previous run's verdict: from --previous, else (in Actions) from the GitHub API; None if unknown."""
     if settings.previous is not None:
-        previous = load_record(settings.previous)
+        try:
+            previous = load_record(settings.previous)
+        except RecordUnreadable as exc:
+            console.warning(f"--previous: {exc.message}; no recovery message")
+            return None
         if previous is None:
             console.warning(f"--previous {settings.previous}: no run record there; no recovery message")
             return None
@@ -197,8 +201,8 @@ def run_notify(settings: NotifySettings, environ: Mapping[str, str], console: Co
     policy = RetryPolicy(timeout=settings.timeout, retries=settings.retries, backoff=settings.retry_backoff,
                          max_wait=settings.max_retry_after)
     record_path = settings.results_dir / "results.json"
-    record = load_record(record_path)
     try:
+        record = load_record(record_path)  # corrupt or of a newer schema: said so (exit 2)
         channels, warnings = configure_channels(settings, environ)
         for warning in warnings:
             console.warning(warning, title="notify")

@@ -8,6 +8,7 @@ record (verdict, junit.xml, summary.md, GitHub outputs), whatever stopped the ru
 from __future__ import annotations
 
 import contextlib
+import functools
 import shutil
 import signal
 import threading
@@ -72,11 +73,17 @@ class Plan:
 
 
 def new_run_id(environ: Mapping[str, str]) -> str:
-    """VALIDATION_RUN_ID when given (shards of one run share it), else one per workflow run or a new one."""
+    """VALIDATION_RUN_ID when given (shards of one run share it), else one per workflow run, else one per
+    process: the stages of one chain (`invoke build-apk validate notify`) are one run."""
     if environ.get("VALIDATION_RUN_ID"):
         return environ["VALIDATION_RUN_ID"]
     if environ.get("GITHUB_RUN_ID"):
         return f"gh-{environ['GITHUB_RUN_ID']}-{environ.get('GITHUB_RUN_ATTEMPT', '1')}"
+    return _local_run_id()
+
+
+@functools.cache
+def _local_run_id() -> str:
     return f"local-{datetime.now(UTC):%Y%m%dT%H%M%SZ}-{uuid.uuid4().hex[:6]}"
 
 
@@ -373,7 +380,7 @@ def run_validation(settings: Settings, environ: Mapping[str, str], console: Cons
     redact = Redactor.from_env(environ, settings.flow_env)
     console.redact = redact
     writer = RecordWriter(settings.results_dir, redact)
-    record = start_record(writer, environ, "validate", new_run_id(environ), deployed_sha)
+    record = start_record(writer, environ, "validate", new_run_id(environ), deployed_sha, warn=console.warning)
     stage = record.stages["validate"]
     selected: list[Flow] = []
     started: list[StartedEmulator] = []
@@ -398,7 +405,7 @@ def run_validation(settings: Settings, environ: Mapping[str, str], console: Cons
                          + (f"; {len(selection.filtered_out)} filtered out by tags" if selection.filtered_out else ""))
             writer.save(record)
             build = record.stages.get("build")
-            if build is not None and build.outcome == "error":
+            if build is not None and build.outcome == "error" and not settings.apk:  # this run's build
                 raise BuildFailed()
             apk = settings.apk or recorded_apk(record, settings.results_dir)  # --apk, else what build-apk built
             if apk is not None:
