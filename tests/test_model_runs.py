@@ -59,8 +59,13 @@ class FlowScript:
     attempts: tuple[tuple[str, str], ...]  # (script word, fake outcome) per attempt that will run
 
     @property
+    def base(self) -> str:
+        return self.file_name.rsplit("/", 1)[-1]
+
+    @property
     def stem(self) -> str:
-        return self.file_name.rsplit(".", 1)[0]
+        """Maestro's default flow name: the file's base name without its extension."""
+        return self.base.rsplit(".", 1)[0]
 
     @property
     def key(self) -> str:
@@ -83,12 +88,13 @@ def failure_message(flow: str, number: int) -> str:
 
 @st.composite
 def runs(draw: st.DrawFn) -> Run:
-    count = draw(st.integers(1, 30))
+    # twins on purpose: x.yaml beside x.yml, sub/x.yaml beside sub__x.yaml (each its own flow and folder)
+    files = draw(st.lists(st.tuples(st.sampled_from(("", "", "", "sub/", "sub__")), st.integers(0, 14),
+                                    st.sampled_from((".yaml", ".yml"))), min_size=1, max_size=30, unique=True))
     retries = draw(st.integers(0, 2))
     devices = draw(st.integers(1, 4))
     shards = draw(st.integers(1, 3))
-    suffixes = draw(st.lists(st.sampled_from((".yaml", ".yml")), min_size=count, max_size=count))
-    names = [f"f{i:02d}-{'abcdefghij'[i % 10]}{suffix}" for i, suffix in enumerate(suffixes)]
+    names = [f"{folder}f{i:02d}{suffix}" for folder, i, suffix in files]
     words = st.sampled_from([PASS] * 5 + [FAIL] * 2 + [INFRA] * 2 + [SLOW_PASS] + [HANG])
     hangs = 0
     flows = []
@@ -100,7 +106,7 @@ def runs(draw: st.DrawFn) -> Run:
                 word = INFRA
             hangs += word == HANG
             outcome = {PASS: "pass", SLOW_PASS: f"sleep:{SLOW}", HANG: "hang",
-                       FAIL: "fail:" + failure_message(name.rsplit(".", 1)[0], number)}.get(word)
+                       FAIL: "fail:" + failure_message(name, number)}.get(word)
             planned.append((word, outcome or draw(st.sampled_from(INFRA_OUTCOMES))))
             if ATTEMPT_STATUS[word] == "passed":
                 break  # no retry after a pass: the rest of the script never plays
@@ -112,19 +118,21 @@ def runs(draw: st.DrawFn) -> Run:
 
 
 def _scripted(name: str, *words: str, infra: str = "infra:driver") -> FlowScript:
-    stem = name.rsplit(".", 1)[0]
     outcomes = {PASS: "pass", SLOW_PASS: f"sleep:{SLOW}", HANG: "hang", INFRA: infra}
-    return FlowScript(name, tuple((w, outcomes.get(w) or "fail:" + failure_message(stem, n))
+    return FlowScript(name, tuple((w, outcomes.get(w) or "fail:" + failure_message(name, n))
                                   for n, w in enumerate(words, 1)))
 
 
 # The issue's repro (one device; the longest-recorded flow runs first, the middle one fails), its shard
-# path (timings put b and d first), and every device leaving the rotation with flows still queued.
+# path (timings put b and d first), flow files that once shared a folder, and every device leaving the
+# rotation with flows still queued.
 REPRO = Run((_scripted("a-login.yml", PASS), _scripted("b-add.yml", FAIL), _scripted("c-delete.yml", PASS)),
             devices=1, retries=0, shards=1, timings={"a-login.yml": 10, "b-add.yml": 10, "c-delete.yml": 9000})
 REPRO_SHARDS = Run((_scripted("a.yaml", PASS), _scripted("b.yaml", FAIL), _scripted("c.yaml", FAIL),
                     _scripted("d.yaml", PASS)), devices=1, retries=0, shards=2,
                    timings={"a.yaml": 10, "b.yaml": 9000, "c.yaml": 20, "d.yaml": 8000})
+TWINS = Run((_scripted("f01.yaml", FAIL, FAIL), _scripted("f01.yml", INFRA, PASS), _scripted("sub/f01.yaml", FAIL, PASS),
+              _scripted("sub__f01.yaml", PASS)), devices=2, retries=1, shards=1, timings={"sub/f01.yaml": 5000})
 ALL_RETIRED = Run(tuple(_scripted(f"r{i}.yaml", INFRA, INFRA, INFRA, infra="infra:offline") for i in range(3)),
                   devices=2, retries=2, shards=1, timings={"gone.yaml": 5})
 
@@ -163,7 +171,9 @@ def _setup(world: World, run: Run) -> None:
         world.device(serial)
     for flow in run.flows:
         world.flow(flow.file_name)
-    world.scenario({flow.file_name: [outcome for _, outcome in flow.attempts] for flow in run.flows})
+    (world.flows / "config.yaml").write_text("flows:\n  - '*'\n  - 'sub/*'\n")
+    # scripted by path: sub/x.yaml and x.yaml are different flows with their own scripts and attempt counts
+    world.scenario({f".maestro/{flow.file_name}": [outcome for _, outcome in flow.attempts] for flow in run.flows})
 
 
 def _invoke(world: World, *args: str, **env: str) -> Any:
@@ -201,12 +211,13 @@ def _execute(world: World, run: Run, http: HttpServer) -> tuple[Any, Path, list[
 
 
 def _fake_calls(world: World) -> dict[str, list[str]]:
-    """flow base name -> the device of each maestro call for it, in call order (= the fake's attempt count)."""
+    """flow file name -> the device of each maestro call for it, in call order (= the fake's attempt count)."""
     calls: dict[str, list[str]] = {}
+    flows = world.flows.resolve()
     for call in world.maestro_calls():
         argv = call["argv"]
-        base = argv[argv.index("test") + 1].rsplit("/", 1)[1]
-        calls.setdefault(base, []).append(argv[argv.index("--device") + 1])
+        name = (Path(call["cwd"]) / argv[argv.index("test") + 1]).resolve().relative_to(flows).as_posix()
+        calls.setdefault(name, []).append(argv[argv.index("--device") + 1])
     return calls
 
 
@@ -250,7 +261,7 @@ def _check_artifacts(record: dict[str, Any], folder: Path, flows: dict[str, Flow
             word = script.attempts[attempt["number"] - 1][0]
             kind = FAKE_KIND.get(word) or script.attempts[attempt["number"] - 1][1].split(":")[0]
             log = next(p for p in attempt["artifactPaths"] if p.endswith(own + "debug/maestro.log"))
-            line = f"Fake scenario: {flow['flowFileName']} attempt {attempt['number']} -> {kind}\n"
+            line = f"Fake scenario: {script.base} attempt {attempt['number']} -> {kind}\n"
             assert line in (folder / log).read_text(), (log, line)
             paths += attempt["artifactPaths"]
         assert flow["artifactPaths"] == paths
@@ -275,7 +286,7 @@ def _check_record(record: dict[str, Any], run: Run) -> tuple[str, dict[str, str]
         statuses[flow["flowFileName"]] = status
         last = flow["attempts"][-1] if flow["attempts"] else None
         if status == "failed":
-            assert flow["errorSummary"] == failure_message(script.stem, len(seen))
+            assert flow["errorSummary"] == failure_message(script.file_name, len(seen))
             assert f"[Failed] {script.stem} (" in flow["stdout"]
         elif status in ("passed", "flaky"):
             assert f"[Passed] {script.stem} (" in flow["stdout"]
@@ -355,6 +366,7 @@ def _check_alerts(http: HttpServer, seen: int, statuses: dict[str, str], verdict
 @given(run=runs())
 @example(run=REPRO)
 @example(run=REPRO_SHARDS)
+@example(run=TWINS)
 @example(run=ALL_RETIRED)
 def test_every_result_is_on_the_flow_that_produced_it(run: Run, http: HttpServer, tmp_path: Path) -> None:
     http.script(WEBHOOK, slack)
