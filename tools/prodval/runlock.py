@@ -89,12 +89,13 @@ def _info(stage: str, run_id: str, results_dir: Path) -> dict[str, Any]:
 def hold_folder(results_dir: Path, stage: str, run_id: str = "") -> Iterator[None]:
     """Hold the results folder for one stage; ConfigError (exit 2) at once when another run holds it."""
     path = (results_dir / FOLDER_LOCK).absolute()
-    fh = _try_lock(path, _info(stage, run_id, results_dir))
+    info = _info(stage, run_id, results_dir)
+    fh = _try_lock(path, info)
     if fh is None:
         raise ConfigError(
             f"the results folder '{results_dir}' is in use by another run ({_describe(_owner(path))})",
             fix="wait for that run to finish, or give this one its own folder (--results-dir)")
-    _held[path] = (fh, _info(stage, run_id, results_dir))
+    _held[path] = (fh, info)
     try:
         yield
     finally:
