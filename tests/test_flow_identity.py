@@ -6,11 +6,14 @@ These runs put a failing flow at a different position in each, and check every p
 
 from __future__ import annotations
 
+import html
 import json
+import re
 import xml.etree.ElementTree as ET
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import unquote
 
 import pytest
 from alert_servers import HttpServer, serve_http, slack
@@ -126,3 +129,7 @@ def test_every_flow_file_gets_its_own_folder(world: World) -> None:
     assert folders == {"x.yaml": {"flows/x.yaml"}, "x.yml": {"flows/x.yml"}, "a/b.yaml": {"flows/a%2Fb.yaml"},
                        "a__b.yaml": {"flows/a__b.yaml"}}
     _check_flow_folders(record, world.results)
+    # the report's links reach those files (a browser decodes %25 back to the % of the folder's name)
+    links = re.findall(r'href="(flows/[^"#]+)"', (world.results / "report.html").read_text())
+    assert any("a%252Fb.yaml" in link for link in links)
+    assert all((world.results / unquote(html.unescape(link))).is_file() for link in links), links
