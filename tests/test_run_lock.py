@@ -55,6 +55,8 @@ def test_a_second_run_on_a_folder_in_use_stops_at_once_naming_the_first(world: W
         assert merge.returncode == 2 and f"(pid {first.pid}, run id run-a" in merge.stderr
         build = world.invoke("build-apk")
         assert build.returncode == 2 and f"(pid {first.pid}, run id run-a" in build.stderr
+        notify = world.invoke("notify", SLACK_WEBHOOK_URL="http://127.0.0.1:9/never")  # not on a half-done run
+        assert notify.returncode == 2 and f"(pid {first.pid}, run id run-a" in notify.stderr
         assert len(world.maestro_calls()) == 1  # the second run never ran a flow
         assert world.record()["runId"] == "run-a"  # nor touched the first one's record
     finally:

@@ -173,7 +173,12 @@ def notify(section: Mapping[str, Any], validation: Mapping[str, Any], flags: Map
     except ValidationError as exc:
         console.error(str(exc), title="configuration")
         return exc.exit_code
-    return run_notify(settings, environ, console)
+    try:
+        with hold_folder(settings.results_dir, "notify"):  # never alert on a run still writing its record
+            return run_notify(settings, environ, console)
+    except ValidationError as exc:  # the folder is in use by another run
+        console.error(str(exc), title="notify")
+        return exc.exit_code
 
 
 # ---- device lifecycle: `invoke emulator.start|stop|status`, `doctor`, `setup` ----------------------------

@@ -4,7 +4,7 @@ Both are `flock` locks on small files: the kernel drops them when the process th
 (killed, crashed), so a lock left by a dead run is simply taken over. Python opens files
 non-inheritable, so no child process (maestro, an emulator) keeps a lock alive after its run.
 
-- `hold_folder`: `<results folder>/.prodval.lock`, held by `validate`, `build-apk` and `merge-results` for
+- `hold_folder`: `<results folder>/.prodval.lock`, held by `validate`, `build-apk`, `merge-results` and `notify` for
   their whole stage; a second one on the same folder exits 2 at once, naming the run that holds it.
 - `hold_device`: `<lock folder>/<serial>.lock`, machine-wide (`PRODVAL_LOCK_DIR`, else a folder in the
   system's temporary folder), held while `validate` drives the device; a run in another folder waits
