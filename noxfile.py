@@ -1,6 +1,7 @@
 """Nox sessions: isolated environments for the project's own checks.
 
     nox                 lint, typecheck, tests, workflows (what CI runs)
+    nox -s fuzz         the model-based test of whole runs, many random examples (slow)
     nox -s demo         the whole pipeline on the bundled SIMULATED toolchain (no device needed)
 """
 
@@ -69,6 +70,13 @@ def workflows(session: nox.Session) -> None:
     actions = sorted((ROOT / ".github" / "actions").glob("*/action.y*ml"))  # our composite actions
     session.run("zizmor", "--offline", *[str(f.relative_to(ROOT)) for f in files + actions])
     session.run("pytest", "tests/test_workflows.py", *session.posargs)
+
+
+@nox.session(default=False)
+def fuzz(session: nox.Session) -> None:
+    """The model-based test of whole runs with many random examples (CI runs a short derandomized profile)."""
+    session.install("-e", "tools[dev]")
+    session.run("pytest", "tests/test_model_runs.py", *session.posargs, env={"HYPOTHESIS_PROFILE": "fuzz"})
 
 
 @nox.session(default=False)

@@ -56,6 +56,7 @@ def guard(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
         ):
             monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("PATH", _clean_path())
+    monkeypatch.setenv("PRODVAL_LOCK_DIR", str(tmp_path / "device-locks"))  # every test has its own devices
 
 
 class World:

@@ -428,6 +428,7 @@ def test_bad_keystore_secret_is_a_configuration_error(app: App, world: World) ->
 def test_failed_build_is_recorded_and_validate_runs_nothing(app: App, world: World) -> None:
     world.device().scenario()
     app.scenario(fail="compile", warnings=800)  # the error sits amid ~90 KB of warnings
+    world.extra_env["VALIDATION_RUN_ID"] = "run-1"  # one run: its build decides its validate
     done = world.invoke("build-apk")
     assert done.returncode == 2
     assert "BUILD FAILED" in done.stderr
@@ -464,6 +465,7 @@ def test_a_new_build_starts_a_new_record(app: App, world: World) -> None:
 
 def test_validate_installs_the_recorded_apk(app: App, world: World) -> None:
     world.device().scenario()
+    world.extra_env["VALIDATION_RUN_ID"] = "run-1"  # one run (as the CI shards): validate takes its build's APK
     assert world.invoke("build-apk").returncode == 0
     done = world.invoke("validate")
     assert done.returncode == 0, done.stdout + done.stderr

@@ -264,7 +264,7 @@ def test_large_output_streams_to_disk_and_the_record_keeps_head_and_tail(world: 
     run = world.scenario({"chatty.yaml": ["spam:3000000"]}).invoke("validate")
     assert run.returncode == 0, run.stderr
     flow = world.flow_result("chatty.yaml")
-    assert (world.results / "flows/chatty/attempt-1/stdout.log").stat().st_size > 3_000_000
+    assert (world.results / "flows/chatty.yaml/attempt-1/stdout.log").stat().st_size > 3_000_000
     assert len(flow["stdout"]) < 100_000
     assert "bytes cut; the whole stream is in stdout.log" in flow["stdout"]
     assert flow["stdout"].rstrip().endswith("1/1 Flow Passed in 0s")

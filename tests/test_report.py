@@ -464,7 +464,7 @@ def test_browser_renders_a_failing_run_without_requests_or_errors(world: World, 
     failing_run(world)
     report(world)
     # a large screenshot too, so that a scaled JPEG is decoded by the browser as well
-    first = sorted(world.results.glob("flows/add-exercise/attempt-1/debug/screenshot-❌-*.png"))[0]
+    first = sorted(world.results.glob("flows/add-exercise.yaml/attempt-1/debug/screenshot-❌-*.png"))[0]
     Image.new("RGB", (1080, 2400), (200, 30, 30)).save(first)
     report(world)
     page_url = (world.results / "report.html").resolve().as_uri()

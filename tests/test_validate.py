@@ -50,7 +50,7 @@ def test_all_flows_pass(two_flows: World) -> None:
     assert "[Passed] add-exercise" in flow["stdout"]
     assert isinstance(flow["duration"], int) and flow["duration"] >= 0
     assert len(flow["attempts"]) == 1
-    assert "flows/add-exercise/attempt-1/report.xml" in flow["artifactPaths"]
+    assert "flows/add-exercise.yaml/attempt-1/report.xml" in flow["artifactPaths"]
     assert any(p.endswith("takeScreenshot/added.png") for p in flow["artifactPaths"])
     for path in flow["artifactPaths"]:
         assert (two_flows.results / path).is_file()

@@ -9,6 +9,7 @@ from typing import Any
 
 from .console import Console
 from .errors import ValidationError
+from .runlock import hold_folder
 from .settings import load
 
 
@@ -25,15 +26,27 @@ def validate(section: Mapping[str, Any], flags: Mapping[str, Any], environ: Mapp
     except ValidationError as exc:
         console.error(str(exc), title="configuration")
         return exc.exit_code
-    return run_validation(settings, environ, console, emulators, deployed_sha=deployed_sha)
+    try:
+        with hold_folder(settings.results_dir, "validate"):
+            return run_validation(settings, environ, console, emulators, deployed_sha=deployed_sha)
+    except ValidationError as exc:  # the folder is in use by another run
+        console.error(str(exc), title="validate")
+        return exc.exit_code
 
 
 def merge_results(section: Mapping[str, Any], shards: str, results_dir: str | None,
                   environ: Mapping[str, str] | None = None) -> int:
+    with contextlib.ExitStack() as held:  # the output folder, held until the merged record is written
+        return _merge_results(held, section, shards, results_dir, environ)
+
+
+def _merge_results(held: contextlib.ExitStack[Any], section: Mapping[str, Any], shards: str,
+                   results_dir: str | None, environ: Mapping[str, str] | None) -> int:
     from pathlib import Path
 
     from .merge import find_shard_records, merge
     from .results import VERDICT_EXIT, RecordWriter
+    from .runlock import note_run_id
     from .schedule import remember_timings
     from .secrets import Redactor
     from .validate import announce
@@ -43,9 +56,11 @@ def merge_results(section: Mapping[str, Any], shards: str, results_dir: str | No
     try:
         settings = load(section, {"results_dir": results_dir})
         console.redact = Redactor.from_env(environ, settings.flow_env, settings.secret_env)
+        held.enter_context(hold_folder(settings.results_dir, "merge-results"))
         paths = find_shard_records(shards, exclude=settings.results_dir)
         console.step(f"Merging {len(paths)} shard record(s) into {settings.results_dir}")
         merged = merge(paths, settings.results_dir)
+        note_run_id(settings.results_dir, merged.runId)
     except ValidationError as exc:
         console.error(str(exc), title="merge-results")
         return exc.exit_code
@@ -137,8 +152,13 @@ def build_apk(section: Mapping[str, Any], validation: Mapping[str, Any], flags: 
     except ValidationError as exc:
         console.error(str(exc), title="configuration")
         return exc.exit_code
-    with signals_as_interrupts():  # SIGTERM raises Interrupted inside run_build, which records it
-        return run_build(settings, environ, console, new_run_id(environ), deployed_sha=deployed_sha)
+    try:
+        with hold_folder(settings.results_dir, "build-apk"), signals_as_interrupts():
+            # SIGTERM raises Interrupted inside run_build, which records it
+            return run_build(settings, environ, console, new_run_id(environ), deployed_sha=deployed_sha)
+    except ValidationError as exc:  # the folder is in use by another run
+        console.error(str(exc), title="build-apk")
+        return exc.exit_code
 
 
 def notify(section: Mapping[str, Any], validation: Mapping[str, Any], flags: Mapping[str, Any],
@@ -156,7 +176,12 @@ def notify(section: Mapping[str, Any], validation: Mapping[str, Any], flags: Map
     except ValidationError as exc:
         console.error(str(exc), title="configuration")
         return exc.exit_code
-    return run_notify(settings, environ, console)
+    try:
+        with hold_folder(settings.results_dir, "notify"):  # never alert on a run still writing its record
+            return run_notify(settings, environ, console)
+    except ValidationError as exc:  # the folder is in use by another run
+        console.error(str(exc), title="notify")
+        return exc.exit_code
 
 
 # ---- device lifecycle: `invoke emulator.start|stop|status`, `doctor`, `setup` ----------------------------

@@ -61,8 +61,9 @@ class Flow:
 
     @property
     def key(self) -> str:
-        """A filesystem-safe identifier, unique within a run."""
-        return self.file_name.rsplit(".", 1)[0].replace("/", "__")
+        """The flow's folder name under `flows/`: its whole file name, `/` written `%2F` (`%` as `%25`), so
+        `x.yaml` and `x.yml`, `a/b.yaml` and `a__b.yaml` each get their own folder."""
+        return self.file_name.replace("%", "%25").replace("/", "%2F")
 
 
 @dataclass

@@ -34,7 +34,7 @@ from .alerts.slack import Slack
 from .boundary import unwritten_record
 from .console import Console, relative_display
 from .errors import EXIT_ERROR, EXIT_PASS, DeliveryFailed, NotifyError, ValidationError
-from .results import RecordWriter, RunRecord, Stage, deployed_commit, load_record, now_iso
+from .results import RecordUnreadable, RecordWriter, RunRecord, Stage, deployed_commit, load_record, now_iso
 from .secrets import Redactor
 from .settings import NotifySettings
 
@@ -184,7 +184,11 @@ def find_previous(settings: NotifySettings, environ: Mapping[str, str], policy: 
                   console: Console) -> str | None:
     """The previous run's verdict: from --previous, else (in Actions) from the GitHub API; None if unknown."""
     if settings.previous is not None:
-        previous = load_record(settings.previous)
+        try:
+            previous = load_record(settings.previous)
+        except RecordUnreadable as exc:
+            console.warning(f"--previous: {exc.message}; no recovery message")
+            return None
         if previous is None:
             console.warning(f"--previous {settings.previous}: no run record there; no recovery message")
             return None
@@ -216,8 +220,9 @@ def run_notify(settings: NotifySettings, environ: Mapping[str, str], console: Co
     policy = RetryPolicy(timeout=settings.timeout, retries=settings.retries, backoff=settings.retry_backoff,
                          max_wait=settings.max_retry_after)
     record_path = settings.results_dir / "results.json"
-    record = unwritten_record(settings.results_dir) or load_record(record_path)  # a full disk still alerts
     try:
+        # a full disk still alerts (the record kept in memory); corrupt or of a newer schema: said so (exit 2)
+        record = unwritten_record(settings.results_dir) or load_record(record_path)
         channels, warnings = configure_channels(settings, environ)
         for warning in warnings:
             console.warning(warning, title="notify")

@@ -14,13 +14,14 @@ import re
 import sys
 import tempfile
 import xml.etree.ElementTree as ET
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, is_dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from .errors import EXIT_ERROR, EXIT_FAIL, EXIT_PASS
+from .errors import EXIT_ERROR, EXIT_FAIL, EXIT_PASS, ConfigError
+from .runlock import note_run_id
 from .secrets import Redactor
 
 SCHEMA_VERSION = 1
@@ -374,39 +375,77 @@ def summary_markdown(record: RunRecord) -> str:
     return "\n".join(lines) + "\n"
 
 
+class RecordUnreadable(ConfigError):
+    """A results.json that is there but cannot be used: corrupt, of a newer schema, or not a run record."""
+
+
 def load_record(path: Path) -> RunRecord | None:
-    """The record at `path`, or None when there is none (or it is not one of ours)."""
+    """The record at `path`; None only when there is no such file. A file that is there but corrupt, from a
+    newer schema or not a run record raises RecordUnreadable, which says which and where."""
     try:
-        with open(path, encoding="utf-8") as fh:
-            return RunRecord.from_json(json.load(fh))
-    except (OSError, ValueError, KeyError, TypeError):
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
         return None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise RecordUnreadable(f"the run record '{path}' cannot be read: {exc}",
+                               fix="check the file's permissions, or remove it to start a new record") from None
+    try:
+        data: Any = json.loads(text)
+    except ValueError as exc:
+        raise RecordUnreadable(f"the run record '{path}' is corrupt (not valid JSON: {exc})",
+                               fix="remove it (a new run writes a new one), or restore it from the run's artifacts") from None
+    version = data.get("schemaVersion", SCHEMA_VERSION) if isinstance(data, dict) else None
+    if isinstance(version, int) and version > SCHEMA_VERSION:
+        raise RecordUnreadable(
+            f"the run record '{path}' has schema version {version}, newer than this prodval reads ({SCHEMA_VERSION})",
+            fix="update prodval (`pip install -e tools` from the newer checkout), or use the prodval that wrote it")
+    try:
+        if not isinstance(data, dict) or not isinstance(version, int):
+            raise TypeError("not a JSON object with a schemaVersion number")
+        return RunRecord.from_json(data)
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        what = f"missing {exc}" if isinstance(exc, KeyError) else str(exc)
+        raise RecordUnreadable(f"the run record '{path}' is not a run record ({what})",
+                               fix="pass the results folder written by `invoke validate`, or remove the file") from None
 
 
 def start_record(writer: RecordWriter, environ: Mapping[str, str], stage: str, run_id: str,
-                 deployed_sha: str | None = None) -> RunRecord:
+                 deployed_sha: str | None = None, warn: Callable[[str], None] | None = None) -> RunRecord:
     """The record a stage writes into.
 
-    Stages of one chain (`invoke build-apk validate notify`) share one record: a stage continues the
-    record in the results folder when an earlier stage of the chain left it there and this stage has
-    not run in it yet. Otherwise it starts a new record, which keeps the APK a passing `build-apk` left
-    (so `invoke validate` run again tests the same build).
+    Stages of one chain (`invoke build-apk validate notify`, one process) or of one CI run (the same
+    VALIDATION_RUN_ID, or GitHub run and attempt) share one record: a stage continues the record in the
+    results folder when an earlier stage of the same run left it there and this stage has not run in
+    it yet. Otherwise it starts a new record, which keeps the build stage and APK only when they are
+    the same run's. Another run's build, failed or not, never decides this one (`warn` says so); nor
+    does a results.json that cannot be read (`warn` says what is wrong with it).
     """
-    previous = load_record(writer.path)
-    if previous is not None and previous.stages and stage not in previous.stages:
+    try:
+        previous = load_record(writer.path)
+    except RecordUnreadable as exc:
+        previous = None
+        if warn is not None:
+            warn(f"{exc.message}; starting a new run record")
+    same_run = previous is not None and previous.runId == run_id
+    if previous is not None and same_run and previous.stages and stage not in previous.stages:
         record = previous
     else:
         record = RunRecord(runId=run_id, job=job_from_env(environ, deployed_sha))
         record.job.startTime = now_iso()
         build = previous.stages.get("build") if previous is not None else None
-        if previous is not None and build is not None and build.outcome == "pass" and previous.apk:
+        if previous is not None and build is not None and same_run:
             record.stages["build"] = build
             record.apk = previous.apk
             record.environment.apkBuildPath = previous.environment.apkBuildPath
+        elif previous is not None and build is not None and warn is not None:
+            warn(f"the build recorded in {writer.path} is from another run ({previous.runId}, {build.outcome}): "
+                 f"neither its outcome nor its APK is used; pass --apk to test an APK, or run "
+                 f"`invoke build-apk {stage}` as one chain")
     record.job.status = "running"
     record.environment.alertChannels = alert_channels(environ)
     record.stages[stage] = Stage("running", now_iso())
     writer.save(record)
+    note_run_id(writer.results_dir, record.runId)
     return record
 
 
@@ -424,4 +463,5 @@ def start_new_record(writer: RecordWriter, environ: Mapping[str, str], stage: st
     record.environment.alertChannels = alert_channels(environ)
     record.stages[stage] = Stage("running", now_iso())
     writer.save(record)
+    note_run_id(writer.results_dir, record.runId)
     return record

@@ -45,6 +45,7 @@ DEFAULTS: dict[str, Any] = {
     "session_wait": 22,  # seconds a device rests after a killed flow: Maestro's session stays "alive" 21 s
     "install_timeout": 300,  # seconds for `adb install` of the APK
     "secret_env": "",  # more variable names (comma-separated) whose values are masked like secrets
+    "device_wait": 600,  # seconds validate waits for a device another run (another results folder) is using
 }
 MAX_RETRIES = 10
 MAX_FLOW_TIMEOUT = 24 * 3600  # a flow that needs longer than a day is hung
@@ -79,6 +80,7 @@ class Settings:
     session_wait: float = DEFAULTS["session_wait"]
     install_timeout: float = DEFAULTS["install_timeout"]
     secret_env: tuple[str, ...] = ()
+    device_wait: float = DEFAULTS["device_wait"]
 
     @property
     def flow_env(self) -> dict[str, str]:
@@ -232,6 +234,7 @@ def load(section: Mapping[str, Any], cli: Mapping[str, Any]) -> Settings:
         install_timeout=_number(merged["install_timeout"], "validation.install_timeout", DEFAULTS["install_timeout"],
                                 minimum=0, positive=True, maximum=MAX_FLOW_TIMEOUT),
         secret_env=_secret_env(merged["secret_env"]),
+        device_wait=_number(merged["device_wait"], "validation.device_wait", DEFAULTS["device_wait"], minimum=0),
     )
 
 

@@ -8,6 +8,7 @@ record (verdict, junit.xml, summary.md, GitHub outputs), whatever stopped the ru
 from __future__ import annotations
 
 import contextlib
+import functools
 import shutil
 import signal
 import threading
@@ -55,6 +56,7 @@ from .results import (
     start_record,
     summary_markdown,
 )
+from .runlock import device_lock_dir, hold_device
 from .schedule import (
     TIMINGS_NAME,
     check_execution_order,
@@ -96,11 +98,17 @@ class Plan:
 
 
 def new_run_id(environ: Mapping[str, str]) -> str:
-    """VALIDATION_RUN_ID when given (shards of one run share it), else one per workflow run or a new one."""
+    """VALIDATION_RUN_ID when given (shards of one run share it), else one per workflow run, else one per
+    process: the stages of one chain (`invoke build-apk validate notify`) are one run."""
     if environ.get("VALIDATION_RUN_ID"):
         return environ["VALIDATION_RUN_ID"]
     if environ.get("GITHUB_RUN_ID"):
         return f"gh-{environ['GITHUB_RUN_ID']}-{environ.get('GITHUB_RUN_ATTEMPT', '1')}"
+    return _local_run_id()
+
+
+@functools.cache
+def _local_run_id() -> str:
     return f"local-{datetime.now(UTC):%Y%m%dT%H%M%SZ}-{uuid.uuid4().hex[:6]}"
 
 
@@ -157,8 +165,8 @@ def _relative_files(folder: Path, base: Path) -> list[str]:
 
 @dataclass
 class _Job:
-    index: int  # into plan.flows and the record's flows
     flow: Flow
+    result: FlowResult  # this flow's entry in the record: the job carries it, never a position
     attempt: int = 1
     avoid: set[str] = field(default_factory=set)  # devices that hit an infrastructure error on it
 
@@ -223,7 +231,8 @@ class _Runner:
                  env: Mapping[str, str]) -> None:
         self.plan, self.record, self.writer, self.console, self.env = plan, record, writer, console, env
         self.live = len(plan.serials) == 1  # stream output live; with several devices print whole folds
-        self.queue = _Queue([_Job(i, f) for i, f in enumerate(plan.flows)], plan.serials)
+        results = {result.flowFileName: result for result in record.flows}
+        self.queue = _Queue([_Job(f, results[f.file_name]) for f in plan.flows], plan.serials)
         self.lock = threading.Lock()
         self.done = threading.Condition()
         self.running = 0
@@ -360,7 +369,7 @@ class _Runner:
                           duration=streamed.duration_ms, device=serial, startTime=started,
                           errorSummary=outcome.summary, artifactPaths=_relative_files(folder, plan.results_dir))
         with self.lock:
-            result = self.record.flows[job.index]
+            result = job.result
             result.attempts.append(attempt)
             result.exitCode = attempt.exitCode
             result.stdout, result.stderr = streamed.stdout.text, streamed.stderr.text
@@ -432,7 +441,7 @@ def run_validation(settings: Settings, environ: Mapping[str, str], console: Cons
     redact = Redactor.from_env(environ, settings.flow_env, settings.secret_env)
     console.redact = redact
     writer = RecordWriter(settings.results_dir, redact)
-    record = start_record(writer, environ, "validate", new_run_id(environ), deployed_sha)
+    record = start_record(writer, environ, "validate", new_run_id(environ), deployed_sha, warn=console.warning)
     stage = record.stages["validate"]
     selected: list[Flow] = []
     started: list[StartedEmulator] = []
@@ -463,7 +472,7 @@ def run_validation(settings: Settings, environ: Mapping[str, str], console: Cons
                          + (f"; {len(selection.filtered_out)} filtered out by tags" if selection.filtered_out else ""))
             writer.save(record)
             build = record.stages.get("build")
-            if build is not None and build.outcome == "error":
+            if build is not None and build.outcome == "error" and not settings.apk:  # this run's build
                 raise BuildFailed()
             apk = settings.apk or recorded_apk(record, settings.results_dir)  # --apk, else what build-apk built
             if apk is not None:
@@ -500,6 +509,10 @@ def run_validation(settings: Settings, environ: Mapping[str, str], console: Cons
                     "maestro", f"{version} runs flows on several devices at once only from "
                     f"{'.'.join(map(str, PARALLEL_SINCE))}.0 (older ones share one driver port and session)",
                     "`invoke setup` installs the pinned version, or run on one device")])
+            for serial in sorted(serials):  # a run in another results folder may drive one: wait (bounded)
+                logcats.enter_context(hold_device(serial, lock_dir=device_lock_dir(environ), run_id=record.runId,
+                                                  results_dir=settings.results_dir, wait=settings.device_wait,
+                                                  on_wait=console.warning))
             for serial in serials:
                 log = logcats.enter_context(capture_logcat(
                     adb, serial, settings.results_dir / "devices" / serial / "logcat.txt", redact=redact))
