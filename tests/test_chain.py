@@ -141,16 +141,19 @@ def test_chain_executor_runs_every_task_and_exits_with_the_worst(tmp_path: Path,
     assert invoke("marks").returncode == 0
 
 
-def _build_once_then_shards(project: World, shards: int) -> Path:
+def _build_once_then_shards(project: World, shards: int, rerun: int | None = None) -> Path:
     """The sharded workflow: one job builds (its results folder is the artifact), each shard validates
-    its share in a copy of that folder, then merge-results; returns the merged folder."""
+    its share in a copy of that folder, then merge-results; returns the merged folder. As on GitHub:
+    GITHUB_RUN_ID and GITHUB_RUN_ATTEMPT, no VALIDATION_RUN_ID; `rerun` runs that shard again as attempt 2
+    ("Re-run failed jobs": the build job is not re-run)."""
     build = project.root / "build" / "apk"
-    project.invoke("build-apk", "--results-dir", str(build), VALIDATION_RUN_ID="gh-77-1")
-    for index in range(1, shards + 1):
-        folder = project.root / "build" / "shards" / f"shard-{index}"
+    project.invoke("build-apk", "--results-dir", str(build), GITHUB_RUN_ID="77", GITHUB_RUN_ATTEMPT="1")
+    runs = [(index, 1) for index in range(1, shards + 1)] + ([(rerun, 2)] if rerun else [])
+    for index, attempt in runs:
+        folder = project.root / "build" / "shards" / (f"shard-{index}" + ("" if attempt == 1 else f"-attempt-{attempt}"))
         shutil.copytree(build, folder)  # download-artifact into the shard's results folder
         project.invoke("validate", "--shard", f"{index}/{shards}", "--results-dir", str(folder),
-                       VALIDATION_RUN_ID="gh-77-1")
+                       GITHUB_RUN_ID="77", GITHUB_RUN_ATTEMPT=str(attempt))
     merged = project.root / "build" / "validation"
     project.invoke("merge-results", str(project.root / "build" / "shards"), "--results-dir", str(merged))
     return merged
@@ -159,7 +162,7 @@ def _build_once_then_shards(project: World, shards: int) -> Path:
 @pytest.mark.skipif(bool(BUILD_TOOLS) and not IN_CI, reason=f"needs {', '.join(BUILD_TOOLS)} to build a real APK")
 def test_shards_validate_the_one_apk_the_build_job_built(project: World) -> None:
     merged = json.loads((_build_once_then_shards(project, 2) / "results.json").read_text())
-    assert merged["verdict"] == "pass" and merged["runId"] == "gh-77-1"
+    assert merged["verdict"] == "pass" and merged["runId"] == "gh-77"
     assert merged["stages"]["build"]["outcome"] == "pass" and merged["apk"]["packageName"] == "com.example.exerciselog"
     assert len(merged["flows"]) == 4
     installs = [c for c in project.adb_calls() if "install" in c]
@@ -176,3 +179,15 @@ def test_a_failed_build_job_makes_every_shard_an_error(project: World) -> None:
     assert merged["stages"]["build"]["outcome"] == "error"
     assert all(f["status"] == "not_run" for f in merged["flows"]) and len(merged["flows"]) == 4
     assert project.maestro_calls() == []
+
+
+@pytest.mark.skipif(bool(BUILD_TOOLS) and not IN_CI, reason=f"needs {', '.join(BUILD_TOOLS)} to build a real APK")
+def test_a_re_run_shard_installs_the_apk_of_the_first_attempts_build(project: World) -> None:
+    """"Re-run failed jobs" re-runs a shard (attempt 2) but not the build job (attempt 1): the shard still
+    takes that build's APK (one workflow run, one run id), and the merge keeps the newest attempt."""
+    merged = json.loads((_build_once_then_shards(project, 2, rerun=2) / "results.json").read_text())
+    assert merged["verdict"] == "pass" and merged["runId"] == "gh-77"
+    rerun = json.loads((project.root / "build" / "shards" / "shard-2-attempt-2" / "results.json").read_text())
+    assert rerun["shard"]["attempt"] == 2 and rerun["apk"]["packageName"] == "com.example.exerciselog"
+    installs = [c for c in project.adb_calls() if "install" in c]
+    assert sorted(Path(c[-1]).parent.name for c in installs) == ["shard-1", "shard-2", "shard-2-attempt-2"]

@@ -223,8 +223,9 @@ def test_results_folder_read_only(run_world: World) -> None:
     output = actions(run_world)
     with read_only(run_world.results):
         reason = "Read-only file system" if os.geteuid() == 0 else "Permission denied"
+        # the first file it would write: the folder's lock (validate holds the folder for its whole run)
         check_chain(run_world, output, f"could not write the results in build/validation: {reason}: "
-                    "build/validation/results.json")
+                    "build/validation/.prodval.lock")
 
 
 def test_results_json_that_is_a_folder(run_world: World) -> None:
@@ -429,7 +430,7 @@ def test_interrupt_while_report_html_renders(world: World, tmp_path: Path) -> No
     """A screenshot that blocks when read (a FIFO) holds the renderer; Ctrl-C then stops it."""
     record = RunRecord(runId="r1", job=Job(jobId="j", startTime="2026-01-01T00:00:00.000Z"), verdict="fail",
                        stages={"validate": Stage("fail", "2026-01-01T00:00:00.000Z")})
-    debug = world.results / "flows" / "login" / "attempt-1" / "debug"
+    debug = world.results / "flows" / "login.yaml" / "attempt-1" / "debug"
     debug.mkdir(parents=True)
     fifo = debug / "screenshot-❌-1700000000000-(login.yaml).png"
     os.mkfifo(fifo)
@@ -467,7 +468,7 @@ def test_interrupt_while_the_run_renders_report_html(run_world: World) -> None:
     run_world.flows.joinpath("add-exercise.yaml").unlink()
     run_world.scenario({"login.yaml": [FAILURE]}, sleep=5)  # the report shows a failed flow's screenshots
     proc = run_world.start("validate", "--retries", "0", "notify", "--dry-run")
-    debug = run_world.results / "flows" / "login" / "attempt-1" / "debug"
+    debug = run_world.results / "flows" / "login.yaml" / "attempt-1" / "debug"
     try:
         while not debug.is_dir():  # maestro made its debug folder: the flow is running (for 5 s)
             assert proc.poll() is None, proc.communicate()
@@ -493,3 +494,16 @@ def test_workspace_config_with_a_control_character(run_world: World) -> None:
     (run_world.flows / "config.yaml").write_text("flows:\n  - '*.yaml'\nincludeTags: [\x00]\n")
     lint = run_world.invoke("lint-flows")
     assert_stopped(lint, None, "config.yaml:3: invalid YAML: control character U+0000")
+
+
+def test_the_first_task_of_a_chain_records_where_the_environment_put_its_folder(run_world: World) -> None:
+    """CI gives the results folder as INVOKE_VALIDATION_RESULTS_DIR, which invoke loads only when a task runs:
+    a stage that stops must still finish the record in that folder, not in the default one."""
+    output = actions(run_world)
+    elsewhere = run_world.root / "build" / "shard-1"
+    (elsewhere / "junit.xml").mkdir(parents=True)  # the run goes well until it writes its JUnit report
+    run = run_world.invoke("validate", "notify", "--dry-run", INVOKE_VALIDATION_RESULTS_DIR="build/shard-1")
+    assert_stopped(run, output, "junit.xml")
+    record = json.loads((elsewhere / "results.json").read_text())
+    assert record["verdict"] == "error" and "junit.xml" in record["stages"]["validate"]["error"]
+    assert not (run_world.root / "build" / "validation").exists()

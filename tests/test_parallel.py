@@ -215,11 +215,13 @@ def test_a_re_run_shard_replaces_its_first_attempt(sharded: World) -> None:
     """"Re-run failed jobs": the failed shard runs again as attempt 2 beside attempt 1's records; the merge
     keeps the newest attempt of each shard, so the old failure neither decides the verdict nor alerts again."""
     sharded.scenario({"flow-3.yaml": ["fail:Element not found: Save"]})
-    _run_shards(sharded, 2, GITHUB_RUN_ATTEMPT="1")
+    for index in (1, 2):  # as GitHub runs them: the run's id and attempt, no VALIDATION_RUN_ID
+        sharded.invoke("validate", "--shard", f"{index}/2", "--results-dir", str(sharded.root / "shards" / f"shard-{index}"),
+                       GITHUB_RUN_ID="42", GITHUB_RUN_ATTEMPT="1")
     failing = next(i for i in (1, 2) if "flow-3.yaml" in (sharded.root / "shards" / f"shard-{i}" / "results.json").read_text())
     sharded.scenario()  # production recovered
     rerun = sharded.root / "shards" / f"shard-{failing}-attempt-2"
-    sharded.invoke("validate", "--shard", f"{failing}/2", "--results-dir", str(rerun), VALIDATION_RUN_ID="gh-42-1",
+    sharded.invoke("validate", "--shard", f"{failing}/2", "--results-dir", str(rerun), GITHUB_RUN_ID="42",
                    GITHUB_RUN_ATTEMPT="2")
     assert json.loads((rerun / "results.json").read_text())["shard"]["attempt"] == 2
     run = sharded.invoke("merge-results", str(sharded.root / "shards"), "--results-dir", str(sharded.root / "m"))
@@ -228,7 +230,7 @@ def test_a_re_run_shard_replaces_its_first_attempt(sharded: World) -> None:
     assert merged["verdict"] == "pass" and len(merged["flows"]) == 5
     # two records of one attempt for one shard are still a mistake
     twice = sharded.root / "shards" / "copy"
-    sharded.invoke("validate", "--shard", f"{failing}/2", "--results-dir", str(twice), VALIDATION_RUN_ID="gh-42-1",
+    sharded.invoke("validate", "--shard", f"{failing}/2", "--results-dir", str(twice), GITHUB_RUN_ID="42",
                    GITHUB_RUN_ATTEMPT="2")
     again = sharded.invoke("merge-results", str(sharded.root / "shards"), "--results-dir", str(sharded.root / "m2"))
     assert again.returncode == 2 and "appears twice" in again.stderr

@@ -541,12 +541,13 @@ def _harness_limits(config: dict[str, Any] | None = None) -> dict[str, float]:
     notify = load_notify(config.get("notify") or {}, section, {})
     flows = discover(REPO / validation.flows, validation.include_tags, validation.exclude_tags).flows
     assert flows
-    channels = 4  # Slack, email, PagerDuty, the commit status: each tried retries+1 times
     return {
         "build": build.timeout,
-        "boot": 2 * emulator.boot_timeout + emulator.stop_timeout,  # one cold-boot retry follows a timeout
-        "flows": len(flows) * (validation.retries + 1) * validation.flow_timeout,
-        "notify": channels * (notify.retries + 1) * notify.timeout,
+        # one cold-boot retry follows a timeout; then `adb install` of the APK
+        "boot": 2 * emulator.boot_timeout + emulator.stop_timeout + validation.install_timeout,
+        # every attempt may run to its timeout and be killed, and a killed maestro's device rests after it
+        "flows": len(flows) * (validation.retries + 1) * (validation.flow_timeout + validation.session_wait),
+        "notify": notify.deadline,  # every channel at once, all of them within this
     }
 
 

@@ -43,6 +43,7 @@ from .errors import EXIT_ERROR, ConfigError, Interrupted, ValidationError
 from .results import (
     RECORD_NAME,
     REPORT_NAME,
+    RecordUnreadable,
     RecordWriter,
     RunRecord,
     Stage,
@@ -228,7 +229,12 @@ def finish_record(results_dir: Path, stage_name: str, error: ValidationError, en
 
     redact = _redactor(environ)
     cause = str(error)
-    record = None if new else unwritten_record(results_dir) or load_record(results_dir / RECORD_NAME)
+    record = None if new else unwritten_record(results_dir)
+    if record is None and not new:
+        try:
+            record = load_record(results_dir / RECORD_NAME)
+        except RecordUnreadable:  # not a folder, a loop, corrupt: nothing to continue, a new record says why
+            record = None
     if record is None:
         record = RunRecord(runId=new_run_id(environ), job=job_from_env(environ, deployed_sha))
         record.environment.alertChannels = alert_channels(environ)
@@ -248,8 +254,9 @@ def finish_record(results_dir: Path, stage_name: str, error: ValidationError, en
         if new:  # the previous run's report must not pass for this one's
             (results_dir / REPORT_NAME).unlink(missing_ok=True)
         writer.save(record, indent=2)
-        atomic_write(results_dir / "junit.xml", redact(junit_xml(record)))
-        atomic_write(results_dir / "summary.md", redact(summary_markdown(record)))
+        masked = RunRecord.from_json(redact.mask_tree(record.to_json()))  # values, never the rendered text
+        atomic_write(results_dir / "junit.xml", junit_xml(masked))
+        atomic_write(results_dir / "summary.md", summary_markdown(masked))
     except OSError as exc:
         _UNWRITTEN[_key(results_dir)] = record  # `notify` later in this chain still alerts with it
         return f"\n  (the run record could not be updated either: {exc.strerror or exc})"

@@ -45,6 +45,10 @@ class ChainExecutor(Executor):
         worst = 0
         for number, task in enumerate(tasks, 1):
             code = 0
+            with contextlib.suppress(Exception):  # what invoke loads before each task (INVOKE_* included), so the
+                # boundary finds the record where the task writes it (a failure here recurs inside run_task)
+                self.config.load_collection(self.collection.configuration(_name(task)))
+                self.config.load_shell_env()
             try:  # every task through the one error boundary: a crash is exit 2 with a finished record
                 results.update(run_task(_name(task), functools.partial(super().execute, task),
                                         results_dir=self._results_dir(task), deployed_sha=self._deployed_sha()))

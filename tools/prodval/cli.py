@@ -9,7 +9,7 @@ from typing import Any
 
 from .console import Console
 from .errors import ValidationError
-from .runlock import hold_folder
+from .runlock import FolderInUse, hold_folder
 from .settings import load
 
 
@@ -29,7 +29,7 @@ def validate(section: Mapping[str, Any], flags: Mapping[str, Any], environ: Mapp
     try:
         with hold_folder(settings.results_dir, "validate"):
             return run_validation(settings, environ, console, emulators, deployed_sha=deployed_sha)
-    except ValidationError as exc:  # the folder is in use by another run
+    except FolderInUse as exc:
         console.error(str(exc), title="validate")
         return exc.exit_code
 
@@ -156,7 +156,7 @@ def build_apk(section: Mapping[str, Any], validation: Mapping[str, Any], flags: 
         with hold_folder(settings.results_dir, "build-apk"), signals_as_interrupts():
             # SIGTERM raises Interrupted inside run_build, which records it
             return run_build(settings, environ, console, new_run_id(environ), deployed_sha=deployed_sha)
-    except ValidationError as exc:  # the folder is in use by another run
+    except FolderInUse as exc:
         console.error(str(exc), title="build-apk")
         return exc.exit_code
 
@@ -177,9 +177,10 @@ def notify(section: Mapping[str, Any], validation: Mapping[str, Any], flags: Map
         console.error(str(exc), title="configuration")
         return exc.exit_code
     try:
-        with hold_folder(settings.results_dir, "notify"):  # never alert on a run still writing its record
+        # never alert on a run still writing its record; a folder that takes no lock file still alerts
+        with hold_folder(settings.results_dir, "notify", required=False):
             return run_notify(settings, environ, console)
-    except ValidationError as exc:  # the folder is in use by another run
+    except FolderInUse as exc:
         console.error(str(exc), title="notify")
         return exc.exit_code
 

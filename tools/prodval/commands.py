@@ -50,7 +50,9 @@ def _die_with_parent(parent: int) -> Callable[[], None] | None:
     """The preexec function of a child that is to get SIGKILL when `parent` (this process) ends.
 
     preexec functions are unsafe with threads when they take locks or import; this one makes two system
-    calls through a function pointer resolved at import, nothing else.
+    calls through a function pointer resolved at import, nothing else. The kernel sends the signal when the
+    *thread* that forked the child ends (prctl(2)), so every caller waits for its child in the thread that
+    started it (the device workers for maestro, the main thread for logcat).
     """
     if _prctl is None:
         return None

@@ -414,7 +414,7 @@ def start_record(writer: RecordWriter, environ: Mapping[str, str], stage: str, r
     """The record a stage writes into.
 
     Stages of one chain (`invoke build-apk validate notify`, one process) or of one CI run (the same
-    VALIDATION_RUN_ID, or GitHub run and attempt) share one record: a stage continues the record in the
+    VALIDATION_RUN_ID, or one GitHub workflow run, re-run attempts included) share one record: a stage continues the record in the
     results folder when an earlier stage of the same run left it there and this stage has not run in
     it yet. Otherwise it starts a new record, which keeps the build stage and APK only when they are
     the same run's. Another run's build, failed or not, never decides this one (`warn` says so); nor

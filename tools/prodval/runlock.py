@@ -48,15 +48,23 @@ def _describe(owner: Mapping[str, Any]) -> str:
     return ", ".join(parts)
 
 
+class FolderInUse(ConfigError):
+    """Another live run holds the results folder (exit 2 at once)."""
+
+
 def _write(fh: IO[str], info: Mapping[str, Any]) -> None:
-    fh.seek(0)
-    fh.truncate()
-    fh.write(json.dumps(info) + "\n")
-    fh.flush()
+    """Say who holds the lock; best effort: the lock itself needs no disk space (a full disk must not stop
+    the stage that would record it)."""
+    with contextlib.suppress(OSError):
+        fh.seek(0)
+        fh.truncate()
+        fh.write(json.dumps(info) + "\n")
+        fh.flush()
 
 
 def _try_lock(path: Path, info: dict[str, Any]) -> IO[str] | None:
-    """The open, locked file; None when another process holds the lock."""
+    """The open, locked file; None when another process holds the lock. OSError when the lock file cannot
+    be made at all (the folder is a file, a dangling symlink or loop, or read-only)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fh = open(path, "a+", encoding="utf-8")  # noqa: SIM115 (kept open: the lock lives as long as the file)
     try:
@@ -86,13 +94,23 @@ def _info(stage: str, run_id: str, results_dir: Path) -> dict[str, Any]:
 
 
 @contextlib.contextmanager
-def hold_folder(results_dir: Path, stage: str, run_id: str = "") -> Iterator[None]:
-    """Hold the results folder for one stage; ConfigError (exit 2) at once when another run holds it."""
+def hold_folder(results_dir: Path, stage: str, run_id: str = "", *, required: bool = True) -> Iterator[None]:
+    """Hold the results folder for one stage; FolderInUse (exit 2) at once when another run holds it.
+
+    A folder where no lock file can be made raises that OSError (the stage could not write there either,
+    and the error boundary says so), unless not `required`: `notify` then goes on without the lock, since
+    it must still alert with the record this chain kept in memory."""
     path = (results_dir / FOLDER_LOCK).absolute()
     info = _info(stage, run_id, results_dir)
-    fh = _try_lock(path, info)
+    try:
+        fh = _try_lock(path, info)
+    except OSError:
+        if required:
+            raise
+        yield
+        return
     if fh is None:
-        raise ConfigError(
+        raise FolderInUse(
             f"the results folder '{results_dir}' is in use by another run ({_describe(_owner(path))})",
             fix="wait for that run to finish, or give this one its own folder (--results-dir)")
     _held[path] = (fh, info)

@@ -99,11 +99,15 @@ class Plan:
 
 def new_run_id(environ: Mapping[str, str]) -> str:
     """VALIDATION_RUN_ID when given (shards of one run share it), else one per workflow run, else one per
-    process: the stages of one chain (`invoke build-apk validate notify`) are one run."""
+    process: the stages of one chain (`invoke build-apk validate notify`) are one run.
+
+    A workflow run keeps its id through "Re-run failed jobs": a re-run shard must take the APK the build job
+    of the first attempt recorded and merge with the shards that were not re-run (the attempt is recorded
+    apart, in `shard.attempt`)."""
     if environ.get("VALIDATION_RUN_ID"):
         return environ["VALIDATION_RUN_ID"]
     if environ.get("GITHUB_RUN_ID"):
-        return f"gh-{environ['GITHUB_RUN_ID']}-{environ.get('GITHUB_RUN_ATTEMPT', '1')}"
+        return f"gh-{environ['GITHUB_RUN_ID']}"
     return _local_run_id()
 
 
