@@ -26,7 +26,8 @@ FAKES = ROOT / "tests" / "fakes"
 def tests(session: nox.Session) -> None:
     """pytest, with the fake toolchain of tests/fakes and real local servers."""
     session.install("-e", "tools[dev]")
-    session.run("pytest", *session.posargs)
+    # every core (most tests wait on fake tools and local servers); `nox -s tests -- -n 0` runs them in one process
+    session.run("pytest", "-n", "auto", *session.posargs)
 
 
 @nox.session

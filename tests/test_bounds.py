@@ -310,3 +310,105 @@ def test_channels_are_delivered_at_the_same_time(world: World) -> None:
                            INVOKE_NOTIFY_RETRIES="0")
         assert run.returncode == 0, run.stderr
         assert [a["delivered"] for a in world.record()["alerts"]] == [True, True, True], world.record()["alerts"]
+
+
+def wait_for(condition: Any, what: str, limit: float = 60) -> None:
+    """Poll `condition()` until true; the limit only stops a broken run from hanging the suite."""
+    import time
+    end = time.monotonic() + limit
+    while not condition():
+        if time.monotonic() >= end:
+            pytest.fail(f"never happened: {what}")
+        time.sleep(0.05)
+
+
+def test_notify_killed_while_a_channel_hangs_leaves_no_delivery_process_and_frees_the_folder(
+        world: World, drip: tuple[DripServer, DripServer]) -> None:
+    """SIGKILL runs no handler: the delivery process dies with notify (it must not deliver afterwards),
+    and it never held the results folder's lock on notify's behalf."""
+    from prodval.runlock import hold_folder
+
+    http, _ = drip
+    record(world.results)
+    mark = uuid.uuid4().hex
+    run = world.start("notify", SLACK_WEBHOOK_URL=f"http://127.0.0.1:{http.port}/services/T0/B0/secret",
+                      INVOKE_NOTIFY_CHANNEL_DEADLINE="600", INVOKE_NOTIFY_DEADLINE="600", PRODVAL_TEST_MARK=mark)
+    try:
+        wait_for(lambda: http.accepted >= 1 or run.poll() is not None, "the Slack delivery connected")
+        assert run.poll() is None, run.communicate()
+        assert len(processes_with(mark)) >= 2  # notify and its hanging delivery process
+        run.kill()
+        run.wait()  # not communicate(): a delivery process that outlived notify would hold its pipes open
+        with hold_folder(world.results, "validate"):  # at once: no process keeps notify's lock
+            pass
+        wait_for(lambda: processes_with(mark) == [], "the delivery process ended with notify")
+        wait_for(lambda: http.closed >= 1, "the hanging connection was dropped")
+    finally:
+        for pid in processes_with(mark):
+            os.kill(pid, 9)
+        run.kill()
+        run.wait()
+        for stream in (run.stdout, run.stderr):
+            assert stream is not None
+            stream.close()
+
+
+def _lock_files_open_here() -> list[str]:
+    found = []
+    for fd in os.listdir("/proc/self/fd"):
+        try:
+            target = os.readlink(f"/proc/self/fd/{fd}")
+        except OSError:
+            continue
+        if target.endswith(".prodval.lock"):
+            found.append(target)
+    return found
+
+
+def test_a_delivery_process_closes_the_folder_lock_without_releasing_it(tmp_path: Path) -> None:
+    import fcntl
+
+    from prodval.notify import bounded
+    from prodval.runlock import FOLDER_LOCK, hold_folder
+
+    with hold_folder(tmp_path, "notify", "run-1"):
+        assert _lock_files_open_here() == [str(tmp_path / FOLDER_LOCK)]
+        assert bounded(_lock_files_open_here, 30) == (True, [])
+        with open(tmp_path / FOLDER_LOCK) as other, pytest.raises(BlockingIOError):
+            fcntl.flock(other.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)  # still ours
+        assert json.loads((tmp_path / FOLDER_LOCK).read_text())["stage"] == "notify"  # and still says so
+
+
+@pytest.mark.parametrize("sig", ["SIGTERM", "SIGINT"])
+def test_a_delivery_process_does_not_keep_notifys_signal_handlers(sig: str) -> None:
+    """notify turns SIGTERM and Ctrl-C into its own orderly stop; a delivery process just dies of them."""
+    import signal
+
+    from prodval.notify import bounded
+
+    number = getattr(signal, sig)
+    previous = signal.signal(number, lambda *_: None)  # a handler that would let the child carry on
+    try:
+        with pytest.raises(RuntimeError, match="the delivery process died"):
+            bounded(lambda: os.kill(os.getpid(), number) or "delivered anyway", 30)
+    finally:
+        signal.signal(number, previous)
+
+
+def test_a_delivery_process_never_prints(capfd: pytest.CaptureFixture[str]) -> None:
+    """In Actions a child's line could close the parent's `::stop-commands::` fence: all it says goes back
+    to the parent, a failure as its message."""
+    from prodval.notify import bounded
+
+    def chatty() -> int:
+        print("::warning::from the child", flush=True)
+        sys.stderr.write("to stderr\n")
+        return 7
+
+    def broken() -> None:
+        raise ValueError("an answer it cannot read")
+
+    assert bounded(chatty, 30) == (True, 7)
+    with pytest.raises(RuntimeError, match="the delivery process failed: ValueError: an answer it cannot read"):
+        bounded(broken, 30)
+    assert capfd.readouterr() == ("", "")

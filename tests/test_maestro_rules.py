@@ -175,3 +175,31 @@ def test_lint_checks_what_a_run_selects(ws: Path, tmp_path: Path) -> None:
     assert cli.lint_flows({"flows": str(ws)}, {"exclude_tags": "wip"}, {}) == 0
     assert cli.lint_flows({"flows": str(ws)}, {"config": str(config)}, {}) == 0
     assert cli.lint_flows({"flows": str(ws)}, {}, {}) == 2
+
+
+@pytest.mark.parametrize(("script", "expected"), [
+    ("A || B && C", "a"),  # JS: A || (B && C) = 'a' || ('' && 'c'); left to right it would be 'c'
+    ("B && C || A", "a"),  # ('' && 'c') || 'a'
+    ("E || B && C", ""),  # '' || ('' && 'c'): the falsy '' of B && C
+    ("E || C && A", "a"),  # '' || ('c' && 'a')
+    ("A || B && C ? 'yes' : 'no'", "yes"),
+    ("(A || B) && C", "c"),  # parentheses still win
+    ("A && B || C && A", "a"),  # ('a' && '') || ('c' && 'a')
+    ("U ?? N ?? C", "c"),  # a chain of ?? alone is fine
+    ("(U || E) ?? A", ""),  # undefined || '' is '', which is not nullish
+    ("U ?? (B || C)", "c"),
+])
+def test_and_binds_tighter_than_or(script: str, expected: str) -> None:
+    env = {"A": "a", "B": "", "C": "c", "E": ""}
+    assert jsexpr.evaluate(script, env) == expected
+    assert jsexpr.evaluate_template("${" + script + "}", env).text == expected
+
+
+@pytest.mark.parametrize("script", ["A ?? B || C", "A || B ?? C", "A ?? B && C", "A && B ?? C", "A ?? B ?? C || D"])
+def test_nullish_mixed_with_and_or_unparenthesised_is_beyond_the_subset(script: str, ws: Path) -> None:
+    """A SyntaxError in JavaScript: not guessed, the appId stays unknown (as for any other unsupported script)."""
+    with pytest.raises(jsexpr.Unsupported, match="mixed"):
+        jsexpr.evaluate(script, {"A": "a", "B": "b", "C": "c"})
+    write(ws / "mixed.yaml", "appId: ${" + script + "}\n" + BODY)
+    [flow] = discover(ws, variables={"A": "com.a", "B": "com.b", "C": "com.c", "D": "com.d"}).flows
+    assert flow.app_id == "" and flow.app_id_source == "${" + script + "}"

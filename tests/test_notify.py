@@ -733,3 +733,49 @@ def test_retry_after_header() -> None:
     assert retry_after("Wed, 21 Oct 2015 07:28:00 GMT", now=1445412470.0) == 10.0
     assert retry_after("soon") is None and retry_after(None) is None
     assert RetryPolicy().max_wait == 30.0
+
+
+def runner_view(stdout: str) -> tuple[list[str], list[str]]:
+    """What the Actions runner makes of our stdout: (the lines it runs as workflow commands, the plain lines
+    it shows outside any `::stop-commands::` fence). Both are ours to get right: every plain line fenced."""
+    token, commands, unfenced = "", [], []
+    for line in stdout.splitlines():
+        if token:
+            token = "" if line == f"::{token}::" else token
+        elif line.startswith("::stop-commands::"):
+            token = line.removeprefix("::stop-commands::")
+        elif line.startswith("::"):
+            commands.append(line)
+        else:
+            unfenced.append(line)
+    return commands, unfenced
+
+
+def test_a_warning_from_the_previous_run_lookup_keeps_the_actions_fence(world: World, channels: Channels) -> None:
+    """The lookup runs in a child process: its warning is printed by notify, our own `::warning` outside the
+    fence and every later plain line inside one (a child's `::<token>::` would leave them unfenced)."""
+    actions_env(world)
+    record(world.results, failed=0, flaky=0)  # a pass: notify asks the API for the previous run (404 here)
+    run = world.invoke("notify")
+    assert run.returncode == 0, run.stderr
+    commands, unfenced = runner_view(run.stdout)
+    assert unfenced == [], run.stdout
+    [warning] = [c for c in commands if "could not read the previous run from the GitHub API" in c]
+    assert warning.startswith("::warning::")
+    later = run.stdout[run.stdout.index(warning):]
+    assert "==> Alerts: 2 of 2 delivered" in later  # plain lines after it, fenced (asserted above)
+    assert [c.split("::")[1] for c in commands if c.startswith("::warning")] == ["warning"]
+
+
+def test_a_previous_run_answer_it_cannot_read_is_a_warning_and_the_alerts_still_go(world: World,
+                                                                                   channels: Channels) -> None:
+    actions_env(world)
+    channels.http.script(f"/repos/{REPO}/actions/runs/{RUN_ID}", Reply(200, "[1]"))  # JSON, not an object
+    record(world.results, failed=0, flaky=0)
+    run = world.invoke("notify")
+    assert run.returncode == 0, run.stderr
+    assert "could not read the previous run from the GitHub API: the delivery process failed: AttributeError" \
+        in run.stdout
+    assert "Traceback" not in run.stdout + run.stderr
+    assert [a["delivered"] for a in world.record()["alerts"]] == [True, True]
+    assert runner_view(run.stdout)[1] == []

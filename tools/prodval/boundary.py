@@ -30,7 +30,7 @@ import threading
 import traceback
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
-from types import FrameType, TracebackType
+from types import TracebackType
 from typing import Any
 
 from invoke.config import Config
@@ -39,7 +39,7 @@ from invoke.parser import Parser
 from invoke.program import Program
 
 from .console import Console, relative_display
-from .errors import EXIT_ERROR, ConfigError, Interrupted, ValidationError
+from .errors import EXIT_ERROR, ConfigError, Interrupted, ValidationError, sigterm_raises
 from .results import (
     RECORD_NAME,
     REPORT_NAME,
@@ -70,23 +70,6 @@ def debugging(environ: Mapping[str, str]) -> bool:
 
 
 @contextlib.contextmanager
-def signals_raise() -> Iterator[None]:
-    """SIGTERM raises `Interrupted`, like Ctrl-C raises KeyboardInterrupt, for the whole of a task."""
-    if sys.platform == "win32" or not _main_thread():
-        yield
-        return
-
-    def on_term(signum: int, frame: FrameType | None) -> None:
-        raise Interrupted("SIGTERM")
-
-    previous = signal.signal(signal.SIGTERM, on_term)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
-
-
-@contextlib.contextmanager
 def signals_ignored() -> Iterator[None]:
     """While the record is being finished, a second Ctrl-C or SIGTERM must not cut that short."""
     if not _main_thread():
@@ -112,7 +95,7 @@ def run_task(name: str, call: Callable[[], Any], *, results_dir: Path, deployed_
     """Run one task; anything but invoke's Exit that escapes it is turned into exit 2 (`Exit` raised)."""
     environ = os.environ if environ is None else environ
     try:
-        with signals_raise():
+        with sigterm_raises():
             return call()
     except Exit:
         raise

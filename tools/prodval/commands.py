@@ -46,7 +46,7 @@ if sys.platform == "linux":
         _prctl = ctypes.CDLL(None, use_errno=True).prctl
 
 
-def _die_with_parent(parent: int) -> Callable[[], None] | None:
+def die_with_parent(parent: int) -> Callable[[], None] | None:
     """The preexec function of a child that is to get SIGKILL when `parent` (this process) ends.
 
     preexec functions are unsafe with threads when they take locks or import; this one makes two system
@@ -180,7 +180,7 @@ def run(
             stdin=subprocess.DEVNULL if input is None else None,
             input=input,
             check=False,
-            preexec_fn=_die_with_parent(os.getpid()),
+            preexec_fn=die_with_parent(os.getpid()),
         )
     except subprocess.TimeoutExpired as exc:
         raise CommandFailed(
@@ -342,7 +342,7 @@ def stream(
         env=dict(env),
         cwd=cwd,
         start_new_session=True,
-        preexec_fn=_die_with_parent(os.getpid()),  # noqa: PLW1509 (see _die_with_parent)
+        preexec_fn=die_with_parent(os.getpid()),  # noqa: PLW1509 (see die_with_parent)
     )
     WATCHDOG.guard(proc.pid)
     captured_out, captured_err = Captured(stdout_path), Captured(stderr_path)
@@ -447,7 +447,7 @@ def start_background(
             stdin=subprocess.DEVNULL,
             env=dict(env) if env is not None else None,
             start_new_session=True,
-            preexec_fn=_die_with_parent(os.getpid()) if die_with_us else None,  # noqa: PLW1509
+            preexec_fn=die_with_parent(os.getpid()) if die_with_us else None,  # noqa: PLW1509
         )
     if die_with_us:
         WATCHDOG.guard(proc.pid)

@@ -6,6 +6,13 @@ Only the entry point (`prodval.cli`) turns these into exit codes. Exit codes fol
 
 from __future__ import annotations
 
+import contextlib
+import signal
+import sys
+import threading
+from collections.abc import Iterator
+from types import FrameType
+
 EXIT_PASS = 0
 EXIT_FAIL = 1
 EXIT_ERROR = 2
@@ -158,3 +165,21 @@ class SetupFailed(ValidationError):
 
 def _tail(text: str, lines: int = 15) -> list[str]:
     return [ln for ln in text.strip().splitlines()][-lines:]
+
+
+@contextlib.contextmanager
+def sigterm_raises() -> Iterator[None]:
+    """SIGTERM raises `Interrupted` (as Ctrl-C raises KeyboardInterrupt), so every `finally` (process groups,
+    the record) runs. Signal handlers belong to the main thread: elsewhere this does nothing."""
+    if sys.platform == "win32" or threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def on_term(signum: int, frame: FrameType | None) -> None:
+        raise Interrupted("SIGTERM")
+
+    previous = signal.signal(signal.SIGTERM, on_term)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)

@@ -61,17 +61,34 @@ class _Parser:
         return test
 
     def logical(self) -> Value:
-        value = self.equality()
-        while self.peek() in ("||", "&&", "??"):
-            op = self.tokens[self.pos][1]
-            self.pos += 1
-            right = self.equality()
-            if op == "||":
-                value = value if truthy(value) else right
-            elif op == "&&":
-                value = right if truthy(value) else value
-            else:
+        """JavaScript's ShortCircuitExpression: `||` over `&&` (which binds tighter), or a chain of `??`.
+
+        `??` next to `||` or `&&` without parentheses is a SyntaxError in JavaScript: Unsupported here.
+        """
+        first = self.equality()
+        if self.peek() == "??":
+            value = first
+            while self.take("??"):
+                right = self.equality()
                 value = right if value is None or value is UNDEFINED else value
+        else:
+            value = self.logical_or(first)
+        if self.peek() in ("||", "&&", "??"):
+            raise Unsupported("'??' mixed with '||' or '&&' without parentheses (a SyntaxError in JavaScript)")
+        return value
+
+    def logical_or(self, first: Value) -> Value:
+        value = self.logical_and(first)
+        while self.take("||"):
+            right = self.logical_and(self.equality())
+            value = value if truthy(value) else right
+        return value
+
+    def logical_and(self, first: Value) -> Value:
+        value = first
+        while self.take("&&"):
+            right = self.equality()
+            value = right if truthy(value) else value
         return value
 
     def equality(self) -> Value:

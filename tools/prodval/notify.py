@@ -15,6 +15,8 @@ from __future__ import annotations
 import functools
 import html
 import multiprocessing
+import os
+import signal
 import socket
 import sys
 import time
@@ -25,6 +27,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
+from . import runlock
 from .alerts import Channel, Delivery, RetryPolicy
 from .alerts.email import DEFAULT_PORT, SECURITY, Email
 from .alerts.github import CommitStatus, origin_repository, previous_verdict
@@ -32,6 +35,7 @@ from .alerts.message import Alert, AlertContext, build_alert, make_test_alert, m
 from .alerts.pagerduty import DEFAULT_EVENTS_URL, PagerDuty, dedup_key
 from .alerts.slack import Slack
 from .boundary import unwritten_record
+from .commands import die_with_parent
 from .console import Console, relative_display
 from .errors import EXIT_ERROR, EXIT_PASS, DeliveryFailed, NotifyError, ValidationError
 from .results import RecordUnreadable, RecordWriter, RunRecord, Stage, deployed_commit, load_record, now_iso
@@ -198,18 +202,26 @@ def find_previous(settings: NotifySettings, environ: Mapping[str, str], policy: 
         return None
     attempt = environ.get("GITHUB_RUN_ATTEMPT", "1")
 
-    def ask() -> str | None:
+    def ask() -> tuple[str | None, str]:
+        """(verdict, warning): in the child, which must not print (see `_start`); the parent warns."""
         try:
             return previous_verdict(environ.get("GITHUB_API_URL") or "https://api.github.com", repo, run_id,
-                                    int(attempt) if attempt.isdigit() else 1, token, policy)
+                                    int(attempt) if attempt.isdigit() else 1, token, policy), ""
         except DeliveryFailed as exc:
-            console.warning(f"could not read the previous run from the GitHub API: {exc}; no recovery message")
-            return None
+            return None, f"could not read the previous run from the GitHub API: {exc}; no recovery message"
 
-    done, verdict = bounded(ask, settings.channel_deadline)
-    if not done:
+    try:
+        done, answer = bounded(ask, settings.channel_deadline)
+    except RuntimeError as exc:  # a bug or an answer it cannot read: the alerts still go, without recovery
+        console.warning(f"could not read the previous run from the GitHub API: {exc}; no recovery message")
+        return None
+    if not done or answer is None:
         console.warning(f"the GitHub API did not answer within notify.channel_deadline ({settings.channel_deadline:g}s)"
                         "; no recovery message")
+        return None
+    verdict, warning = answer
+    if warning:
+        console.warning(warning)
     return verdict
 
 
@@ -311,21 +323,65 @@ _Started = tuple[multiprocessing.process.BaseProcess, Connection]
 
 
 def _start(work: Callable[[], object]) -> _Started:
+    """`work()` in a forked child; its answer comes back through the pipe (see `_collect`).
+
+    The child is a copy of notify, so it first undoes what it must not share (`_detach`), and it never
+    prints: its stdout and stderr go to /dev/null and a failure is sent back as text, because a line it
+    wrote could close the parent's `::stop-commands::` fence in Actions (console.py) behind its back.
+    """
     for stream in (sys.stdout, sys.stderr):
         stream.flush()  # or the child would print what the parent has buffered a second time
     context = multiprocessing.get_context("fork")  # `work` may be a closure: no pickling on the way in
     reader, writer = context.Pipe(duplex=False)
+    preexec = die_with_parent(os.getpid())
 
     def child() -> None:
+        _detach(preexec)
         try:
-            writer.send(work())
+            answer: tuple[bool, object] = (True, work())
+        except BaseException as exc:  # said by the parent, never printed here
+            answer = (False, f"{type(exc).__name__}: {exc}")
+        try:
+            writer.send(answer)
+        except Exception as exc:  # an answer that cannot be pickled
+            writer.send((False, f"{type(exc).__name__}: {exc}"))
         finally:
             writer.close()
 
     process = context.Process(target=child, daemon=True)
-    process.start()
+    # a Ctrl-C or SIGTERM before the child has reset its handlers waits, and then kills it (`_detach`)
+    blocked = signal.pthread_sigmask(signal.SIG_BLOCK, _STOP_SIGNALS)
+    try:
+        process.start()
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
     writer.close()
     return process, reader
+
+
+_STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
+
+
+def _detach(preexec: Callable[[], None] | None) -> None:
+    """First thing in a delivery process: die with notify and never speak or hold anything for it.
+
+    - SIGKILL when notify ends (PR_SET_PDEATHSIG), so that no alert goes out after notify was killed;
+    - SIGTERM and SIGINT kill it (notify's boundary handlers would turn them into notify's own shutdown);
+    - the results folder's lock is not kept alive by it (`flock` locks belong to the open file, which a
+      fork shares: notify SIGKILLed must leave the folder free at once);
+    - its output goes nowhere.
+    """
+    if preexec is not None:
+        preexec()
+    for sig in _STOP_SIGNALS:
+        signal.signal(sig, signal.SIG_DFL)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, _STOP_SIGNALS)
+    runlock.close_in_child()
+    null = os.open(os.devnull, os.O_WRONLY)
+    for fd in (1, 2):
+        os.dup2(null, fd)
+    os.close(null)
+    sys.stdout = sys.stderr = open(os.devnull, "w", encoding="utf-8")  # noqa: SIM115 (until the child exits)
 
 
 def _collect(started: _Started, end: float) -> tuple[bool, Any]:
@@ -333,10 +389,13 @@ def _collect(started: _Started, end: float) -> tuple[bool, Any]:
     if not reader.poll(max(0.0, end - time.monotonic())):
         return False, None
     try:
-        return True, reader.recv()
+        ok, answer = reader.recv()
     except (EOFError, OSError):
         process.join(1)
         raise RuntimeError(f"the delivery process died (exit {process.exitcode})") from None
+    if not ok:
+        raise RuntimeError(f"the delivery process failed: {answer}")
+    return True, answer
 
 
 def _reap(started: _Started) -> None:

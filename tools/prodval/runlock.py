@@ -88,6 +88,16 @@ def _release(path: Path) -> None:
         fh.close()  # closing drops the flock
 
 
+def close_in_child() -> None:
+    """In a process forked without exec (notify's delivery processes): close its copies of the held lock
+    files. Closing, never unlocking: a flock belongs to the open file the fork shares, so LOCK_UN or
+    `_release` (which also empties the file) would free the parent's lock; a close drops only this copy."""
+    for fh, _ in _held.values():
+        with contextlib.suppress(OSError, ValueError):
+            fh.close()
+    _held.clear()
+
+
 def _info(stage: str, run_id: str, results_dir: Path) -> dict[str, Any]:
     return {"pid": os.getpid(), "runId": run_id, "stage": stage,
             "since": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "resultsDir": str(results_dir)}

@@ -19,7 +19,6 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from types import FrameType
 
 from .apk import check_flows_match_apk, recorded_apk
 from .commands import Cancelled, CancelScope, Streamed, display, stream
@@ -27,7 +26,7 @@ from .console import MAX_ANNOTATIONS, Console, relative_display
 from .devices import Adb
 from .doctor import BOOT_NEEDS, VALIDATE_NEEDS, check, maestro_version, require
 from .emulator import StartedEmulator, capture_logcat, start_emulators, stop_emulators, stop_orphans
-from .errors import BuildFailed, DeviceError, Interrupted, RequirementsMissing, ValidationError
+from .errors import BuildFailed, DeviceError, Interrupted, RequirementsMissing, ValidationError, sigterm_raises
 from .flows import Flow, discover, shell_variables
 from .maestro import (
     DRIVER_PACKAGES,
@@ -142,20 +141,11 @@ def select_flows(settings: Settings, flows: list[Flow], timings: Mapping[str, in
 @contextlib.contextmanager
 def signals_as_interrupts() -> Iterator[None]:
     """Turn SIGTERM and Ctrl-C into `Interrupted` so every `finally` (process groups, record) runs."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-
-    def on_term(signum: int, frame: FrameType | None) -> None:
-        raise Interrupted("SIGTERM")
-
-    previous = signal.signal(signal.SIGTERM, on_term)
-    try:
-        yield
-    except KeyboardInterrupt:
-        raise Interrupted("Ctrl-C (SIGINT)") from None
-    finally:
-        signal.signal(signal.SIGTERM, previous)
+    with sigterm_raises():
+        try:
+            yield
+        except KeyboardInterrupt:
+            raise Interrupted("Ctrl-C (SIGINT)") from None
 
 
 def _exit_status(returncode: int) -> int:
