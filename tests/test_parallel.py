@@ -118,9 +118,10 @@ def test_infrastructure_error_is_retried_on_another_device(world: World) -> None
 
 def test_a_device_that_keeps_breaking_leaves_the_rotation(world: World) -> None:
     world.device("emulator-5554").device("emulator-5556")
-    for i in range(6):
+    for i in range(8):
         world.flow(f"flow-{i}.yaml")
-    world.scenario(default="sleep:0.4")
+    # long enough flows that the device surely goes offline while flows are left for it, even on a busy machine
+    world.scenario(default="sleep:1.5")
     proc = world.start("validate", "--devices", "2", "--retries", "2")
     deadline = time.monotonic() + 20
     while not world.maestro_calls() and time.monotonic() < deadline:

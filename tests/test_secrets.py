@@ -163,3 +163,14 @@ def test_the_job_summary_escapes_what_a_server_answered(world: World, http: Http
 def test_a_switch_under_a_credential_like_name_is_not_a_secret() -> None:
     redact = Redactor.from_env({"AUTH_ENABLED": "true", "USE_SESSION": "false", "SESSION_COOKIE": "c00kie-v4lue"})
     assert redact("flows passed: true, retry: false, cookie c00kie-v4lue") == "flows passed: true, retry: false, cookie ***"
+
+
+def test_what_the_system_sets_under_credential_like_names_is_not_a_secret() -> None:
+    """A desktop session, ssh-agent or a CPython image set these; masking `user` would hide that word everywhere.
+    The same names as flow variables, or named in validation.secret_env, are the user's and masked."""
+    system = {"XDG_SESSION_CLASS": "user", "XDG_SESSION_ID": "c2a7", "SSH_AUTH_SOCK": "/tmp/ssh-x/agent.1",
+              "DBUS_SESSION_BUS_ADDRESS": "unix:path=/run/user/0/bus", "GPG_KEY": "A035C8C19219BA821ECEA86B64E628F8D684696D",
+              "SESSION_TOKEN": "s3cr3t-value"}
+    assert Redactor.from_env(system).values == ("s3cr3t-value",)
+    assert "user" in Redactor.from_env(system, names=("XDG_SESSION_CLASS",)).values
+    assert "c2a7-flow" in Redactor.from_env({}, {"XDG_SESSION_ID": "c2a7-flow"}).values

@@ -36,6 +36,12 @@ _SECRET_NAME = re.compile(
 # in KEY (SIGNING_KEY, encryptionKey).
 _SECRET_WORDS = frozenset({"AUTH", "AUTHORIZATION", "OTP", "TOTP", "PIN", "PASSCODE", "BEARER", "JWT"})
 _WORD = re.compile(r"[A-Z]+(?![a-z])|[A-Z]?[a-z]+|\d+")
+# What the system, a desktop session or a CI image sets under names that look like credentials but hold
+# none (a socket path, a bus address, `user`, CPython images' public GPG key id): masking them would hide
+# ordinary words everywhere ("user"). Only for the environment; a flow variable is the user's own.
+_NOT_SECRETS = re.compile(
+    r"(XDG_SESSION_\w+|DESKTOP_SESSION|SESSION_MANAGER|DBUS_SESSION_BUS_ADDRESS|SSH_AUTH_SOCK|GPG_AGENT_INFO"
+    r"|GPG_KEY|KRB5CCNAME)")
 MASK = "***"
 # Values of a credential-like name that are a switch, not a secret (AUTH_ENABLED=true): never masked.
 _SWITCHES = frozenset({"true", "false", "yes", "no", "on", "off", "none", "null", "enabled", "disabled"})
@@ -82,7 +88,8 @@ class Redactor:
         """The secrets of `environ` and `extra` (flow variables): every variable named like a credential,
         or named in `names` (validation.secret_env)."""
         more = frozenset(names)
-        pairs = list(environ.items()) + list((extra or {}).items())
+        pairs = [(n, v) for n, v in environ.items() if n in more or not _NOT_SECRETS.fullmatch(n)]
+        pairs += list((extra or {}).items())
         return cls(value for name, value in pairs
                    if is_secret_name(name, more) and value and value.strip().lower() not in _SWITCHES)
 
