@@ -24,11 +24,9 @@ import difflib
 import errno
 import os
 import re
-import signal
 import sys
-import threading
 import traceback
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -39,7 +37,7 @@ from invoke.parser import Parser
 from invoke.program import Program
 
 from .console import Console, relative_display
-from .errors import EXIT_ERROR, ConfigError, Interrupted, ValidationError, sigterm_raises
+from .errors import EXIT_ERROR, ConfigError, Interrupted, ValidationError, signals_ignored, sigterm_raises
 from .results import (
     RECORD_NAME,
     REPORT_NAME,
@@ -67,24 +65,6 @@ DEFAULT_RESULTS_DIR = "build/validation"
 
 def debugging(environ: Mapping[str, str]) -> bool:
     return environ.get(DEBUG_VAR, "").strip().lower() not in ("", "0", "false", "no")
-
-
-@contextlib.contextmanager
-def signals_ignored() -> Iterator[None]:
-    """While the record is being finished, a second Ctrl-C or SIGTERM must not cut that short."""
-    if not _main_thread():
-        yield
-        return
-    previous = {sig: signal.signal(sig, signal.SIG_IGN) for sig in (signal.SIGTERM, signal.SIGINT)}
-    try:
-        yield
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
-
-
-def _main_thread() -> bool:
-    return threading.current_thread() is threading.main_thread()
 
 
 # --- a task that stopped -----------------------------------------------------------------------------

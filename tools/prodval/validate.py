@@ -26,7 +26,7 @@ from .console import MAX_ANNOTATIONS, Console, relative_display
 from .devices import Adb
 from .doctor import BOOT_NEEDS, VALIDATE_NEEDS, check, maestro_version, require
 from .emulator import StartedEmulator, capture_logcat, start_emulators, stop_emulators, stop_orphans
-from .errors import BuildFailed, DeviceError, Interrupted, RequirementsMissing, ValidationError, sigterm_raises
+from .errors import BuildFailed, DeviceError, Interrupted, RequirementsMissing, ValidationError, signals_ignored, sigterm_raises
 from .flows import Flow, discover, shell_variables
 from .maestro import (
     DRIVER_PACKAGES,
@@ -408,21 +408,6 @@ def _timings(settings: Settings) -> dict[str, int]:
     return load_timings(recorded) if recorded.is_file() else {}
 
 
-@contextlib.contextmanager
-def signals_deferred() -> Iterator[None]:
-    """Ignore SIGTERM and Ctrl-C while we clean up (stop emulators), so a second signal cannot cut that
-    short and leave an emulator running. The cleanup is bounded by its own timeouts."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    previous = {sig: signal.signal(sig, signal.SIG_IGN) for sig in (signal.SIGTERM, signal.SIGINT)}
-    try:
-        yield
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
-
-
 def run_validation(settings: Settings, environ: Mapping[str, str], console: Console,
                    emulators: EmulatorSettings | None = None, *, deployed_sha: str | None = None) -> int:
     """Run the whole validation; return the verdict's exit code. Never raises ValidationError.
@@ -537,7 +522,7 @@ def run_validation(settings: Settings, environ: Mapping[str, str], console: Cons
                 flow_result.errorSummary = f"not run: {exc.message.splitlines()[0]}"
     finally:
         if started and adb is not None:
-            with signals_deferred():
+            with signals_ignored():
                 console.step(f"Stopping the emulator(s) this run started: {', '.join(em.serial for em in started)}")
                 try:
                     stop_emulators(started, console=console, results_dir=settings.results_dir, adb=adb,
