@@ -443,7 +443,8 @@ def run_validation(settings: Settings, environ: Mapping[str, str], console: Cons
             if settings.shard is not None:
                 index, count = settings.shard
                 # the run attempt: merge-results keeps each shard's newest ("Re-run failed jobs")
-                record.shard = {"index": index, "count": count, "attempt": int(environ.get("GITHUB_RUN_ATTEMPT") or 1)}
+                attempt = environ.get("GITHUB_RUN_ATTEMPT", "")
+                record.shard = {"index": index, "count": count, "attempt": int(attempt) if attempt.isdigit() else 1}
                 console.info(f"shard {index}/{count}: {len(selected)} of {len(selection.flows)} flow(s)")
             record.environment.maestroFlowPaths = [relative_display(f.path) for f in selected]
             record.flows = [FlowResult(flowFileName=f.file_name, name=f.name, tags=list(f.tags)) for f in selected]
