@@ -15,10 +15,11 @@ from pathlib import Path
 import pytest
 from conftest import AndroidSdk, World
 from prodval.console import Console
-from prodval.doctor import BOOT_NEEDS, MISSING, OK, VALIDATE_NEEDS, WARNING, check, exit_code, java_major, require
+from prodval.doctor import BOOT_NEEDS, MISSING, OK, VALIDATE_NEEDS, WARNING, check, exit_code, require
 from prodval.errors import RequirementsMissing
+from prodval.host import java_major
+from prodval.install import installed_maestro
 from prodval.maestro import parse_version
-from prodval.sdk import installed_maestro
 from prodval.secrets import Redactor
 from prodval.settings import MAESTRO_RELEASE_SHA256, load_emulator
 

@@ -25,7 +25,6 @@ from prodval.emulator import (
     choose_ports,
     cold_boot,
     emulator_options,
-    kvm_usable,
     load_started,
     merge_config,
     plan_launches,
@@ -33,6 +32,7 @@ from prodval.emulator import (
     stop_emulators,
 )
 from prodval.errors import CommandFailed, ConfigError, DeviceError, ToolNotFound
+from prodval.host import kvm_usable
 from prodval.secrets import Redactor
 from prodval.settings import EmulatorSettings, load_emulator
 

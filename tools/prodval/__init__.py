@@ -1,3 +1,12 @@
-"""prodval: production validation of a mobile app with Maestro, driven by invoke tasks."""
+"""prodval: production validation of a mobile app with Maestro, driven by invoke tasks.
+
+Layers (a module imports its own layer and those below it, never one above; tests/test_layering.py checks it):
+
+- foundation: errors, secrets, console, commands, settings, jsexpr, runlock
+- tools: host, sdk, devices, maestro, apkfile, flows, flowlint, doctor (where things are, what they say)
+- lifecycle: install, emulator, results, report, schedule, alerts (what a run sets up, owns and leaves)
+- stages: validate, apk, notify, merge, stage (one stage from its start to its record)
+- entry: cli, boundary, chain (the invoke tasks and the one error boundary)
+"""
 
 __version__ = "0.1.0"

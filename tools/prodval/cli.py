@@ -293,7 +293,7 @@ def doctor(validation: Mapping[str, Any], section: Mapping[str, Any], environ: M
 def setup(section: Mapping[str, Any], flags: Mapping[str, Any], *, maestro: bool = True, sdk: bool = True,
           environ: Mapping[str, str] | None = None) -> int:
     """`invoke setup`: install the pinned Maestro and the SDK packages; 0 (also when nothing changed), or 2."""
-    from .sdk import run_setup
+    from .install import run_setup
     from .settings import load_emulator
 
     environ = os.environ if environ is None else environ

@@ -6,8 +6,6 @@
 
 from __future__ import annotations
 
-import re
-import shutil
 import sys
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -15,11 +13,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from . import sdk
-from .commands import find_tool, run
+from .commands import run
 from .console import Console
 from .devices import ADB_INSTALL_HINT, find_adb
-from .emulator import KVM_DEVICE, KVM_FIX, kvm_usable
 from .errors import CommandFailed, RequirementsMissing, ToolNotFound
+from .host import JAVA_FIX, KVM_DEVICE, KVM_FIX, MIN_FREE_GB, MIN_JAVA, MIN_PYTHON, find_java, free_gb, java_major, kvm_problem
 from .maestro import KEEP_DRIVER_SINCE, MAESTRO_FIX, PARALLEL_SINCE, find_maestro, installed_version, version_tuple
 from .settings import EmulatorSettings
 
@@ -29,11 +27,6 @@ ALL = ("python", "java", "android_home", "adb", "emulator", "sdk_tools", "system
 # what it needs on top to boot an emulator itself.
 VALIDATE_NEEDS = ("adb", "maestro")
 BOOT_NEEDS = ("android_home", "emulator", "sdk_tools", "system_image", "kvm", "disk")
-MIN_JAVA = 17
-MIN_PYTHON = (3, 11)
-MIN_FREE_GB = 10.0  # a system image, an AVD's data partition and its snapshots
-JAVA_FIX = ("install a JDK 17 or newer (`sudo apt-get install openjdk-17-jdk-headless`, or actions/setup-java "
-            "with java-version: 17) and set JAVA_HOME")
 
 
 @dataclass(frozen=True)
@@ -73,20 +66,9 @@ def _python(ctx: _Context) -> Check:
     return Check("python", "Python", MISSING, f"{version} (3.11+ needed)", "install Python 3.11 or newer")
 
 
-def java_major(text: str) -> int | None:
-    """`java -version`'s major version: 'openjdk version "17.0.15"' -> 17, 'java version "1.8.0_411"' -> 8."""
-    match = re.search(r'version "(\d+)(?:\.(\d+))?', text)
-    if not match:
-        return None
-    major = int(match.group(1))
-    return int(match.group(2) or 0) if major == 1 else major
-
-
 def _java(ctx: _Context) -> Check:
-    java_home = ctx.environ.get("JAVA_HOME")
     try:
-        java = find_tool("java", [("$JAVA_HOME/bin" if java_home else "$JAVA_HOME (unset)",
-                                   Path(java_home, "bin", "java") if java_home else None), ("PATH", "java")], JAVA_FIX)
+        java = find_java(ctx.environ)
         done = run(ctx.console, [java, "-version"], check=False, env=ctx.environ, timeout=60, echo=False)
     except (ToolNotFound, CommandFailed) as exc:
         return Check("java", "Java", MISSING, exc.message, JAVA_FIX)
@@ -159,9 +141,9 @@ def _system_image(ctx: _Context) -> Check:
 def _kvm(ctx: _Context) -> Check:
     if not sys.platform.startswith("linux"):
         return Check("kvm", "/dev/kvm", OK, f"not used on {sys.platform}")
-    if kvm_usable(ctx.kvm_device):
+    why = kvm_problem(ctx.kvm_device)
+    if not why:
         return Check("kvm", "/dev/kvm", OK, f"{ctx.kvm_device} is readable and writable")
-    why = "does not exist" if not ctx.kvm_device.exists() else "is not readable and writable by this user"
     return Check("kvm", "/dev/kvm", WARNING,
                  f"{ctx.kvm_device} {why}: the emulator would run without acceleration (-accel off), very slowly",
                  KVM_FIX)
@@ -203,12 +185,9 @@ def maestro_version(checks: Sequence[Check]) -> str:
 
 
 def _disk(ctx: _Context) -> Check:
-    folder = sdk.avd_home(ctx.environ)
-    while not folder.exists() and folder != folder.parent:
-        folder = folder.parent
-    free_gb = shutil.disk_usage(folder).free / 1024**3
-    detail = f"{free_gb:.1f} GB free in {folder}"
-    if free_gb < ctx.min_free_gb:
+    folder, free = free_gb(sdk.avd_home(ctx.environ))
+    detail = f"{free:.1f} GB free in {folder}"
+    if free < ctx.min_free_gb:
         return Check("disk", "free disk", WARNING, f"{detail} ({ctx.min_free_gb:g} GB recommended for an emulator)",
                      "free space on that file system, or point ANDROID_AVD_HOME at a larger one")
     return Check("disk", "free disk", OK, detail)

@@ -26,7 +26,6 @@ import re
 import signal
 import socket
 import subprocess
-import sys
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -39,20 +38,18 @@ from .commands import TERM_WAIT, display, run, start_background, stop_process_gr
 from .console import Console, relative_display
 from .devices import Adb
 from .errors import CommandFailed, DeviceError, ValidationError
+from .host import KVM_DEVICE, KVM_FIX, kvm_usable
 from .results import atomic_write, now_iso
 from .secrets import Redactor
 from .settings import LAST_CONSOLE_PORT, EmulatorSettings
 
 STATE_FILE = "emulators.json"
 LOG_DIR = "emulators"
-KVM_DEVICE = Path("/dev/kvm")
 UNLOCK_ATTEMPTS = 5
 LOG_TAIL_LINES = 15
 PROGRESS_EVERY = 30.0  # seconds between "still booting" lines
 COLD_BOOT_OPTIONS = ("-no-snapshot-load", "-wipe-data")
 ANIMATION_SETTINGS = ("window_animation_scale", "transition_animation_scale", "animator_duration_scale")
-KVM_FIX = ("give the runner access to /dev/kvm: on GitHub-hosted Linux runners add the udev rule step "
-           "(KERNEL==\"kvm\", MODE=\"0666\"; see the README), elsewhere `sudo usermod -aG kvm $USER`")
 
 
 # ---- planning (pure) -------------------------------------------------------------------------------------
@@ -153,13 +150,6 @@ def merge_config(text: str, values: Mapping[str, str]) -> str:
         out.append(line)
     out += [f"{key}={value}" for key, value in values.items() if key not in seen]
     return "\n".join(out) + "\n"
-
-
-def kvm_usable(device: Path = KVM_DEVICE, platform: str = sys.platform) -> bool:
-    """Linux needs read and write access to /dev/kvm for an accelerated emulator; other systems use their own."""
-    if not platform.startswith("linux"):
-        return True
-    return device.exists() and os.access(device, os.R_OK | os.W_OK)
 
 
 # ---- the record of emulators we started -------------------------------------------------------------------
