@@ -2,7 +2,9 @@
 
 `HttpServer` is `http.server` in a thread: it records every request and answers from a script per
 path (a list of `Reply` or callables; the last entry repeats). The `slack`, `pagerduty` and `github`
-helpers answer the way those services do (see shared/reference/alerting-and-github.md), including
+helpers answer the way those services do (https://api.slack.com/messaging/webhooks,
+https://github.com/PagerDuty/developer-docs/blob/main/docs/events-API-v2/02-Trigger-Events.md,
+https://docs.github.com/en/rest/commits/statuses), including
 their checks: Slack refuses blocks over its limits, PagerDuty refuses a routing key that is not 32
 characters and a resolve without its dedup key, GitHub refuses a wrong token and a commit it does not
 have. `SmtpServer` is aiosmtpd with STARTTLS (or implicit TLS) and AUTH, its certificate issued by a

@@ -19,6 +19,7 @@ So `doctor` (tools) cannot import `emulator` (lifecycle): what the machine offer
 from __future__ import annotations
 
 import ast
+import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -175,3 +176,26 @@ def test_the_checker_sees_every_kind_of_import(tmp_path: Path) -> None:
         "pkg/sub/__init__.py:2: sub (mid) imports high (high), a layer above it",
     ]
     assert violations(pkg, layers, {("low", "high"): "allowed", ("low", "mid"): "allowed", ("sub", "high"): ""}) == []
+
+
+# A path outside the repository: the shared folders this project was written beside, or a machine's own.
+OUTSIDE = re.compile(r"\bshared/(?:reference|seed|STYLE)\b|(?<![\w.])/work/")
+
+
+def test_sources_cite_nothing_outside_the_repository() -> None:
+    """Docstrings and comments cite files of the repository or upstream links: a reader of the
+    repository cannot open a path on the machine it was written on."""
+    root = PACKAGE.parents[1]
+    files = [root / "tasks.py", root / "noxfile.py"] + [
+        p for folder in (root / "tools", root / "tests") for p in sorted(folder.rglob("*"))
+        if p.is_file() and "__pycache__" not in p.parts and not p.name.endswith((".pyc", ".egg-info"))
+        and p.resolve() != Path(__file__).resolve()]
+    found = []
+    for path in files:
+        try:
+            text = path.read_text(encoding="utf-8")
+        except UnicodeDecodeError:
+            continue  # a binary fixture
+        found += [f"{path.relative_to(root)}:{n}: {line.strip()}" for n, line in enumerate(text.splitlines(), 1)
+                  if OUTSIDE.search(line)]
+    assert found == [], "cite a file of the repository or an upstream link instead:\n" + "\n".join(found)

@@ -142,7 +142,7 @@ def bench_parallel(runs: int) -> list[Figure]:
                    "sum of flow durations / 4", f"efficiency {eff:.2f}", ">= 0.90", eff >= 0.90)]
 
 
-# The real cost model (shared/reference/maestro-cli.md), scaled down 10 times so a run takes tens of seconds:
+# The real cost model (tests/fakes/README.md, "Real per-process costs"), scaled down 10 times so a run takes tens of seconds:
 # a flow's own time 60 s, JVM start 2 s, driver install (uninstall + install of two APKs) 8 s, driver
 # uninstall at exit 2 s, a killed process's session window 21 s.
 SCALE = 10

@@ -1,7 +1,8 @@
 """Emulators as a managed resource: created, booted, prepared, recorded, and always stopped.
 
-What android-emulator-runner does, without the places where its users get hurt
-(shared/reference/android-emulator.md):
+What android-emulator-runner (https://github.com/ReactiveCircus/android-emulator-runner) does, without
+the places where its users get hurt (its issues; the emulator's options:
+https://developer.android.com/studio/run/emulator-commandline):
 
 - One AVD per concurrent emulator (NAME, NAME-2, ...): the emulator refuses a second instance of an
   AVD unless `-read-only`, which its own message calls experimental and which discards everything the

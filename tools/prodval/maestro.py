@@ -1,8 +1,9 @@
 """The Maestro CLI: where it is, how we call it for one flow, and what its exit means.
 
 Maestro exits 1 both for a failed assertion and for a broken environment, and writes no report after
-an infrastructure exception (see shared/reference/maestro-cli.md), so an attempt is classified from
-the JUnit report and the output, never from the exit code alone.
+an infrastructure exception (`maestro-cli/.../command/TestCommand.kt` in the Maestro sources,
+https://github.com/mobile-dev-inc/maestro), so an attempt is classified from the JUnit report and the
+output, never from the exit code alone.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ USAGE_FIX = ("this Maestro does not take the command line the harness gives it (
              "stderr.log): install the pinned version with `invoke setup`; `invoke doctor` shows the installed one")
 
 # Output that means "the environment broke", not "the app regressed". Matched case-insensitively;
-# keep this the one list (shared/reference/maestro-cli.md, "Typical infrastructure signatures").
+# keep this the one list (tests/fakes/README.md, `infra:*`, shows each as the real maestro prints it).
 INFRA_SIGNATURES = tuple(
     re.compile(p, re.I)
     for p in (
@@ -53,7 +54,7 @@ _EXCEPTION_LINE = re.compile(r"^(?:Exception in thread \"[^\"]*\" )?([\w.$]+(?:E
 # Maestro's driver: two packages it installs on the device (AndroidDriver.kt).
 DRIVER_PACKAGES = ("dev.mobile.maestro", "dev.mobile.maestro.test")
 # Versions: `--no-reinstall-driver` is honoured on Android from 2.1.0; processes on different devices
-# stop sharing a port and a session from 2.6.0 (shared/reference/maestro-cli.md).
+# stop sharing a port and a session from 2.6.0 (https://github.com/mobile-dev-inc/maestro/releases).
 KEEP_DRIVER_SINCE = (2, 1)
 PARALLEL_SINCE = (2, 6)
 # A SIGKILLed process's session counts as alive for 21 s (heartbeat); the next one on that device waits it out.

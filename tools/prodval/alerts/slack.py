@@ -1,9 +1,10 @@
 """Slack incoming webhook: a Block Kit message within Slack's limits, with a text fallback.
 
-Limits (see shared/reference/alerting-and-github.md): at most 50 blocks, a section's text at most 3000
+Limits (https://api.slack.com/reference/block-kit/blocks): at most 50 blocks, a section's text at most 3000
 characters, at most 10 fields of 2000, and the whole message well under ~12k characters. Long lists are
 cut with an explicit "...and N more" rather than be rejected. Errors come back as plain-text bodies
-(`invalid_payload`, `no_service`, `channel_is_archived`, ...), classified by body as well as status.
+(`invalid_payload`, `no_service`, `channel_is_archived`, ...), classified by body as well as status
+(https://api.slack.com/changelog/2016-05-17-changes-to-errors-for-incoming-webhooks).
 """
 
 from __future__ import annotations
