@@ -1,7 +1,7 @@
 """Emulators as a managed resource: created, booted, prepared, recorded, and always stopped.
 
 What android-emulator-runner (https://github.com/ReactiveCircus/android-emulator-runner) does, without
-the places where its users get hurt (its issues; the emulator's options:
+the places where its users get hurt (its issue tracker has them; the emulator's own options are at
 https://developer.android.com/studio/run/emulator-commandline):
 
 - One AVD per concurrent emulator (NAME, NAME-2, ...): the emulator refuses a second instance of an
