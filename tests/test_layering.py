@@ -26,7 +26,9 @@ from pathlib import Path
 
 import prodval
 
-PACKAGE = Path(prodval.__file__).resolve().parent
+# The repository: the folder above this file that holds tasks.py (wherever under tests/ this file lives).
+ROOT = next(p for p in Path(__file__).resolve().parents if (p / "tasks.py").is_file() and (p / "tools").is_dir())
+PACKAGE = ROOT / "tools" / "prodval"
 
 LAYERS: tuple[tuple[str, frozenset[str]], ...] = (
     ("foundation", frozenset({"__init__", "errors", "secrets", "console", "commands", "settings", "jsexpr",
@@ -185,7 +187,7 @@ OUTSIDE = re.compile(r"\bshared/(?:reference|seed|STYLE)\b|(?<![\w.])/work/")
 def test_sources_cite_nothing_outside_the_repository() -> None:
     """Docstrings and comments cite files of the repository or upstream links: a reader of the
     repository cannot open a path on the machine it was written on."""
-    root = PACKAGE.parents[1]
+    root = ROOT
     files = [root / "tasks.py", root / "noxfile.py"] + [
         p for folder in (root / "tools", root / "tests") for p in sorted(folder.rglob("*"))
         if p.is_file() and "__pycache__" not in p.parts and not p.name.endswith((".pyc", ".egg-info"))
