@@ -174,3 +174,32 @@ def test_the_readme_demo_command_works_with_the_system_python(tmp_path: Path) ->
     tasks = subprocess.run([str(root / ".venv/bin/invoke"), "--list"], cwd=root, env=env,
                            capture_output=True, text=True, timeout=120, check=False)
     assert tasks.returncode == 0 and "validate" in tasks.stdout, tasks.stderr
+
+
+# the README and docs/ ------------------------------------------------------------------------------------
+def test_the_readme_is_short_and_every_link_in_it_and_in_docs_resolves() -> None:
+    readme = (REPO / "README.md").read_text()
+    assert len(readme.splitlines()) <= 160, "the README is what a newcomer needs first; reference goes to docs/"
+    for heading in ("## Try it: two commands", "## Running it for real", "## The workflow in one paragraph",
+                    "## Where to read more"):
+        assert heading in readme
+    pages = [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))]
+    assert len(pages) >= 10
+    linked = set()
+    for page in pages:
+        for target in re.findall(r"\]\(([^)#\s]+)(?:#[^)]*)?\)", page.read_text()):
+            if re.match(r"[a-z]+:", target):
+                continue
+            path = (page.parent / target).resolve()
+            assert path.exists(), f"{page.relative_to(REPO)} links to {target}, which does not exist"
+            linked.add(path)
+    assert set(pages[1:]) <= linked, "every docs/ page is linked from somewhere"
+
+
+def test_the_settings_tables_sit_between_the_generator_markers() -> None:
+    """docs/configuration.md holds every key table of invoke.yaml between the markers a generator fills."""
+    text = (REPO / "docs" / "configuration.md").read_text()
+    assert text.count("<!-- settings-table:start -->") == 1 and text.count("<!-- settings-table:end -->") == 1
+    block = text[text.index("<!-- settings-table:start -->"):text.index("<!-- settings-table:end -->")]
+    for key in ("`results_dir`", "`signing_property_prefix`", "`channel_deadline`", "`boot_timeout`"):
+        assert key in block
