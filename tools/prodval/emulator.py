@@ -52,7 +52,7 @@ PROGRESS_EVERY = 30.0  # seconds between "still booting" lines
 COLD_BOOT_OPTIONS = ("-no-snapshot-load", "-wipe-data")
 ANIMATION_SETTINGS = ("window_animation_scale", "transition_animation_scale", "animator_duration_scale")
 KVM_FIX = ("give the runner access to /dev/kvm: on GitHub-hosted Linux runners add the udev rule step "
-           "(KERNEL==\"kvm\", MODE=\"0666\"; see the README), elsewhere `sudo usermod -aG kvm $USER`")
+           "(KERNEL==\"kvm\", MODE=\"0666\"; see docs/devices.md), elsewhere `sudo usermod -aG kvm $USER`")
 
 
 # ---- planning (pure) -------------------------------------------------------------------------------------
