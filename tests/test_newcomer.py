@@ -203,3 +203,22 @@ def test_the_settings_tables_sit_between_the_generator_markers() -> None:
     block = text[text.index("<!-- settings-table:start -->"):text.index("<!-- settings-table:end -->")]
     for key in ("`results_dir`", "`signing_property_prefix`", "`channel_deadline`", "`boot_timeout`"):
         assert key in block
+
+
+def test_the_demo_keeps_out_of_a_real_actions_job_and_real_alert_channels(tmp_path: Path) -> None:
+    """Run inside GitHub Actions (as CI runs it), the demo writes nothing to the job's outputs or summary,
+    and a real channel configured in the shell never appears, even in the dry run."""
+    sys.path.insert(0, str(DEMO.parent))
+    try:
+        import demo as demo_module  # tests/fakes/demo.py
+    finally:
+        sys.path.remove(str(DEMO.parent))
+    outputs, summary = tmp_path / "github_output", tmp_path / "step_summary"
+    shell = {"PATH": os.environ["PATH"], "GITHUB_ACTIONS": "true", "GITHUB_OUTPUT": str(outputs),
+             "GITHUB_STEP_SUMMARY": str(summary), "PAGERDUTY_ROUTING_KEY": "R" * 32,
+             "INVOKE_VALIDATION_RETRIES": "0", "SLACK_WEBHOOK_URL": "https://hooks.slack.com/services/REAL"}
+    env = demo_module.demo_env(tmp_path / "work", shell)
+    assert not {"GITHUB_ACTIONS", "GITHUB_OUTPUT", "GITHUB_STEP_SUMMARY", "PAGERDUTY_ROUTING_KEY",
+                "INVOKE_VALIDATION_RETRIES"} & set(env)
+    assert env["SLACK_WEBHOOK_URL"].endswith("/simulated-demo-secret") and env["PRODVAL_SIMULATED"] == "1"
+    assert env["INVOKE_VALIDATION_RESULTS_DIR"] == str(tmp_path / "work" / "validation")

@@ -37,10 +37,15 @@ VERDICTS = {0: "pass", 1: "fail", 2: "error"}
 SDK_PACKAGES = ("platform-tools", "emulator", "cmdline-tools;latest", "system-images;android-34;google_apis;x86_64")
 
 
+# Left out of the demo's environment: a simulation never writes to a real Actions job's outputs or summary,
+# never names a real alert channel (even in a dry run), and keeps its scenario whatever the shell's settings.
+FOREIGN = ("GITHUB_", "INVOKE_", "SLACK_", "SMTP_", "ALERT_EMAIL_", "PAGERDUTY_", "MAESTRO_", "FAKE_", "VALIDATION_")
+
+
 def demo_env(work: Path, environ: dict[str, str]) -> dict[str, str]:
     """The environment of the demo's `invoke` command: the fakes, the fake SDK, made-up alert channels."""
     return {
-        **environ,
+        **{name: value for name, value in environ.items() if not name.startswith(FOREIGN)},
         "PATH": f"{FAKES}{os.pathsep}{environ.get('PATH', '')}",  # the fake maestro
         "ANDROID_HOME": str(work / "sdk"),
         "ANDROID_AVD_HOME": str(work / "avd"),
