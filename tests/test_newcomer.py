@@ -222,3 +222,22 @@ def test_the_demo_keeps_out_of_a_real_actions_job_and_real_alert_channels(tmp_pa
                 "INVOKE_VALIDATION_RETRIES"} & set(env)
     assert env["SLACK_WEBHOOK_URL"].endswith("/simulated-demo-secret") and env["PRODVAL_SIMULATED"] == "1"
     assert env["INVOKE_VALIDATION_RESULTS_DIR"] == str(tmp_path / "work" / "validation")
+
+
+def test_bootstrap_repairs_a_venv_without_pip_and_names_a_failed_install(tmp_path: Path) -> None:
+    """A .venv whose creation was interrupted before pip gets pip (nothing else touched); a pip install that
+    fails is one message with what to check, exit 2, and no stamp (the next run tries again)."""
+    root = bootstrap_copy(tmp_path)
+    (root / "tools" / "pyproject.toml").write_text("[project\nthis is not TOML\n")  # pip refuses it at once
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(root / ".venv")], check=True, timeout=300)
+    (root / ".venv" / "kept.txt").write_text("mine")
+    run = subprocess.run([sys.executable, str(root / "tools" / "bootstrap.py"), "--venv"], capture_output=True,
+                         text=True, timeout=600, check=False)
+    assert "bootstrap: .venv/ has no pip; adding it" in run.stdout, run.stdout + run.stderr
+    python = root / ".venv" / "bin" / "python"
+    assert subprocess.run([str(python), "-m", "pip", "--version"], capture_output=True, check=False).returncode == 0
+    assert (root / ".venv" / "kept.txt").read_text() == "mine"
+    assert run.returncode == 2
+    assert f"bootstrap: installing into {root / '.venv'} failed" in run.stderr
+    assert "check the network or the package index" in run.stderr
+    assert not (root / ".venv" / ".prodval-bootstrap").exists()

@@ -48,20 +48,45 @@ def stamp_text() -> str:
     return f"{NOX}\n{hashlib.sha256(pyproject).hexdigest()}\n{sys.version_info[:2]}\n"
 
 
+class CannotBootstrap(Exception):
+    """What stops the bootstrap, as one message with the fix."""
+
+
+def has_pip(python: Path) -> bool:
+    return subprocess.run([str(python), "-m", "pip", "--version"], capture_output=True, check=False).returncode == 0
+
+
 def ensure_venv() -> Path:
-    """The project's .venv with nox and prodval installed; made or refreshed when needed."""
+    """The project's .venv with nox and prodval installed; made, repaired or refreshed when needed."""
     python = venv_python(VENV)
     stamp = VENV / STAMP
     wanted = stamp_text()
     if python.exists() and stamp.exists() and stamp.read_text() == wanted:
         return python
-    if not python.exists():
-        print(f"bootstrap: creating the project's virtual environment {VENV.relative_to(ROOT)}/", flush=True)
-        # clear: a .venv whose interpreter is gone (e.g. a removed pyenv Python) is made anew
-        venv.EnvBuilder(with_pip=True, clear=VENV.exists()).create(VENV)
-    print(f"bootstrap: installing nox and the prodval package (-e tools) into {VENV.relative_to(ROOT)}/", flush=True)
-    subprocess.run([str(python), "-m", "pip", "install", "--quiet", "--disable-pip-version-check",
-                    NOX, "-e", str(ROOT / "tools")], check=True)
+    shown = f"{VENV.relative_to(ROOT)}/"
+    if not python.exists() or not has_pip(python):
+        problem = missing_venv_support()
+        if problem:
+            raise CannotBootstrap(problem)
+        try:
+            if not python.exists():
+                print(f"bootstrap: creating the project's virtual environment {shown}", flush=True)
+                # clear: a .venv whose interpreter is gone (e.g. a removed pyenv Python) is made anew
+                venv.EnvBuilder(with_pip=True, clear=VENV.exists()).create(VENV)
+            else:  # e.g. its creation was interrupted before pip: add pip, keep what is installed
+                print(f"bootstrap: {shown} has no pip; adding it", flush=True)
+                subprocess.run([str(python), "-m", "ensurepip", "--upgrade", "--default-pip"], check=True)
+        except (OSError, subprocess.CalledProcessError) as exc:
+            raise CannotBootstrap(f"could not make the virtual environment {VENV} ({exc}): remove that folder "
+                                  "and run this command again") from exc
+    print(f"bootstrap: installing nox and the prodval package (-e tools) into {shown}", flush=True)
+    try:
+        subprocess.run([str(python), "-m", "pip", "install", "--quiet", "--disable-pip-version-check",
+                        NOX, "-e", str(ROOT / "tools")], check=True)
+    except subprocess.CalledProcessError as exc:
+        raise CannotBootstrap(f"installing into {VENV} failed (exit {exc.returncode}; pip's message is above): "
+                              "check the network or the package index (pip config list), then run this "
+                              "command again") from exc
     stamp.write_text(wanted)
     return python
 
@@ -71,17 +96,10 @@ def main(argv: list[str]) -> int:
         print(f"bootstrap: the project needs Python 3.11 or newer; {sys.executable} is "
               f"{sys.version.split()[0]}: run this with a newer python3", file=sys.stderr)
         return 2
-    if not venv_python(VENV).exists():
-        problem = missing_venv_support()
-        if problem:
-            print(f"bootstrap: {problem}", file=sys.stderr)
-            return 2
     try:
         python = ensure_venv()
-    except subprocess.CalledProcessError as exc:
-        print(f"bootstrap: installing into {VENV} failed (exit {exc.returncode}; pip's message is above): "
-              "check the network or the package index (pip config list), then run this command again",
-              file=sys.stderr)
+    except CannotBootstrap as exc:
+        print(f"bootstrap: {exc}", file=sys.stderr)
         return 2
     if argv[:1] == ["--venv"]:
         bindir = venv_python(VENV).parent.relative_to(ROOT)
