@@ -50,9 +50,9 @@ def test_the_demo_shows_a_real_failure_a_flaky_flow_and_an_infrastructure_error(
     status = {f["flowFileName"]: f for f in record["flows"]}
     assert {name: f["status"] for name, f in status.items()} == {
         "add-exercise-and-see-it-in-list.yml": "failed",
-        "list-survives-restart.yml": "flaky",
+        "launch-and-sign-in-anonymously.yml": "flaky",
         "delete-exercise.yml": "error",
-        "launch-and-sign-in-anonymously.yml": "passed",
+        "list-survives-restart.yml": "passed",
     }
     assert len(record["devices"]) == 2
     # the infrastructure error is retried on the other emulator
@@ -93,13 +93,13 @@ def test_every_artifact_and_message_of_the_demo_says_simulated(
     email = run.stdout[run.stdout.index("dry run: email would get"):]
     assert "Subject: [production-validation] FAIL: SIMULATED: 1 of 4 flows failed against production" in email
     assert "delete-exercise.yml: infrastructure error (2 attempts)" in email
-    assert "list-survives-restart.yml: flaky (2 attempts)" in email
+    assert "launch-and-sign-in-anonymously.yml: flaky (2 attempts): Element not found" in email
     assert "simulated-demo-secret" not in run.stdout + run.stderr  # the made-up webhook is still masked
 
 
 def test_the_demo_fails_on_a_verdict_it_did_not_script(tmp_path: Path) -> None:
     """An unscripted verdict is a broken demo, not "as scripted": here a flow that passes alone."""
-    run = run_demo(tmp_path, "--flows", ".maestro/launch-and-sign-in-anonymously.yml")
+    run = run_demo(tmp_path, "--flows", ".maestro/list-survives-restart.yml")
     assert run.returncode != 0
     assert "The demo's verdict is pass (exit 0); the scenario scripts fail (exit 1)" in run.stderr
     assert "as scripted" not in run.stdout

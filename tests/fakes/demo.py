@@ -8,10 +8,10 @@ device connected, so `invoke validate --devices 2` boots two (fake) emulators an
 `.maestro/` with the fake maestro, scripted by `demo-scenario.json` as a realistic bad day:
 
 - `add-exercise-and-see-it-in-list.yml` fails for real ("Save" is gone): `failed`, with a screenshot;
-- `list-survives-restart.yml` fails once, then passes on its retry: `flaky`;
+- `launch-and-sign-in-anonymously.yml` fails once ("No exercises yet" came too late), then passes: `flaky`;
 - `delete-exercise.yml` hits an infrastructure error (Maestro's driver does not start), is retried on the
   other emulator and hits it again: `error`;
-- `launch-and-sign-in-anonymously.yml` passes.
+- `list-survives-restart.yml` passes.
 
 `PRODVAL_SIMULATED=1` marks the run record (`job.simulated`), so the console, summary.md, report.html,
 junit.xml and the alerts all say SIMULATED. `invoke notify --dry-run --on always` then prints the Slack
