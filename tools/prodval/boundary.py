@@ -318,7 +318,7 @@ def _config_error(config: Any, which: str, exc: Exception) -> ConfigError:
     where = f"{shown}:{mark.line + 1}" if mark is not None else shown
     reason = " ".join(str(getattr(exc, "problem", None) or exc).split())
     return ConfigError(f"{where}: cannot read the invoke configuration: {reason}",
-                       fix="fix the YAML there (indentation, brackets, quotes); the README lists every key")
+                       fix="fix the YAML there (indentation, brackets, quotes); docs/configuration.md lists every key")
 
 
 def _config_problem(config: Any) -> ConfigError | None:
@@ -333,7 +333,7 @@ def _config_problem(config: Any) -> ConfigError | None:
             if section in data and data[section] is not None and not isinstance(data[section], dict):
                 return ConfigError(f"{shown}: `{section}:` must be a mapping of settings, got {data[section]!r}",
                                    fix=f"write the settings indented under `{section}:` (key: value); "
-                                       "the README lists every key")
+                                       "docs/configuration.md lists every key")
         bad = _non_string_key(data, ())
         if bad is not None:
             keys, key = bad
@@ -342,7 +342,7 @@ def _config_problem(config: Any) -> ConfigError | None:
             return ConfigError(f"{shown}: {under}the key {key!r} is not a name: YAML reads a bare "
                                f"on/off/yes/no as a boolean{hint}",
                                fix="use the setting's documented name, or quote the key ('on': ...); "
-                                   "the README lists every key")
+                                   "docs/configuration.md lists every key")
     return None
 
 

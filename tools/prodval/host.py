@@ -17,7 +17,7 @@ from .commands import find_tool
 
 KVM_DEVICE = Path("/dev/kvm")
 KVM_FIX = ("give the runner access to /dev/kvm: on GitHub-hosted Linux runners add the udev rule step "
-           "(KERNEL==\"kvm\", MODE=\"0666\"; see the README), elsewhere `sudo usermod -aG kvm $USER`")
+           "(KERNEL==\"kvm\", MODE=\"0666\"; see docs/devices.md), elsewhere `sudo usermod -aG kvm $USER`")
 MIN_PYTHON = (3, 11)
 MIN_JAVA = 17  # Maestro 2.x and the SDK command-line tools
 JAVA_FIX = ("install a JDK 17 or newer (`sudo apt-get install openjdk-17-jdk-headless`, or actions/setup-java "

@@ -81,6 +81,7 @@ class Job:
     artifactPaths: list[str] = field(default_factory=list)
     url: str = ""
     commit: str = ""  # the deployed commit (deployed_commit)
+    simulated: bool = False  # PRODVAL_SIMULATED=1 (the demo): every artifact and alert says SIMULATED
 
 
 @dataclass
@@ -181,7 +182,16 @@ def job_from_env(environ: Mapping[str, str], deployed_sha: str | None = None) ->
         server = environ.get("GITHUB_SERVER_URL", "https://github.com")
         url = f"{server}/{environ['GITHUB_REPOSITORY']}/actions/runs/{run_id}"
     job_id = f"{run_id}/{job}" if run_id and job else f"local-{os.getpid()}-{datetime.now(UTC):%Y%m%dT%H%M%S}"
-    return Job(jobId=job_id, url=url, commit=deployed_commit(deployed_sha, environ))
+    return Job(jobId=job_id, url=url, commit=deployed_commit(deployed_sha, environ),
+               simulated=environ.get(SIMULATED_VAR, "").strip() == "1")
+
+
+SIMULATED_VAR = "PRODVAL_SIMULATED"  # set by the demo (tests/fakes/demo.py): the toolchain is the fakes'
+
+
+def simulated_mark(record: RunRecord) -> str:
+    """The prefix every headline of a SIMULATED run (the demo) carries: summary, report, console, alerts."""
+    return "SIMULATED: " if record.job.simulated else ""
 
 
 def alert_channels(environ: Mapping[str, str]) -> list[str]:
@@ -293,6 +303,8 @@ def junit_xml(record: RunRecord) -> str:
         "time": _seconds(sum(f.duration for f in record.flows)),
         "timestamp": record.job.startTime,
     })
+    if record.job.simulated:
+        ET.SubElement(ET.SubElement(suite, "properties"), "property", {"name": "simulated", "value": "true"})
     for flow in record.flows:
         case = ET.SubElement(suite, "testcase", {
             "name": flow.name, "classname": flow.flowFileName, "file": flow.flowFileName,
@@ -330,6 +342,10 @@ def order_flows(flows: Sequence[FlowResult]) -> list[FlowResult]:
 
 
 def headline(record: RunRecord) -> str:
+    return simulated_mark(record) + _headline(record)
+
+
+def _headline(record: RunRecord) -> str:
     total = len(record.flows)
     counts = record.counts()
     if record.verdict == "pass":

@@ -14,7 +14,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 
-from ..results import RunRecord
+from ..results import RunRecord, simulated_mark
 
 KINDS = ("fail", "error", "recovery", "pass", "test")
 TITLE_PREFIX = {"fail": "FAIL", "error": "ERROR", "recovery": "RECOVERED", "pass": "PASS", "test": "TEST"}
@@ -159,7 +159,7 @@ def build_alert(record: RunRecord, kind: str, ctx: AlertContext) -> Alert:
     end = record.job.endTime or max((s.endTime for s in record.stages.values() if s.endTime), default="")
     return Alert(
         kind=kind,
-        headline=headline(record, kind, ctx.environment),
+        headline=simulated_mark(record) + headline(record, kind, ctx.environment),
         environment=ctx.environment,
         check_name=ctx.check_name,
         run_id=record.runId,
