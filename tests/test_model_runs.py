@@ -69,7 +69,7 @@ class FlowScript:
 
     @property
     def key(self) -> str:
-        """The flow's folder under flows/ (README: results keyed by flow)."""
+        """The flow's folder under flows/ (docs/run-record.md: results keyed by flow)."""
         return self.file_name.replace("%", "%25").replace("/", "%2F")
 
 
@@ -223,7 +223,7 @@ def _fake_calls(world: World) -> dict[str, list[str]]:
 
 def _check_devices(record: dict[str, Any], run: Run, calls: dict[str, list[str]]) -> None:
     """Each attempt on the device that ran it; retries avoid broken devices; a device retires at its
-    first two infrastructure errors in a row (README: several devices on one runner)."""
+    first two infrastructure errors in a row (docs/devices.md: several devices on one runner)."""
     retired = {r["serial"] for r in record["retiredDevices"]}
     healthy = set(SERIALS[: run.devices]) - retired
     for flow in record["flows"]:

@@ -1,6 +1,6 @@
 """The run record (`results.json`) and the files derived from it (`junit.xml`, `summary.md`).
 
-Field names follow the data model (README.md, "The run record"): job metadata, environment configuration and one
+Field names follow the data model (docs/run-record.md): job metadata, environment configuration and one
 entry per flow with `flowFileName`, `exitCode`, `stdout`, `stderr`, `duration` (ms), `artifactPaths`.
 The record is rewritten atomically after every flow, so a crash or kill mid-run keeps what finished.
 """
