@@ -223,7 +223,7 @@ def _fake_calls(world: World) -> dict[str, list[str]]:
 
 def _check_devices(record: dict[str, Any], run: Run, calls: dict[str, list[str]]) -> None:
     """Each attempt on the device that ran it; retries avoid broken devices; a device retires at its
-    first two infrastructure errors in a row (docs/devices.md: several devices on one runner)."""
+    first two infrastructure errors in a row (docs/validate.md: several devices on one runner)."""
     retired = {r["serial"] for r in record["retiredDevices"]}
     healthy = set(SERIALS[: run.devices]) - retired
     for flow in record["flows"]:
