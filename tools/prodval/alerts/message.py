@@ -14,17 +14,20 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 
-from ..results import RunRecord
+from ..results import BROKEN, RunRecord, Status, duration_text, headline, stage_error
 
 KINDS = ("fail", "error", "recovery", "pass", "test")
 TITLE_PREFIX = {"fail": "FAIL", "error": "ERROR", "recovery": "RECOVERED", "pass": "PASS", "test": "TEST"}
-BROKEN = ("failed", "error", "timed_out")
 
 
 @dataclass(frozen=True)
 class Link:
     text: str
     url: str
+
+
+_WHAT: dict[str, str] = {Status.FAILED: "failed", Status.ERROR: "infrastructure error",
+                         Status.TIMED_OUT: "timed out", Status.FLAKY: "flaky"}
 
 
 @dataclass(frozen=True)
@@ -37,8 +40,7 @@ class FlowLine:
     def detail(self) -> str:
         """What happened, without the file name: `failed (2 attempts): Element not found`."""
         tries = f"{self.attempts} attempt{'s' if self.attempts != 1 else ''}"
-        what = {"failed": "failed", "error": "infrastructure error", "timed_out": "timed out",
-                "flaky": "flaky"}.get(self.status, self.status)
+        what = _WHAT.get(self.status, self.status)
         return f"{what} ({tries})" + (f": {self.summary}" if self.summary else "")
 
     def describe(self) -> str:
@@ -104,14 +106,10 @@ class Alert:
 
 def _duration(start: str, end: str) -> str:
     try:
-        seconds = int((datetime.fromisoformat(end) - datetime.fromisoformat(start)).total_seconds())
+        seconds = (datetime.fromisoformat(end) - datetime.fromisoformat(start)).total_seconds()
     except ValueError:
         return ""
-    if seconds < 0:
-        return ""
-    minutes, secs = divmod(seconds, 60)
-    hours, minutes = divmod(minutes, 60)
-    return f"{hours}h {minutes}m {secs}s" if hours else f"{minutes}m {secs}s" if minutes else f"{secs}s"
+    return duration_text(seconds) if seconds >= 0 else ""
 
 
 def app_version(record: RunRecord) -> str:
@@ -121,33 +119,6 @@ def app_version(record: RunRecord) -> str:
     package = apk.get("packageName") or apk.get("package") or ""
     version = f"{name} ({code})" if name and code else str(name or code or "")
     return ", ".join(str(p) for p in (version, package) if p)
-
-
-def stage_error(record: RunRecord) -> str:
-    """The first stage that stopped with an error is the cause; later stages only report it."""
-    for name, stage in record.stages.items():
-        if stage.error and name != "notify":
-            return stage.error
-    return ""
-
-
-def headline(record: RunRecord, kind: str, environment: str) -> str:
-    total = len(record.flows)
-    counts = record.counts()
-    flaky = f" ({counts['flaky']} flaky)" if counts.get("flaky") else ""
-    if kind == "fail":
-        return f"{counts['failed']} of {total} flows failed against {environment}"
-    if kind == "error":
-        cause = stage_error(record)
-        if cause:
-            return f"Validation could not run: {cause.strip().splitlines()[0]}"
-        broken = counts["error"] + counts["timed_out"]
-        if broken:
-            return f"Validation could not run: {broken} of {total} flows hit infrastructure errors"
-        return "Validation could not run: it did not finish"
-    if kind == "recovery":
-        return f"Recovered: all {total} flows pass against {environment} again{flaky}"
-    return f"All {total} flows passed against {environment}{flaky}"
 
 
 def build_alert(record: RunRecord, kind: str, ctx: AlertContext) -> Alert:
@@ -168,9 +139,9 @@ def build_alert(record: RunRecord, kind: str, ctx: AlertContext) -> Alert:
         commit_url=_commit_url(ctx),
         duration=_duration(record.job.startTime, end) if record.job.startTime and end else "",
         failed=tuple(FlowLine(f.flowFileName, f.status, len(f.attempts), _one_line(f.errorSummary)) for f in broken),
-        flaky=tuple(FlowLine(f.flowFileName, "flaky", len(f.attempts), _one_line(f.errorSummary))
-                    for f in record.flows if f.status == "flaky"),
-        not_run=record.counts()["not_run"],
+        flaky=tuple(FlowLine(f.flowFileName, Status.FLAKY, len(f.attempts), _one_line(f.errorSummary))
+                    for f in record.flows if f.status == Status.FLAKY),
+        not_run=record.counts()[Status.NOT_RUN],
         stage_error=stage_error(record).strip() if kind == "error" else "",
         links=links(ctx),
     )
