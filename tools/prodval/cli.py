@@ -8,7 +8,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from .console import Console
-from .errors import EXIT_ERROR, EXIT_PASS, ValidationError
+from .errors import EXIT_ERROR, EXIT_PASS, Interrupted, ValidationError
 from .results import VERDICT_EXIT, RunRecord
 from .runlock import FolderInUse, hold_folder
 from .settings import load
@@ -182,6 +182,8 @@ def notify(section: Mapping[str, Any], validation: Mapping[str, Any], flags: Map
         # never alert on a run still writing its record; a folder that takes no lock file still alerts
         with hold_folder(settings.results_dir, "notify", required=False):
             notified = run_notify(settings, environ, console)
+    except Interrupted:
+        raise  # the boundary (boundary.run_task) says which task it stopped and records it
     except ValidationError as exc:  # the folder in use, no run record or a corrupt one, --test without channels
         console.error(str(exc), title="notify")
         return exc.exit_code
