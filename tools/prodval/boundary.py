@@ -100,7 +100,7 @@ def explain(name: str, exc: BaseException, results_dir: Path) -> ValidationError
     """What stopped `invoke <name>`, where, and the fix."""
     if isinstance(exc, (KeyboardInterrupt, Interrupted)):
         signal_name = exc.signal_name if isinstance(exc, Interrupted) else "Ctrl-C (SIGINT)"
-        while_ = " while report.html was being rendered" if _in_function(exc.__traceback__, "render_report") else ""
+        while_ = f" while {REPORT_NAME} was being rendered" if _in_function(exc.__traceback__, "render_report") else ""
         return ValidationError(f"`invoke {name}` was interrupted by {signal_name}{while_}",
                                fix=_INTERRUPT_FIX.get(name, "run it again"))
     if isinstance(exc, OSError):
@@ -114,7 +114,7 @@ def explain(name: str, exc: BaseException, results_dir: Path) -> ValidationError
 _INTERRUPT_FIX = {
     "notify": "run `invoke notify` again to send the alerts (the record keeps the verdict; deliveries "
               "already made are listed above)",
-    "validate": "run `invoke report` to render report.html from the record, or run the validation again",
+    "validate": f"run `invoke report` to render {REPORT_NAME} from the record, or run the validation again",
 }
 
 

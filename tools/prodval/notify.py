@@ -31,7 +31,7 @@ from . import runlock
 from .alerts import Channel, Delivery, RetryPolicy
 from .alerts.email import DEFAULT_PORT, SECURITY, Email
 from .alerts.github import CommitStatus, origin_repository, previous_verdict
-from .alerts.message import Alert, AlertContext, build_alert, make_test_alert, masked
+from .alerts.message import Alert, AlertContext, Kind, build_alert, make_test_alert, masked
 from .alerts.pagerduty import DEFAULT_EVENTS_URL, PagerDuty, dedup_key
 from .alerts.slack import Slack
 from .commands import die_with_parent
@@ -72,7 +72,7 @@ def plan(verdict: str, previous: str | None, on: str, channels: Sequence[str]) -
         elif name not in MESSAGE_CHANNELS:
             planned.append((name, Verdict.PASS))  # the gate turns green; PagerDuty resolves
         elif previous in FAILED:
-            planned.append((name, "recovery"))
+            planned.append((name, Kind.RECOVERY))
         elif on == "always":
             planned.append((name, Verdict.PASS))
     return planned
@@ -266,7 +266,7 @@ def run_notify(settings: NotifySettings, environ: Mapping[str, str], console: Co
         return _run_test(settings, environ, console, channels, record, policy)
     if record is None:
         raise NotifyError(f"no run record at {relative_display(record_path)}",
-                          fix="run `invoke validate` first, or pass --results-dir where it wrote results.json")
+                          fix=f"run `invoke validate` first, or pass --results-dir where it wrote {RECORD_NAME}")
 
     verdict = record.verdict or Verdict.ERROR
     ctx = context(settings, environ, record)
@@ -312,7 +312,7 @@ def _run_test(settings: NotifySettings, environ: Mapping[str, str], console: Con
         return Notified(test=True)
     deliveries = deliver([(channel, alert) for channel in channels], policy, console,
                          Deadlines(settings.channel_deadline, settings.deadline))
-    _summarise(console, deliveries, "test")
+    _summarise(console, deliveries, Kind.TEST)
     return Notified(tuple(deliveries), test=True)
 
 

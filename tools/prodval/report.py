@@ -32,6 +32,7 @@ from PIL import Image, UnidentifiedImageError
 from .maestro import screenshots
 from .results import (
     REPORT_NAME,
+    RUNNING,
     STATUS_LABEL,
     STATUS_ORDER,
     Attempt,
@@ -215,7 +216,7 @@ def render_report(record: RunRecord, results_dir: Path, redact: Callable[[str], 
     """The whole page. `commit` overrides the deployed commit the record carries (`job.commit`)."""
     esc = _Html(redact)
     commit = commit or record.job.commit
-    verdict = record.verdict or "running"
+    verdict = record.verdict or RUNNING
     parts = [
         "<!DOCTYPE html>",
         '<html lang="en">',
@@ -248,7 +249,7 @@ def write_report(record: RunRecord, results_dir: Path, redact: Callable[[str], s
 
 
 def _header(record: RunRecord, esc: _Html, commit: str) -> str:
-    verdict = record.verdict or "running"
+    verdict = record.verdict or RUNNING
     counts = record.counts()
     chips = "".join(
         f'<li class="chip st-{status}">{count} {esc(STATUS_LABEL[status])}</li>'

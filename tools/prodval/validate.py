@@ -42,6 +42,7 @@ from .maestro import (
 )
 from .results import (
     BUILD_STAGE,
+    RECORD_NAME,
     VALIDATE_STAGE,
     Attempt,
     FlowResult,
@@ -237,7 +238,7 @@ class _Runner:
             raise DeviceError(
                 f"every device left the rotation after repeated infrastructure errors; "
                 f"{len(left)} flow(s) did not run",
-                fix="check the devices (`invoke emulator.status`, `adb devices`) and the retired devices in results.json",
+                fix=f"check the devices (`invoke emulator.status`, `adb devices`) and the retired devices in {RECORD_NAME}",
             )
 
     def _wait_for_workers(self, timeout: float | None) -> None:

@@ -13,11 +13,23 @@ import html
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
+from enum import StrEnum
 
-from ..results import BROKEN, RunRecord, Status, duration_text, headline, stage_error
+from ..results import BROKEN, RunRecord, Status, Verdict, duration_text, headline, stage_error
 
-KINDS = ("fail", "error", "recovery", "pass", "test")
-TITLE_PREFIX = {"fail": "FAIL", "error": "ERROR", "recovery": "RECOVERED", "pass": "PASS", "test": "TEST"}
+
+class Kind(StrEnum):
+    """What an alert says: the run's verdict, a recovery (a pass after a failed run), or a --test alert."""
+
+    FAIL = Verdict.FAIL.value
+    ERROR = Verdict.ERROR.value
+    RECOVERY = "recovery"
+    PASS = Verdict.PASS.value
+    TEST = "test"
+
+
+KINDS: tuple[str, ...] = tuple(Kind)
+TITLE_PREFIX: dict[str, str] = {kind: "RECOVERED" if kind == Kind.RECOVERY else kind.upper() for kind in Kind}
 
 
 @dataclass(frozen=True)
@@ -123,7 +135,7 @@ def app_version(record: RunRecord) -> str:
 
 def build_alert(record: RunRecord, kind: str, ctx: AlertContext) -> Alert:
     """The alert for this run record; `kind` is fail, error, recovery or pass (see notify.plan)."""
-    if kind not in KINDS or kind == "test":
+    if kind not in KINDS or kind == Kind.TEST:
         raise ValueError(f"unknown alert kind {kind!r}")
     broken = [f for f in record.flows if f.status in BROKEN]
     broken.sort(key=lambda f: (BROKEN.index(f.status), f.flowFileName))
@@ -142,7 +154,7 @@ def build_alert(record: RunRecord, kind: str, ctx: AlertContext) -> Alert:
         flaky=tuple(FlowLine(f.flowFileName, Status.FLAKY, len(f.attempts), _one_line(f.errorSummary))
                     for f in record.flows if f.status == Status.FLAKY),
         not_run=record.counts()[Status.NOT_RUN],
-        stage_error=stage_error(record).strip() if kind == "error" else "",
+        stage_error=stage_error(record).strip() if kind == Kind.ERROR else "",
         links=links(ctx),
     )
 
@@ -150,7 +162,7 @@ def build_alert(record: RunRecord, kind: str, ctx: AlertContext) -> Alert:
 def make_test_alert(ctx: AlertContext, record: RunRecord | None = None) -> Alert:
     """A clearly marked test alert (`invoke notify --test`): proves a channel works, pages nobody for real."""
     return Alert(
-        kind="test",
+        kind=Kind.TEST,
         headline=f"Test alert from production validation ({ctx.environment}): this channel works; nothing failed",
         environment=ctx.environment,
         check_name=ctx.check_name,
@@ -223,7 +235,8 @@ def text_body(alert: Alert) -> str:
 
 def html_body(alert: Alert) -> str:
     esc = html.escape
-    colour = {"fail": "#b42318", "error": "#b54708", "recovery": "#067647", "pass": "#067647", "test": "#175cd3"}
+    colour: dict[str, str] = {Kind.FAIL: "#b42318", Kind.ERROR: "#b54708", Kind.RECOVERY: "#067647",
+                              Kind.PASS: "#067647", Kind.TEST: "#175cd3"}
     parts = [
         "<!doctype html><html><body style=\"font-family:sans-serif\">",
         f"<h2 style=\"color:{colour[alert.kind]}\">{esc(TITLE_PREFIX[alert.kind])}: {esc(alert.headline)}</h2>",
