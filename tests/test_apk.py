@@ -22,7 +22,8 @@ from typing import Any
 import pytest
 import yaml
 from conftest import FAKES, REPO, World, alive, real_apk
-from prodval.apk import app_id_mismatches, find_output, plan_build, recorded_apk
+from prodval.apk import find_output, plan_build
+from prodval.apkcheck import app_id_mismatches, recorded_apk
 from prodval.apkfile import inspect_apk
 from prodval.errors import ApkError, ConfigError
 from prodval.flows import Flow

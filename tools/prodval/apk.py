@@ -7,8 +7,7 @@ variables (never the command line), finds the APK Gradle wrote, reads its identi
 (`apkfile`), copies it to `<results-dir>/app-production.apk` and records what it is. A failed build is
 recorded with verdict `error`, so a `validate` later in the chain runs nothing against a stale APK.
 
-`validate` uses `recorded_apk` (the APK of the record, when --apk is not given) and
-`check_flows_match_apk` (every flow's appId must be the APK's package) before it runs anything.
+What `validate` checks of the APK it tests (the record's, or --apk) is `apkcheck.py`'s.
 """
 
 from __future__ import annotations
@@ -29,13 +28,14 @@ from pathlib import Path
 from .apkfile import ApkInfo, inspect_apk
 from .commands import display, find_tool, stream
 from .console import Console, relative_display
-from .errors import ApkError, CommandFailed, ConfigError, Interrupted, ValidationError
-from .flows import Flow
-from .results import RecordWriter, RunRecord, now_iso, start_new_record, summary_markdown
+from .errors import ApkError, CommandFailed, ConfigError
+from .outcomes import Verdict
+from .results import BUILD_STAGE, RecordWriter, RunRecord
 from .secrets import Redactor
 from .settings import BuildSettings
+from .stage import stage
 
-STAGE = "build"
+STAGE = BUILD_STAGE
 KEYSTORE_VAR = "ANDROID_KEYSTORE_BASE64"
 STORE_PASSWORD_VAR = "ANDROID_KEYSTORE_PASSWORD"  # noqa: S105 (a variable name, not a password)
 KEY_ALIAS_VAR = "ANDROID_KEY_ALIAS"
@@ -299,40 +299,21 @@ def resolve_executable(plan: BuildPlan) -> Path:
     return find_tool(first, [("PATH", first)], GRADLEW_HINT if plan.gradle else f"install {first}, or set build.command")
 
 
-def run_build(settings: BuildSettings, environ: Mapping[str, str], console: Console, run_id: str,
-              deployed_sha: str | None = None) -> int:
-    """Build, find, inspect, copy and record the APK; return 0, or 2 when the build stage failed."""
+def run_build(settings: BuildSettings, environ: Mapping[str, str], console: Console,
+              deployed_sha: str | None = None) -> RunRecord:
+    """Build, find, inspect, copy and record the APK in a new run record; the record (stage `build`: pass,
+    or error and the verdict `error`)."""
     redact = Redactor.from_env(environ, dict(settings.properties), settings.secret_env)
     console.redact = redact
     writer = RecordWriter(settings.results_dir, redact)
-    record = start_new_record(writer, environ, STAGE, run_id, deployed_sha)
-    stage = record.stages[STAGE]
-    copy = settings.results_dir / settings.apk_name
-    copy.unlink(missing_ok=True)  # never leave the previous build's APK where validate would take it
-    try:
-        try:
-            info = _build(settings, environ, console, record, copy)
-        except KeyboardInterrupt:
-            raise Interrupted("Ctrl-C (SIGINT)") from None
-    except ValidationError as exc:
-        stage.outcome, stage.error = "error", str(exc)
-        record.verdict = "error"
-        record.job.status = "failure"
-        console.error(str(exc), title=f"build-apk stopped ({exc.stage})")
-        return exc.exit_code
-    else:
-        stage.outcome = "pass"
-        record.job.status = "success"
+    with stage(writer, STAGE, console, environ, new=True, deployed_sha=deployed_sha, title="build-apk",
+               decide=lambda _, entry: Verdict.ERROR if entry.error else None) as record:
+        copy = settings.results_dir / settings.apk_name
+        copy.unlink(missing_ok=True)  # never leave the previous build's APK where validate would take it
+        info = _build(settings, environ, console, record, copy)
         console.step(f"Built {info.package} {info.version_name} ({info.version_code}): {relative_display(copy)}")
         console.set_outputs({"apk-path": str(copy), "apk-package": info.package})
-        return 0
-    finally:
-        stage.endTime = record.job.endTime = now_iso()
-        if record.verdict:
-            writer.finish(record)
-            console.step_summary(summary_markdown(record))
-        else:
-            writer.save(record)
+    return record
 
 
 def _build(settings: BuildSettings, environ: Mapping[str, str], console: Console, record: RunRecord,
@@ -378,50 +359,4 @@ def _build(settings: BuildSettings, environ: Mapping[str, str], console: Console
         "abi": output.abi,
     }
     record.environment.apkBuildPath = relative_display(copy)
-    return info
-
-
-# ---- what validate calls ---------------------------------------------------------------------------
-
-def recorded_apk(record: RunRecord | None, results_dir: Path) -> Path | None:
-    """The APK build-apk recorded in this results folder's record, if its build stage passed."""
-    if record is None or not record.apk or not record.apk.get("file"):
-        return None
-    build = record.stages.get(STAGE)
-    if build is None or build.outcome != "pass":
-        return None
-    path = results_dir / str(record.apk["file"])
-    if not path.is_file():
-        raise ConfigError(f"the run record names the APK build-apk built ({path}) but the file is gone",
-                          fix="run `invoke build-apk` again, or pass --apk PATH")
-    return path
-
-
-def app_id_mismatches(package: str, flows: Sequence[Flow]) -> list[str]:
-    """One line per flow whose appId is not the APK's package name."""
-    problems = []
-    for flow in flows:
-        if flow.app_id == package or (not flow.app_id and flow.app_id_source):
-            continue  # (an appId expression known only at run time is not checked)
-        hint = ""
-        if flow.app_id.startswith(package + ".") or package.startswith(flow.app_id + "."):
-            hint = " (an applicationIdSuffix such as .debug, or a flavor's suffix?)"
-        problems.append(f"{relative_display(flow.path)}: appId {flow.app_id}, but the APK's package is {package}{hint}")
-    return problems
-
-
-def check_flows_match_apk(apk: Path, flows: Sequence[Flow]) -> ApkInfo:
-    """Read the APK and require every flow's appId to be its package; ConfigError listing every mismatch."""
-    if not apk.is_file():
-        raise ConfigError(f"the APK '{apk}' does not exist",
-                          fix="pass --apk with the path of a built APK, or run `invoke build-apk` first")
-    info = inspect_apk(apk)
-    problems = app_id_mismatches(info.package, flows)
-    if problems:
-        count = len(problems)
-        raise ConfigError(
-            f"{count} flow{'s' if count > 1 else ''} would test another app than {apk} ({info.package}):\n"
-            + "\n".join(f"  {p}" for p in problems),
-            fix=f"set each flow's appId to {info.package}, or build and pass the variant the flows test",
-        )
     return info

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .errors import ApkError
+from .errors import ApkError, ConfigError
 
 MANIFEST = "AndroidManifest.xml"
 RESOURCES = "resources.arsc"
@@ -87,6 +87,13 @@ class ApkInfo:
             "signerCertificateSha256": self.signer_sha256,
             "signatureSchemes": list(self.schemes),
         }
+
+
+def require_apk(path: Path) -> None:
+    """The one "the APK is there" check (before reading it, before installing it): ConfigError naming it."""
+    if not path.is_file():
+        raise ConfigError(f"the APK '{path}' does not exist",
+                          fix="pass --apk with the path of a built APK, or run `invoke build-apk` first")
 
 
 def inspect_apk(path: Path) -> ApkInfo:

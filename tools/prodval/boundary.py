@@ -38,9 +38,13 @@ from invoke.program import Program
 
 from .console import Console, relative_display
 from .errors import EXIT_ERROR, ConfigError, Interrupted, ValidationError, signals_ignored, sigterm_raises
+from .outcomes import Status, Verdict
 from .results import (
+    JUNIT_NAME,
     RECORD_NAME,
     REPORT_NAME,
+    RUNNING,
+    SUMMARY_NAME,
     RecordUnreadable,
     RecordWriter,
     RunRecord,
@@ -49,9 +53,11 @@ from .results import (
     atomic_write,
     job_from_env,
     junit_xml,
+    keep_unwritten,
     load_record,
     now_iso,
     summary_markdown,
+    unwritten_record,
 )
 from .secrets import Redactor
 from .settings import BUILD_SECTION, EMULATOR_SECTION, NOTIFY_INVOKE_DEFAULTS, NOTIFY_SECTION, SECTION
@@ -93,7 +99,7 @@ def explain(name: str, exc: BaseException, results_dir: Path) -> ValidationError
     """What stopped `invoke <name>`, where, and the fix."""
     if isinstance(exc, (KeyboardInterrupt, Interrupted)):
         signal_name = exc.signal_name if isinstance(exc, Interrupted) else "Ctrl-C (SIGINT)"
-        while_ = " while report.html was being rendered" if _in_function(exc.__traceback__, "render_report") else ""
+        while_ = f" while {REPORT_NAME} was being rendered" if _in_function(exc.__traceback__, "render_report") else ""
         return ValidationError(f"`invoke {name}` was interrupted by {signal_name}{while_}",
                                fix=_INTERRUPT_FIX.get(name, "run it again"))
     if isinstance(exc, OSError):
@@ -107,7 +113,7 @@ def explain(name: str, exc: BaseException, results_dir: Path) -> ValidationError
 _INTERRUPT_FIX = {
     "notify": "run `invoke notify` again to send the alerts (the record keeps the verdict; deliveries "
               "already made are listed above)",
-    "validate": "run `invoke report` to render report.html from the record, or run the validation again",
+    "validate": f"run `invoke report` to render {REPORT_NAME} from the record, or run the validation again",
 }
 
 
@@ -188,7 +194,7 @@ def finish_record(results_dir: Path, stage_name: str, error: ValidationError, en
     It continues the record in the results folder (keeping every flow it holds) unless `new`. No
     report.html here: rendering can be slow and this runs after an interrupt (`invoke report` renders it).
     """
-    from .validate import new_run_id  # noqa: PLC0415 (validate is heavy; only a stopped run needs it)
+    from .stage import new_run_id  # noqa: PLC0415 (the stage lifecycle imports the report; only a stopped run needs it)
 
     redact = _redactor(environ)
     cause = str(error)
@@ -202,14 +208,14 @@ def finish_record(results_dir: Path, stage_name: str, error: ValidationError, en
         record = RunRecord(runId=new_run_id(environ), job=job_from_env(environ, deployed_sha))
         record.environment.alertChannels = alert_channels(environ)
     now = now_iso()
-    stage = record.stages.get(stage_name) or Stage("running", now)
-    stage.outcome, stage.endTime = "error", now
+    stage = record.stages.get(stage_name) or Stage(RUNNING, now)
+    stage.outcome, stage.endTime = Verdict.ERROR, now
     stage.error = f"{stage.error}\n{cause}" if stage.error and cause not in stage.error else cause
     record.stages[stage_name] = stage
     for flow in record.flows:
-        if flow.status == "not_run" and not flow.errorSummary:
+        if flow.status == Status.NOT_RUN and not flow.errorSummary:
             flow.errorSummary = f"not run: {error.message.splitlines()[0]}"
-    record.verdict = "error"
+    record.verdict = Verdict.ERROR
     record.job.status, record.job.endTime = "failure", now
     record.job.startTime = record.job.startTime or now
     try:
@@ -218,25 +224,13 @@ def finish_record(results_dir: Path, stage_name: str, error: ValidationError, en
             (results_dir / REPORT_NAME).unlink(missing_ok=True)
         writer.save(record, indent=2)
         masked = RunRecord.from_json(redact.mask_tree(record.to_json()))  # values, never the rendered text
-        atomic_write(results_dir / "junit.xml", junit_xml(masked))
-        atomic_write(results_dir / "summary.md", summary_markdown(masked))
+        atomic_write(results_dir / JUNIT_NAME, junit_xml(masked))
+        atomic_write(results_dir / SUMMARY_NAME, summary_markdown(masked))
     except OSError as exc:
-        _UNWRITTEN[_key(results_dir)] = record  # `notify` later in this chain still alerts with it
+        keep_unwritten(results_dir, record)  # `notify` later in this chain still alerts with it
         return f"\n  (the run record could not be updated either: {exc.strerror or exc})"
-    _UNWRITTEN.pop(_key(results_dir), None)
+    keep_unwritten(results_dir, None)
     return ""
-
-
-def _key(folder: Path) -> str:
-    return os.path.abspath(folder)  # not resolve(): the folder may be a symlink loop
-
-
-_UNWRITTEN: dict[str, RunRecord] = {}  # results folder -> the finished record its disk did not take
-
-
-def unwritten_record(results_dir: Path) -> RunRecord | None:
-    """The record of a stage of this chain that stopped and could not write it (full or read-only disk)."""
-    return _UNWRITTEN.get(_key(results_dir))
 
 
 # --- invoke itself: the command line and invoke.yaml -------------------------------------------------

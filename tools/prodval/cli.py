@@ -8,9 +8,16 @@ from collections.abc import Mapping
 from typing import Any
 
 from .console import Console
-from .errors import ValidationError
+from .errors import EXIT_ERROR, EXIT_PASS, Interrupted, ValidationError
+from .results import VERDICT_EXIT, RunRecord
 from .runlock import FolderInUse, hold_folder
 from .settings import load
+
+
+def exit_code(record: RunRecord, stage: str) -> int:
+    """A stage's outcome as the exit code (only here): its verdict's (0 pass, 1 fail, 2 error)."""
+    outcome = record.verdict or record.stages[stage].outcome
+    return VERDICT_EXIT.get(outcome, EXIT_ERROR)
 
 
 def validate(section: Mapping[str, Any], flags: Mapping[str, Any], environ: Mapping[str, str] | None = None,
@@ -28,7 +35,7 @@ def validate(section: Mapping[str, Any], flags: Mapping[str, Any], environ: Mapp
         return exc.exit_code
     try:
         with hold_folder(settings.results_dir, "validate"):
-            return run_validation(settings, environ, console, emulators, deployed_sha=deployed_sha)
+            return exit_code(run_validation(settings, environ, console, emulators, deployed_sha=deployed_sha), "validate")
     except FolderInUse as exc:
         console.error(str(exc), title="validate")
         return exc.exit_code
@@ -45,11 +52,10 @@ def _merge_results(held: contextlib.ExitStack[Any], section: Mapping[str, Any], 
     from pathlib import Path
 
     from .merge import find_shard_records, merge
-    from .results import VERDICT_EXIT, RecordWriter
+    from .results import RecordWriter
     from .runlock import note_run_id
-    from .schedule import remember_timings
     from .secrets import Redactor
-    from .validate import announce
+    from .stage import finish
 
     environ = os.environ if environ is None else environ
     console = Console(environ, Redactor.from_env(environ))
@@ -65,16 +71,13 @@ def _merge_results(held: contextlib.ExitStack[Any], section: Mapping[str, Any], 
         console.error(str(exc), title="merge-results")
         return exc.exit_code
     writer = RecordWriter(Path(settings.results_dir), console.redact)
-    writer.finish(merged)
-    remember_timings(writer.results_dir, merged.to_json())
     repo_paths = merged.environment.maestroFlowPaths
-    announce(merged, console, writer, {
+    finish(merged, writer, console, {
         f.flowFileName: next((p for p in repo_paths if p == f.flowFileName or p.endswith("/" + f.flowFileName)),
                              f.flowFileName)
         for f in merged.flows
     })
-    assert merged.verdict is not None
-    return VERDICT_EXIT[merged.verdict]
+    return exit_code(merged, "validate")
 
 
 def report(section: Mapping[str, Any], results_dir: str | None, commit: str | None = None,
@@ -143,7 +146,6 @@ def build_apk(section: Mapping[str, Any], validation: Mapping[str, Any], flags: 
     from .apk import run_build
     from .secrets import Redactor
     from .settings import load_build
-    from .validate import new_run_id, signals_as_interrupts
 
     environ = os.environ if environ is None else environ
     console = Console(environ, Redactor.from_env(environ))
@@ -153,9 +155,9 @@ def build_apk(section: Mapping[str, Any], validation: Mapping[str, Any], flags: 
         console.error(str(exc), title="configuration")
         return exc.exit_code
     try:
-        with hold_folder(settings.results_dir, "build-apk"), signals_as_interrupts():
-            # SIGTERM raises Interrupted inside run_build, which records it
-            return run_build(settings, environ, console, new_run_id(environ), deployed_sha=deployed_sha)
+        with hold_folder(settings.results_dir, "build-apk"):
+            # SIGTERM raises Interrupted inside run_build's stage, which records it
+            return exit_code(run_build(settings, environ, console, deployed_sha=deployed_sha), "build")
     except FolderInUse as exc:
         console.error(str(exc), title="build-apk")
         return exc.exit_code
@@ -179,10 +181,13 @@ def notify(section: Mapping[str, Any], validation: Mapping[str, Any], flags: Map
     try:
         # never alert on a run still writing its record; a folder that takes no lock file still alerts
         with hold_folder(settings.results_dir, "notify", required=False):
-            return run_notify(settings, environ, console)
-    except FolderInUse as exc:
+            notified = run_notify(settings, environ, console)
+    except Interrupted:
+        raise  # the boundary (boundary.run_task) says which task it stopped and records it
+    except ValidationError as exc:  # the folder in use, no run record or a corrupt one, --test without channels
         console.error(str(exc), title="notify")
         return exc.exit_code
+    return EXIT_ERROR if notified.test and not notified.delivered else EXIT_PASS
 
 
 # ---- device lifecycle: `invoke emulator.start|stop|status`, `doctor`, `setup` ----------------------------
@@ -194,7 +199,7 @@ def emulator_start(validation: Mapping[str, Any], section: Mapping[str, Any], fl
     from .emulator import start_emulators
     from .secrets import Redactor
     from .settings import load_emulator
-    from .validate import signals_as_interrupts
+    from .stage import signals_as_interrupts
 
     environ = os.environ if environ is None else environ
     console = Console(environ, Redactor.from_env(environ))

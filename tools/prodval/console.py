@@ -147,7 +147,7 @@ class Console:
             return
         self._annotations[kind] += 1
         if self._annotations[kind] > MAX_ANNOTATIONS:
-            # GitHub shows only 10 per step; `validate.announce` stays within them, this is the safety net.
+            # GitHub shows only 10 per step; `stage.announce` stays within them, this is the safety net.
             self._write(self.err, f"{kind}: {title + ': ' if title else ''}{text}")
             return
         props = []

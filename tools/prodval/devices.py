@@ -8,9 +8,10 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
+from .apkfile import require_apk
 from .commands import Completed, find_tool, run, start_background
 from .console import Console
-from .errors import CommandFailed, ConfigError, DeviceError
+from .errors import CommandFailed, DeviceError
 from .sdk import sdk_candidates
 
 ADB_INSTALL_HINT = (
@@ -130,9 +131,7 @@ class Adb:
         return done.returncode == 0 and "Failure" not in done.stdout
 
     def install(self, serial: str, apk: Path, timeout: float = 300) -> None:
-        if not apk.is_file():
-            raise ConfigError(f"the APK '{apk}' does not exist",
-                              fix="pass --apk with the path of a built APK, or run `invoke build-apk` first")
+        require_apk(apk)
         self._run("-s", serial, "install", "-r", "-g", str(apk), timeout=timeout,
                   what=f"installing {apk.name} on {serial} failed",
                   fix="read adb's message above: INSTALL_FAILED_UPDATE_INCOMPATIBLE means uninstall the app first "

@@ -17,6 +17,7 @@ from pathlib import Path
 from .commands import display, find_tool, run
 from .console import Console
 from .errors import CommandFailed
+from .outcomes import Status
 
 MAESTRO_INSTALL_HINT = (
     "install Maestro with `invoke setup` (or `curl -Ls \"https://get.maestro.mobile.dev\" | bash`), "
@@ -72,8 +73,8 @@ def keeps_driver(version: str) -> bool:
     return version_tuple(version) >= KEEP_DRIVER_SINCE
 
 
-# The statuses an attempt can end with.
-PASSED, FAILED, ERROR, TIMED_OUT = "passed", "failed", "error", "timed_out"
+# The statuses an attempt can end with (the record's `Status`).
+PASSED, FAILED, ERROR, TIMED_OUT = Status.PASSED, Status.FAILED, Status.ERROR, Status.TIMED_OUT
 
 
 def find_maestro(configured: str, environ: Mapping[str, str]) -> Path:

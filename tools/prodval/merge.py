@@ -9,8 +9,19 @@ from dataclasses import replace
 from pathlib import Path
 
 from .errors import ConfigError
-from .results import RECORD_NAME, RunRecord, Stage, alert_channels, job_from_env, load_record, now_iso
-from .validate import new_run_id
+from .outcomes import Verdict
+from .results import (
+    RECORD_NAME,
+    RUNNING,
+    VALIDATE_STAGE,
+    RunRecord,
+    Stage,
+    alert_channels,
+    job_from_env,
+    load_record,
+    now_iso,
+)
+from .stage import new_run_id
 
 
 def find_shard_records(spec: str, exclude: Path | None = None) -> list[Path]:
@@ -36,9 +47,9 @@ def no_records(out_dir: Path, environ: Mapping[str, str]) -> RunRecord:
     job = job_from_env(environ, environ.get("INVOKE_NOTIFY_DEPLOYED_SHA"))
     job.startTime = job.endTime = now_iso()
     job.status = "failure"
-    record = RunRecord(runId=new_run_id(environ), job=job, verdict="error")
+    record = RunRecord(runId=new_run_id(environ), job=job, verdict=Verdict.ERROR)
     record.environment.alertChannels = alert_channels(environ)
-    record.stages["validate"] = Stage("error", job.startTime, job.endTime,
+    record.stages[VALIDATE_STAGE] = Stage(Verdict.ERROR, job.startTime, job.endTime,
                                       "no run record to merge: no shard (or runner) recorded a result before "
                                       f"{out_dir} was written; see the workflow run's log for the job that failed")
     return record
@@ -102,7 +113,7 @@ def merge(paths: list[Path], out_dir: Path, environ: Mapping[str, str] | None = 
         for name, stage in record.stages.items():
             if stage.error:
                 errors.append(f"{label}: {stage.error}")
-            if name != "validate" and name not in merged.stages:
+            if name != VALIDATE_STAGE and name not in merged.stages:
                 merged.stages[name] = stage
         if record.verdict is None:
             errors.append(f"{label}: did not finish (no verdict in {folder / RECORD_NAME})")
@@ -110,13 +121,13 @@ def merge(paths: list[Path], out_dir: Path, environ: Mapping[str, str] | None = 
         missing = sorted(set(range(1, first.shard["count"] + 1)) - set(seen))
         errors += [f"shard {i}/{first.shard['count']} is missing" for i in missing]
     merged.flows.sort(key=lambda f: f.flowFileName)
-    validate = Stage("running", merged.job.startTime, now_iso(), "\n".join(errors))
-    merged.stages["validate"] = validate
+    validate = Stage(RUNNING, merged.job.startTime, now_iso(), "\n".join(errors))
+    merged.stages[VALIDATE_STAGE] = validate
     verdict = merged.decide()
-    if errors and verdict == "pass":
-        verdict = "error"
+    if errors and verdict == Verdict.PASS:
+        verdict = Verdict.ERROR
     merged.verdict = validate.outcome = verdict
-    merged.job.status = "success" if verdict == "pass" else "failure"
+    merged.job.status = "success" if verdict == Verdict.PASS else "failure"
     return merged
 
 

@@ -31,20 +31,33 @@ from . import runlock
 from .alerts import Channel, Delivery, RetryPolicy
 from .alerts.email import DEFAULT_PORT, SECURITY, Email
 from .alerts.github import CommitStatus, origin_repository, previous_verdict
-from .alerts.message import Alert, AlertContext, build_alert, make_test_alert, masked
+from .alerts.message import Alert, AlertContext, Kind, build_alert, make_test_alert, masked
 from .alerts.pagerduty import DEFAULT_EVENTS_URL, PagerDuty, dedup_key
 from .alerts.slack import Slack
-from .boundary import unwritten_record
 from .commands import die_with_parent
 from .console import Console, relative_display
-from .errors import EXIT_ERROR, EXIT_PASS, DeliveryFailed, NotifyError, ValidationError
-from .results import RecordUnreadable, RecordWriter, RunRecord, Stage, deployed_commit, load_record, now_iso
+from .errors import DeliveryFailed, NotifyError
+from .outcomes import Verdict
+from .results import (
+    NOTIFY_STAGE,
+    RECORD_NAME,
+    REPORT_NAME,
+    RecordUnreadable,
+    RecordWriter,
+    RunRecord,
+    alert_channels,
+    deployed_commit,
+    load_record,
+    run_url,
+    unwritten_record,
+)
 from .secrets import Redactor
 from .settings import NotifySettings
+from .stage import stage
 
 MESSAGE_CHANNELS = ("slack", "email")
 T = TypeVar("T")
-FAILED = ("fail", "error")
+FAILED = (Verdict.FAIL, Verdict.ERROR)
 
 
 def plan(verdict: str, previous: str | None, on: str, channels: Sequence[str]) -> list[tuple[str, str]]:
@@ -57,11 +70,11 @@ def plan(verdict: str, previous: str | None, on: str, channels: Sequence[str]) -
         if verdict in FAILED:
             planned.append((name, verdict))
         elif name not in MESSAGE_CHANNELS:
-            planned.append((name, "pass"))  # the gate turns green; PagerDuty resolves
+            planned.append((name, Verdict.PASS))  # the gate turns green; PagerDuty resolves
         elif previous in FAILED:
-            planned.append((name, "recovery"))
+            planned.append((name, Kind.RECOVERY))
         elif on == "always":
-            planned.append((name, "pass"))
+            planned.append((name, Verdict.PASS))
     return planned
 
 
@@ -97,12 +110,13 @@ def configure_channels(settings: NotifySettings, environ: Mapping[str, str]) -> 
     """The channels the environment configures, and warnings about half-configured ones."""
     channels: list[Channel] = []
     warnings: list[str] = []
-    if environ.get("SLACK_WEBHOOK_URL"):
+    configured = alert_channels(environ)  # the one rule of which channels are set up
+    if "slack" in configured:
         channels.append(Slack(environ["SLACK_WEBHOOK_URL"].strip()))
-    email = _email(environ, warnings)
+    email = _email(environ, warnings, "email" in configured)
     if email is not None:
         channels.append(email)
-    if environ.get("PAGERDUTY_ROUTING_KEY"):
+    if "pagerduty" in configured:
         repo = repository(environ)
         channels.append(PagerDuty(
             routing_key=environ["PAGERDUTY_ROUTING_KEY"].strip(),
@@ -110,7 +124,7 @@ def configure_channels(settings: NotifySettings, environ: Mapping[str, str]) -> 
             source=environ.get("GITHUB_REPOSITORY") or socket.gethostname(),
             events_url=environ.get("PAGERDUTY_EVENTS_URL", "").strip() or DEFAULT_EVENTS_URL,
         ))
-    if environ.get("GITHUB_TOKEN") and environ.get("GITHUB_REPOSITORY"):
+    if "github-status" in configured:
         sha = deployed_commit(settings.deployed_sha, environ)
         if sha:
             channels.append(CommitStatus(
@@ -126,9 +140,9 @@ def configure_channels(settings: NotifySettings, environ: Mapping[str, str]) -> 
     return channels, warnings
 
 
-def _email(environ: Mapping[str, str], warnings: list[str]) -> Channel | None:
+def _email(environ: Mapping[str, str], warnings: list[str], configured: bool) -> Channel | None:
     host, to = environ.get("SMTP_HOST", "").strip(), environ.get("ALERT_EMAIL_TO", "").strip()
-    if not host or not to:
+    if not configured:
         if host or to:
             missing = "ALERT_EMAIL_TO" if host else "SMTP_HOST"
             warnings.append(f"email is half configured: {missing} is not set, so no email is sent")
@@ -163,25 +177,22 @@ def redactor(environ: Mapping[str, str], names: Sequence[str] = ()) -> Redactor:
 
 
 def context(settings: NotifySettings, environ: Mapping[str, str], record: RunRecord | None) -> AlertContext:
-    run_url = record.job.url if record else ""
-    if not run_url and environ.get("GITHUB_RUN_ID") and environ.get("GITHUB_REPOSITORY"):
-        server = environ.get("GITHUB_SERVER_URL", "https://github.com")
-        run_url = f"{server}/{environ['GITHUB_REPOSITORY']}/actions/runs/{environ['GITHUB_RUN_ID']}"
+    url = (record.job.url if record else "") or run_url(environ)
     sha = deployed_commit(settings.deployed_sha, environ)
     run_id = record.runId if record else ""
 
     def fill(template: str) -> str:
         return template.replace("{run_id}", run_id).replace("{sha}", sha)
 
-    artifacts = fill(settings.artifacts_url) or (f"{run_url}#artifacts" if run_url else "")
+    artifacts = fill(settings.artifacts_url) or (f"{url}#artifacts" if url else "")
     report = ""
-    if (settings.results_dir / "report.html").is_file():
-        report = fill(settings.report_url) or (f"{fill(settings.artifacts_url).rstrip('/')}/report.html"
+    if (settings.results_dir / REPORT_NAME).is_file():
+        report = fill(settings.report_url) or (f"{fill(settings.artifacts_url).rstrip('/')}/{REPORT_NAME}"
                                                if settings.artifacts_url else "")
     return AlertContext(environment=settings.environment, check_name=settings.check_name,
                         repository=environ.get("GITHUB_REPOSITORY", ""), sha=sha,
                         server_url=environ.get("GITHUB_SERVER_URL", "https://github.com"),
-                        run_url=run_url, artifacts_url=artifacts, report_url=report)
+                        run_url=url, artifacts_url=artifacts, report_url=report)
 
 
 def find_previous(settings: NotifySettings, environ: Mapping[str, str], policy: RetryPolicy,
@@ -225,36 +236,46 @@ def find_previous(settings: NotifySettings, environ: Mapping[str, str], policy: 
     return verdict
 
 
-def run_notify(settings: NotifySettings, environ: Mapping[str, str], console: Console) -> int:
-    """Send the alerts for the run in `settings.results_dir`; 0 unless notify itself could not run."""
+@dataclass(frozen=True)
+class Notified:
+    """What `invoke notify` did (its outcome; `cli.notify` turns it into the exit code): the deliveries
+    (none for a dry run), and whether they were --test alerts, whose failure is notify's own."""
+
+    deliveries: tuple[Delivery, ...] = ()
+    test: bool = False
+
+    @property
+    def delivered(self) -> bool:
+        return all(d.ok for d in self.deliveries)
+
+
+def run_notify(settings: NotifySettings, environ: Mapping[str, str], console: Console) -> Notified:
+    """Send the alerts for the run in `settings.results_dir`. A delivery failure is reported, never raised;
+    ValidationError when notify itself cannot run (no record, a corrupt one, --test without channels)."""
     console.redact = redactor(environ, settings.secret_env)
     run_end = time.monotonic() + settings.deadline
     policy = RetryPolicy(timeout=settings.timeout, retries=settings.retries, backoff=settings.retry_backoff,
                          max_wait=settings.max_retry_after)
-    record_path = settings.results_dir / "results.json"
-    try:
-        # a full disk still alerts (the record kept in memory); corrupt or of a newer schema: said so (exit 2)
-        record = unwritten_record(settings.results_dir) or load_record(record_path)
-        channels, warnings = configure_channels(settings, environ)
-        for warning in warnings:
-            console.warning(warning, title="notify")
-        if settings.test:
-            return _run_test(settings, environ, console, channels, record, policy)
-        if record is None:
-            raise NotifyError(f"no run record at {relative_display(record_path)}",
-                              fix="run `invoke validate` first, or pass --results-dir where it wrote results.json")
-    except ValidationError as exc:
-        console.error(str(exc), title="notify")
-        return exc.exit_code
+    record_path = settings.results_dir / RECORD_NAME
+    # a full disk still alerts (the record kept in memory); corrupt or of a newer schema: said so (exit 2)
+    record = unwritten_record(settings.results_dir) or load_record(record_path)
+    channels, warnings = configure_channels(settings, environ)
+    for warning in warnings:
+        console.warning(warning, title="notify")
+    if settings.test:
+        return _run_test(settings, environ, console, channels, record, policy)
+    if record is None:
+        raise NotifyError(f"no run record at {relative_display(record_path)}",
+                          fix=f"run `invoke validate` first, or pass --results-dir where it wrote {RECORD_NAME}")
 
-    verdict = record.verdict or "error"
+    verdict = record.verdict or Verdict.ERROR
     ctx = context(settings, environ, record)
     console.step(f"Notifying: verdict {verdict.upper()} (run {record.runId})")
     if not channels:
         console.warning("no alert channel is configured (set SLACK_WEBHOOK_URL, SMTP_HOST + ALERT_EMAIL_TO, "
                         "PAGERDUTY_ROUTING_KEY, or GITHUB_TOKEN + GITHUB_REPOSITORY for the commit status)",
                         title="notify")
-    needs_previous = verdict == "pass" and any(c.name in MESSAGE_CHANNELS for c in channels)
+    needs_previous = verdict == Verdict.PASS and any(c.name in MESSAGE_CHANNELS for c in channels)
     previous = find_previous(settings, environ, policy, console) if needs_previous else None
     planned = plan(verdict, previous, settings.on, [c.name for c in channels])
     by_name = {c.name: c for c in channels}
@@ -265,23 +286,21 @@ def run_notify(settings: NotifySettings, environ: Mapping[str, str], console: Co
                      "(--on always sends every run)")
     if settings.dry_run:
         _dry_run(console, [(by_name[name], alerts[kind]) for name, kind in planned])
-        return EXIT_PASS
+        return Notified()
 
     writer = RecordWriter(settings.results_dir, console.redact)
-    stage = record.stages["notify"] = Stage("running", now_iso())
-    deliveries = deliver([(by_name[name], alerts[kind]) for name, kind in planned], policy, console,
-                         Deadlines(settings.channel_deadline, settings.deadline, run_end))
-    record.alerts.extend(d.to_json() for d in deliveries)
-    record.environment.alertChannels = [c.name for c in channels]
-    stage.outcome = "pass" if all(d.ok for d in deliveries) else "error"
-    stage.endTime = now_iso()
-    writer.save(record)
+    with stage(writer, NOTIFY_STAGE, console, environ, record=record, decide=lambda *_: None) as record:
+        deliveries = deliver([(by_name[name], alerts[kind]) for name, kind in planned], policy, console,
+                             Deadlines(settings.channel_deadline, settings.deadline, run_end))
+        record.alerts.extend(d.to_json() for d in deliveries)
+        record.environment.alertChannels = [c.name for c in channels]
+        record.stages[NOTIFY_STAGE].outcome = Verdict.PASS if all(d.ok for d in deliveries) else Verdict.ERROR
     _summarise(console, deliveries, verdict)
-    return EXIT_PASS
+    return Notified(tuple(deliveries))
 
 
 def _run_test(settings: NotifySettings, environ: Mapping[str, str], console: Console, channels: list[Channel],
-              record: RunRecord | None, policy: RetryPolicy) -> int:
+              record: RunRecord | None, policy: RetryPolicy) -> Notified:
     if not channels:
         raise NotifyError("--test: no alert channel is configured",
                           fix="set SLACK_WEBHOOK_URL, SMTP_HOST + ALERT_EMAIL_TO + ALERT_EMAIL_FROM, "
@@ -290,11 +309,11 @@ def _run_test(settings: NotifySettings, environ: Mapping[str, str], console: Con
     console.step(f"Sending a TEST alert to {len(channels)} channel(s)")
     if settings.dry_run:
         _dry_run(console, [(channel, alert) for channel in channels])
-        return EXIT_PASS
+        return Notified(test=True)
     deliveries = deliver([(channel, alert) for channel in channels], policy, console,
                          Deadlines(settings.channel_deadline, settings.deadline))
-    _summarise(console, deliveries, "test")
-    return EXIT_PASS if all(d.ok for d in deliveries) else EXIT_ERROR
+    _summarise(console, deliveries, Kind.TEST)
+    return Notified(tuple(deliveries), test=True)
 
 
 @dataclass(frozen=True)

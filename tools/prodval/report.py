@@ -30,7 +30,20 @@ from urllib.parse import quote
 from PIL import Image, UnidentifiedImageError
 
 from .maestro import screenshots
-from .results import REPORT_NAME, STATUS_LABEL, STATUS_ORDER, Attempt, FlowResult, RunRecord, atomic_write, headline, order_flows
+from .outcomes import Status
+from .results import (
+    REPORT_NAME,
+    RUNNING,
+    STATUS_LABEL,
+    STATUS_ORDER,
+    Attempt,
+    FlowResult,
+    RunRecord,
+    atomic_write,
+    duration_text,
+    headline,
+    order_flows,
+)
 
 OUTPUT_TAIL_LINES = 40
 IMAGE_BOX = (480, 960)  # fits a portrait phone screenshot shown at ~240 CSS px on a 2x screen
@@ -129,7 +142,7 @@ def attempt_images(results_dir: Path, flow: FlowResult) -> tuple[list[Shot], lis
         if debug is None:
             continue
         failed_shots, own_shots = screenshots(debug)
-        if attempt.status != "passed":
+        if attempt.status != Status.PASSED:
             failures += [Shot(p, f"attempt {attempt.number}: {_shot_name(p)}") for p in failed_shots]
         if attempt is flow.attempts[-1]:
             own += [Shot(p, _shot_name(p)) for p in own_shots]
@@ -191,16 +204,6 @@ class _Html:
         return html.escape(quote(self.redact(relative), safe="/"), quote=True)
 
 
-def _duration(seconds: float) -> str:
-    if seconds < 60:
-        return f"{seconds:.1f}s"
-    minutes, rest = divmod(round(seconds), 60)
-    if minutes < 60:
-        return f"{minutes}m {rest:02d}s"
-    hours, minutes = divmod(minutes, 60)
-    return f"{hours}h {minutes:02d}m"
-
-
 def _run_seconds(record: RunRecord) -> float | None:
     start, end = parse_time(record.job.startTime), parse_time(record.job.endTime)
     if start is None or end is None:
@@ -213,7 +216,7 @@ def render_report(record: RunRecord, results_dir: Path, redact: Callable[[str], 
     """The whole page. `commit` overrides the deployed commit the record carries (`job.commit`)."""
     esc = _Html(redact)
     commit = commit or record.job.commit
-    verdict = record.verdict or "running"
+    verdict = record.verdict or RUNNING
     parts = [
         "<!DOCTYPE html>",
         '<html lang="en">',
@@ -246,7 +249,7 @@ def write_report(record: RunRecord, results_dir: Path, redact: Callable[[str], s
 
 
 def _header(record: RunRecord, esc: _Html, commit: str) -> str:
-    verdict = record.verdict or "running"
+    verdict = record.verdict or RUNNING
     counts = record.counts()
     chips = "".join(
         f'<li class="chip st-{status}">{count} {esc(STATUS_LABEL[status])}</li>'
@@ -270,7 +273,7 @@ def _header(record: RunRecord, esc: _Html, commit: str) -> str:
     facts.append(("Started", esc(record.job.startTime or "—")))
     facts.append(("Finished", esc(record.job.endTime or "—")))
     seconds = _run_seconds(record)
-    facts.append(("Duration", esc(_duration(seconds)) if seconds is not None else "—"))
+    facts.append(("Duration", esc(duration_text(seconds)) if seconds is not None else "—"))
     facts.append(("Devices", esc(", ".join(record.devices)) if record.devices else '<span class="muted">none</span>'))
     if record.retiredDevices:
         facts.append(("Left the rotation", esc("; ".join(f"{d['serial']}: {d['reason']}" for d in record.retiredDevices))))
@@ -331,7 +334,7 @@ def _timeline_section(record: RunRecord, esc: _Html) -> str:
             x = _LABEL + bar.start / span * plot
             width = max(bar.duration / span * plot, 2.0)
             label = f"{bar.flow} · attempt {bar.attempt} · {STATUS_LABEL.get(bar.status, bar.status)} · " \
-                    f"{_duration(bar.duration)}"
+                    f"{duration_text(bar.duration)}"
             card = anchors.get(bar.flow)
             svg.append(f'<a href="#flow-{card}">' if card else "<a>")
             svg.append(f'<g class="bar st-{esc(bar.status)}"><title>{esc(label)}</title>'
@@ -343,7 +346,7 @@ def _timeline_section(record: RunRecord, esc: _Html) -> str:
             svg.append("</g></a>")
     svg.append("</svg>")
     legend = "".join(f'<li class="chip st-{status}">{esc(STATUS_LABEL[status])}</li>'
-                     for status in ("passed", "failed", "error", "timed_out"))
+                     for status in (Status.PASSED, Status.FAILED, Status.ERROR, Status.TIMED_OUT))
     return (f'<section class="timeline"><h2>Timeline</h2>{"".join(svg)}'
             f'<ul class="chips legend">{legend}</ul></section>')
 
@@ -363,12 +366,12 @@ def _flows_section(record: RunRecord, results_dir: Path, esc: _Html) -> str:
 
 def _card(flow: FlowResult, number: int, results_dir: Path, esc: _Html) -> str:
     status = STATUS_LABEL.get(flow.status, flow.status)
-    passing = flow.status == "passed"
+    passing = flow.status == Status.PASSED
     tries = ", ".join(f"{a.number}: {STATUS_LABEL.get(a.status, a.status)}" for a in flow.attempts)
     facts = [
         ("Status", esc(status)),
         ("Attempts", esc(f"{len(flow.attempts)} ({tries})" if flow.attempts else "0")),
-        ("Duration", esc(_duration(flow.duration / 1000))),
+        ("Duration", esc(duration_text(flow.duration / 1000))),
         ("Device", esc(flow.device or "—")),
         ("Exit code", esc("—" if flow.exitCode is None else flow.exitCode)),
     ]
@@ -381,7 +384,7 @@ def _card(flow: FlowResult, number: int, results_dir: Path, esc: _Html) -> str:
         '<dl class="facts">' + "".join(f"<dt>{k}</dt><dd>{v}</dd>" for k, v in facts) + "</dl>",
     ]
     if flow.errorSummary:
-        first = "passed on a retry; attempt 1 failed with: " if flow.status == "flaky" else ""
+        first = "passed on a retry; attempt 1 failed with: " if flow.status == Status.FLAKY else ""
         parts.append(f'<p class="error-summary">{esc(first + flow.errorSummary)}</p>')
     if len(flow.attempts) > 1 or any(a.errorSummary for a in flow.attempts):
         parts.append(_attempts_table(flow, esc))
@@ -402,7 +405,7 @@ def _card(flow: FlowResult, number: int, results_dir: Path, esc: _Html) -> str:
 def _attempts_table(flow: FlowResult, esc: _Html) -> str:
     rows = "".join(
         f'<tr class="st-{esc(a.status)}"><td>{a.number}</td><td>{esc(STATUS_LABEL.get(a.status, a.status))}</td>'
-        f"<td>{esc(a.device)}</td><td>{esc(a.startTime)}</td><td>{esc(_duration(a.duration / 1000))}</td>"
+        f"<td>{esc(a.device)}</td><td>{esc(a.startTime)}</td><td>{esc(duration_text(a.duration / 1000))}</td>"
         f"<td>{esc('—' if a.exitCode is None else a.exitCode)}</td><td>{esc(a.errorSummary)}</td></tr>"
         for a in flow.attempts
     )

@@ -11,7 +11,6 @@ import html
 import json
 import os
 import re
-import sys
 import tempfile
 import xml.etree.ElementTree as ET
 from collections.abc import Callable, Mapping, Sequence
@@ -21,22 +20,28 @@ from pathlib import Path
 from typing import Any
 
 from .errors import EXIT_ERROR, EXIT_FAIL, EXIT_PASS, ConfigError
+from .outcomes import Status, Verdict
 from .runlock import note_run_id
 from .secrets import Redactor
 
 SCHEMA_VERSION = 1
 WORKFLOW_NAME = "Production Validation"
+# The files of a results folder: the record and what is derived from it.
 RECORD_NAME = "results.json"
-REPORT_NAME = "report.html"  # written by prodval.report, from `RecordWriter.finish`
+JUNIT_NAME = "junit.xml"
+SUMMARY_NAME = "summary.md"
+REPORT_NAME = "report.html"  # written by prodval.report, from the stage finisher (`stage.write_files`)
 
-# Flow statuses. `flaky` passed after a failed attempt; `not_run` never started (interrupt, build failed).
-FLOW_STATUSES = ("passed", "failed", "flaky", "error", "timed_out", "not_run")
+
+RUNNING = "running"  # a stage's outcome, and the job's status, until it ends
+BUILD_STAGE, VALIDATE_STAGE, NOTIFY_STAGE = "build", "validate", "notify"  # the record's stages
+FLOW_STATUSES: tuple[str, ...] = tuple(Status)
 # Failed and flaky flows first (summary, report): what a person came to see.
-STATUS_ORDER = ("failed", "error", "timed_out", "flaky", "not_run", "passed")
-STATUS_LABEL = {"passed": "passed", "failed": "failed", "flaky": "flaky", "error": "error",
-                "timed_out": "timed out", "not_run": "not run"}
-PASSING = ("passed", "flaky")
-VERDICT_EXIT = {"pass": EXIT_PASS, "fail": EXIT_FAIL, "error": EXIT_ERROR}
+STATUS_ORDER: tuple[str, ...] = (Status.FAILED, Status.ERROR, Status.TIMED_OUT, Status.FLAKY, Status.NOT_RUN, Status.PASSED)
+STATUS_LABEL: dict[str, str] = {status: status.replace("_", " ") for status in Status}
+PASSING: tuple[str, ...] = (Status.PASSED, Status.FLAKY)
+BROKEN: tuple[str, ...] = (Status.FAILED, Status.ERROR, Status.TIMED_OUT)  # what an alert lists, in this order
+VERDICT_EXIT: dict[str, int] = {Verdict.PASS: EXIT_PASS, Verdict.FAIL: EXIT_FAIL, Verdict.ERROR: EXIT_ERROR}
 
 
 def now_iso() -> str:
@@ -59,7 +64,7 @@ class Attempt:
 class FlowResult:
     flowFileName: str
     name: str
-    status: str = "not_run"
+    status: str = Status.NOT_RUN
     exitCode: int | None = None
     stdout: str = ""
     stderr: str = ""
@@ -145,11 +150,11 @@ class RunRecord:
     def decide(self) -> str:
         """pass when every flow passed (or was flaky); fail on any assertion failure; error otherwise."""
         statuses = {flow.status for flow in self.flows}
-        if "failed" in statuses:
-            return "fail"
+        if Status.FAILED in statuses:
+            return Verdict.FAIL
         if not self.flows or statuses - set(PASSING):
-            return "error"
-        return "pass"
+            return Verdict.ERROR
+        return Verdict.PASS
 
     def to_json(self) -> dict[str, Any]:
         data: dict[str, Any] = _plain(self)
@@ -175,12 +180,17 @@ def deployed_commit(configured: str | None, environ: Mapping[str, str]) -> str:
     return (configured or "").strip() or environ.get("GITHUB_SHA", "")
 
 
+def run_url(environ: Mapping[str, str]) -> str:
+    """The GitHub Actions run's page, the one place it is built ('' outside a workflow run)."""
+    run_id, repository = environ.get("GITHUB_RUN_ID"), environ.get("GITHUB_REPOSITORY")
+    if not (run_id and repository):
+        return ""
+    return f"{environ.get('GITHUB_SERVER_URL', 'https://github.com')}/{repository}/actions/runs/{run_id}"
+
+
 def job_from_env(environ: Mapping[str, str], deployed_sha: str | None = None) -> Job:
     run_id, job = environ.get("GITHUB_RUN_ID"), environ.get("GITHUB_JOB")
-    url = ""
-    if run_id and environ.get("GITHUB_REPOSITORY"):
-        server = environ.get("GITHUB_SERVER_URL", "https://github.com")
-        url = f"{server}/{environ['GITHUB_REPOSITORY']}/actions/runs/{run_id}"
+    url = run_url(environ)
     job_id = f"{run_id}/{job}" if run_id and job else f"local-{os.getpid()}-{datetime.now(UTC):%Y%m%dT%H%M%S}"
     return Job(jobId=job_id, url=url, commit=deployed_commit(deployed_sha, environ),
                simulated=environ.get(SIMULATED_VAR, "").strip() == "1")
@@ -194,18 +204,20 @@ def simulated_mark(record: RunRecord) -> str:
     return "SIMULATED: " if record.job.simulated else ""
 
 
+# The variables that turn each alert channel on, all of them needed (`notify.configure_channels` reads
+# the rest of each channel's settings).
+CHANNEL_VARS = {
+    "slack": ("SLACK_WEBHOOK_URL",),
+    "email": ("SMTP_HOST", "ALERT_EMAIL_TO"),
+    "pagerduty": ("PAGERDUTY_ROUTING_KEY",),
+    "github-status": ("GITHUB_TOKEN", "GITHUB_REPOSITORY"),
+}
+
+
 def alert_channels(environ: Mapping[str, str]) -> list[str]:
-    """Which alert channels are configured (names only: their settings are secrets)."""
-    channels = []
-    if environ.get("SLACK_WEBHOOK_URL"):
-        channels.append("slack")
-    if environ.get("SMTP_HOST") and environ.get("ALERT_EMAIL_TO"):
-        channels.append("email")
-    if environ.get("PAGERDUTY_ROUTING_KEY"):
-        channels.append("pagerduty")
-    if environ.get("GITHUB_TOKEN") and environ.get("GITHUB_REPOSITORY"):
-        channels.append("github-status")
-    return channels
+    """Which alert channels are configured (names only: their settings are secrets); the one rule, which
+    `notify` follows too. A variable set to blanks sets nothing."""
+    return [name for name, needed in CHANNEL_VARS.items() if all(environ.get(var, "").strip() for var in needed)]
 
 
 class RecordWriter:
@@ -228,22 +240,12 @@ class RecordWriter:
         atomic_write(self.path, text)
 
     def finish(self, record: RunRecord) -> None:
-        """The record plus junit.xml, summary.md and report.html, after the verdict is known.
-
-        The record is written first, so a report that cannot be written (a full disk) loses nothing else.
-        """
-        if REPORT_NAME not in record.job.artifactPaths:
-            record.job.artifactPaths.append(REPORT_NAME)
+        """The record plus junit.xml and summary.md, after the verdict is known (report.html is the stage
+        finisher's, `stage.write_files`). The record is written first."""
         self.save(record, indent=2)
         masked = RunRecord.from_json(self.redact.mask_tree(record.to_json()))
-        atomic_write(self.results_dir / "junit.xml", junit_xml(masked))
-        atomic_write(self.results_dir / "summary.md", summary_markdown(masked))
-        from .report import write_report  # noqa: PLC0415 (report imports this module)
-
-        try:
-            write_report(record, self.results_dir, self.redact)
-        except OSError as exc:
-            print(self.redact(f"warning: {REPORT_NAME} not written: {exc}"), file=sys.stderr)
+        atomic_write(self.results_dir / JUNIT_NAME, junit_xml(masked))
+        atomic_write(self.results_dir / SUMMARY_NAME, summary_markdown(masked))
 
 
 def _umask() -> int:
@@ -297,9 +299,9 @@ def junit_xml(record: RunRecord) -> str:
     suite = ET.Element("testsuite", {
         "name": WORKFLOW_NAME,
         "tests": str(len(record.flows)),
-        "failures": str(counts["failed"]),
-        "errors": str(counts["error"] + counts["timed_out"]),
-        "skipped": str(counts["not_run"]),
+        "failures": str(counts[Status.FAILED]),
+        "errors": str(counts[Status.ERROR] + counts[Status.TIMED_OUT]),
+        "skipped": str(counts[Status.NOT_RUN]),
         "time": _seconds(sum(f.duration for f in record.flows)),
         "timestamp": record.job.startTime,
     })
@@ -313,15 +315,15 @@ def junit_xml(record: RunRecord) -> str:
         props = ET.SubElement(case, "properties")
         ET.SubElement(props, "property", {"name": "device", "value": flow.device})
         ET.SubElement(props, "property", {"name": "attempts", "value": str(len(flow.attempts))})
-        if flow.status == "flaky":
+        if flow.status == Status.FLAKY:
             ET.SubElement(props, "property", {"name": "flaky", "value": "true"})
             for attempt in flow.attempts[:-1]:
                 ET.SubElement(case, "flakyFailure", {"message": attempt.errorSummary, "type": attempt.status})
-        elif flow.status == "failed":
+        elif flow.status == Status.FAILED:
             ET.SubElement(case, "failure", {"message": flow.errorSummary, "type": "assertion"}).text = flow.stdout[-4000:]
-        elif flow.status in ("error", "timed_out"):
+        elif flow.status in (Status.ERROR, Status.TIMED_OUT):
             ET.SubElement(case, "error", {"message": flow.errorSummary, "type": flow.status}).text = flow.stderr[-4000:]
-        elif flow.status == "not_run":
+        elif flow.status == Status.NOT_RUN:
             ET.SubElement(case, "skipped", {"message": flow.errorSummary or "not run"})
     root = ET.Element("testsuites")
     root.append(suite)
@@ -332,7 +334,8 @@ def junit_xml(record: RunRecord) -> str:
     return "<?xml version='1.0' encoding='UTF-8'?>\n" + ET.tostring(root, encoding="unicode") + "\n"
 
 
-_ICONS = {"passed": "✅", "flaky": "⚠️", "failed": "❌", "error": "🛑", "timed_out": "⏱️", "not_run": "⏭️"}
+_ICONS: dict[str, str] = {Status.PASSED: "✅", Status.FLAKY: "⚠️", Status.FAILED: "❌", Status.ERROR: "🛑", Status.TIMED_OUT: "⏱️",
+          Status.NOT_RUN: "⏭️"}
 
 
 def order_flows(flows: Sequence[FlowResult]) -> list[FlowResult]:
@@ -341,23 +344,50 @@ def order_flows(flows: Sequence[FlowResult]) -> list[FlowResult]:
     return sorted(flows, key=lambda f: (rank.get(f.status, len(rank)), f.flowFileName))
 
 
-def headline(record: RunRecord) -> str:
-    return simulated_mark(record) + _headline(record)
+def stage_error(record: RunRecord) -> str:
+    """The first stage that stopped with an error is the cause; later stages (notify) only report it."""
+    for name, stage in record.stages.items():
+        if stage.error and name != NOTIFY_STAGE:
+            return stage.error
+    return ""
 
 
-def _headline(record: RunRecord) -> str:
+def headline(record: RunRecord, kind: str | None = None, environment: str = "production") -> str:
+    """The run in one line, the one wording of the summary, the report and every alert. `kind` is the
+    alert's (fail, error, recovery, pass; see notify.plan), by default the record's verdict. A SIMULATED
+    run (the demo) says so first."""
+    return simulated_mark(record) + _headline(record, kind, environment)
+
+
+def _headline(record: RunRecord, kind: str | None, environment: str) -> str:
+    kind = kind or record.verdict or Verdict.ERROR
     total = len(record.flows)
     counts = record.counts()
-    if record.verdict == "pass":
-        flaky = f" ({counts['flaky']} flaky)" if counts["flaky"] else ""
-        return f"All {total} flows passed against production{flaky}"
-    if record.verdict == "fail":
-        return f"{counts['failed']} of {total} flows failed against production"
-    errors = [s.error for s in record.stages.values() if s.error]
-    if errors:
-        return f"Validation could not run: {errors[0].splitlines()[0]}"  # the first stage that stopped: the cause
-    broken = counts["error"] + counts["timed_out"]
-    return f"Validation could not run: {broken} of {total} flows hit infrastructure errors"
+    flaky = f" ({counts[Status.FLAKY]} flaky)" if counts[Status.FLAKY] else ""
+    if kind == Verdict.FAIL:
+        return f"{counts[Status.FAILED]} of {total} flows failed against {environment}"
+    if kind == Verdict.ERROR:
+        cause = stage_error(record).strip()
+        if cause:
+            return f"Validation could not run: {cause.splitlines()[0]}"
+        broken = counts[Status.ERROR] + counts[Status.TIMED_OUT]
+        if broken:
+            return f"Validation could not run: {broken} of {total} flows hit infrastructure errors"
+        return "Validation could not run: it did not finish"
+    if kind == "recovery":
+        return f"Recovered: all {total} flows pass against {environment} again{flaky}"
+    return f"All {total} flows passed against {environment}{flaky}"
+
+
+def duration_text(seconds: float) -> str:
+    """A duration for people (report, alerts): `12.3s`, `4m 05s`, `1h 02m`."""
+    if seconds < 60:
+        return f"{seconds:.1f}s"
+    minutes, rest = divmod(round(seconds), 60)
+    if minutes < 60:
+        return f"{minutes}m {rest:02d}s"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}h {minutes:02d}m"
 
 
 def _cell(text: str) -> str:
@@ -365,7 +395,7 @@ def _cell(text: str) -> str:
 
 
 def summary_markdown(record: RunRecord) -> str:
-    lines = [f"## {WORKFLOW_NAME}: {record.verdict or 'running'}", "", f"**{_cell(headline(record))}**", ""]
+    lines = [f"## {WORKFLOW_NAME}: {record.verdict or RUNNING}", "", f"**{_cell(headline(record))}**", ""]
     counts = record.counts()
     lines.append(" · ".join(f"{_ICONS[s]} {n} {STATUS_LABEL[s]}" for s, n in counts.items() if n))
     lines += ["", f"Run `{record.runId}`" + (f" · [workflow run]({record.job.url})" if record.job.url else "")
@@ -379,7 +409,7 @@ def summary_markdown(record: RunRecord) -> str:
                 f"| {_ICONS[flow.status]} | `{_cell(flow.flowFileName)}` | {flow.status} | {len(flow.attempts)} "
                 f"| {flow.duration / 1000:.1f}s | {flow.device} | {_cell(flow.errorSummary)} |"
             )
-    flaky = [f for f in record.flows if f.status == "flaky"]
+    flaky = [f for f in record.flows if f.status == Status.FLAKY]
     if flaky:
         lines += ["", "**Flaky** (passed on a retry; fix before they turn into failures):"]
         lines += [f"- `{f.flowFileName}`: {len(f.attempts)} attempts, first failure: {_cell(f.attempts[0].errorSummary)}"
@@ -425,6 +455,27 @@ def load_record(path: Path) -> RunRecord | None:
                                fix="pass the results folder written by `invoke validate`, or remove the file") from None
 
 
+def _key(folder: Path) -> str:
+    return os.path.abspath(folder)  # not resolve(): the folder may be a symlink loop
+
+
+_UNWRITTEN: dict[str, RunRecord] = {}  # results folder -> the finished record its disk did not take
+
+
+def keep_unwritten(results_dir: Path, record: RunRecord | None) -> None:
+    """Keep (or, with None, forget) the record a stopped stage of this chain could not write (full or
+    read-only disk), for `notify` later in the chain (`boundary.finish_record` keeps it)."""
+    if record is None:
+        _UNWRITTEN.pop(_key(results_dir), None)
+    else:
+        _UNWRITTEN[_key(results_dir)] = record
+
+
+def unwritten_record(results_dir: Path) -> RunRecord | None:
+    """The record of a stage of this chain that stopped and could not write it (full or read-only disk)."""
+    return _UNWRITTEN.get(_key(results_dir))
+
+
 def start_record(writer: RecordWriter, environ: Mapping[str, str], stage: str, run_id: str,
                  deployed_sha: str | None = None, warn: Callable[[str], None] | None = None) -> RunRecord:
     """The record a stage writes into.
@@ -448,18 +499,18 @@ def start_record(writer: RecordWriter, environ: Mapping[str, str], stage: str, r
     else:
         record = RunRecord(runId=run_id, job=job_from_env(environ, deployed_sha))
         record.job.startTime = now_iso()
-        build = previous.stages.get("build") if previous is not None else None
+        build = previous.stages.get(BUILD_STAGE) if previous is not None else None
         if previous is not None and build is not None and same_run:
-            record.stages["build"] = build
+            record.stages[BUILD_STAGE] = build
             record.apk = previous.apk
             record.environment.apkBuildPath = previous.environment.apkBuildPath
         elif previous is not None and build is not None and warn is not None:
             warn(f"the build recorded in {writer.path} is from another run ({previous.runId}, {build.outcome}): "
                  f"neither its outcome nor its APK is used; pass --apk to test an APK, or run "
                  f"`invoke build-apk {stage}` as one chain")
-    record.job.status = "running"
+    record.job.status = RUNNING
     record.environment.alertChannels = alert_channels(environ)
-    record.stages[stage] = Stage("running", now_iso())
+    record.stages[stage] = Stage(RUNNING, now_iso())
     writer.save(record)
     note_run_id(writer.results_dir, record.runId)
     return record
@@ -471,13 +522,13 @@ def start_new_record(writer: RecordWriter, environ: Mapping[str, str], stage: st
 
     The files derived from the previous record (junit.xml, summary.md) describe another run: removed.
     """
-    for stale in ("junit.xml", "summary.md"):
+    for stale in (JUNIT_NAME, SUMMARY_NAME):
         (writer.results_dir / stale).unlink(missing_ok=True)
     record = RunRecord(runId=run_id, job=job_from_env(environ, deployed_sha))
     record.job.startTime = now_iso()
-    record.job.status = "running"
+    record.job.status = RUNNING
     record.environment.alertChannels = alert_channels(environ)
-    record.stages[stage] = Stage("running", now_iso())
+    record.stages[stage] = Stage(RUNNING, now_iso())
     writer.save(record)
     note_run_id(writer.results_dir, record.runId)
     return record

@@ -13,7 +13,8 @@ from typing import Any
 
 from .errors import ConfigError
 from .flows import Flow
-from .results import atomic_write
+from .outcomes import Status
+from .results import PASSING, atomic_write
 
 TIMINGS_NAME = "timings.json"
 
@@ -41,7 +42,7 @@ def timings_from_record(record: Mapping[str, Any]) -> dict[str, int]:
     timings: dict[str, int] = {}
     for flow in record.get("flows", []):
         attempts = flow.get("attempts") or []
-        if attempts and flow.get("status") not in ("timed_out", "not_run"):
+        if attempts and flow.get("status") not in (Status.TIMED_OUT, Status.NOT_RUN):
             timings[flow["flowFileName"]] = int(attempts[-1]["duration"])
     return timings
 
@@ -118,7 +119,7 @@ def order_flows(flows: Sequence[Flow], sequence: Sequence[str], timings: Mapping
 
 def stop_reason(flow: Flow, status: str, sequence: Sequence[str], continue_on_failure: bool) -> str:
     """Why the rest of the run does not run after `flow` ended with `status` ('' when it goes on)."""
-    if continue_on_failure or flow.file_name not in sequence or status in ("passed", "flaky"):
+    if continue_on_failure or flow.file_name not in sequence or status in PASSING:
         return ""
     return (f"not run: {flow.file_name} ({flow.name}), an executionOrder flow, ended {status} and the workspace "
             "config says continueOnFailure: false")

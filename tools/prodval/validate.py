@@ -1,32 +1,30 @@
 """`invoke validate`: select and check the flows, pick the device, run each flow, record, decide.
 
 Planning is pure (`make_plan`): which flows, in which order, on which device, with which arguments.
-`run_validation` walks the plan, rewriting the run record after every flow, and always finishes the
-record (verdict, junit.xml, summary.md, GitHub outputs), whatever stopped the run.
+`run_validation` walks the plan, rewriting the run record after every flow, inside the stage lifecycle
+(`stage.py`), which always finishes the record (verdict, junit.xml, summary.md, report.html, GitHub
+outputs), whatever stopped the run.
 """
 
 from __future__ import annotations
 
 import contextlib
-import functools
 import shutil
 import signal
 import threading
 import time
-import uuid
 from collections import deque
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 
-from .apk import check_flows_match_apk, recorded_apk
+from .apkcheck import check_flows_match_apk, recorded_apk
 from .commands import Cancelled, CancelScope, Streamed, display, stream
-from .console import MAX_ANNOTATIONS, Console, relative_display
+from .console import Console, relative_display
 from .devices import Adb
 from .doctor import BOOT_NEEDS, VALIDATE_NEEDS, check, maestro_version, require
 from .emulator import StartedEmulator, capture_logcat, start_emulators, stop_emulators, stop_orphans
-from .errors import BuildFailed, DeviceError, Interrupted, RequirementsMissing, ValidationError, signals_ignored, sigterm_raises
+from .errors import BuildFailed, DeviceError, Interrupted, RequirementsMissing, ValidationError, signals_ignored
 from .flows import Flow, discover, shell_variables
 from .maestro import (
     DRIVER_PACKAGES,
@@ -42,18 +40,17 @@ from .maestro import (
     test_command,
     version_tuple,
 )
+from .outcomes import Status, Verdict
 from .results import (
-    PASSING,
-    VERDICT_EXIT,
+    BUILD_STAGE,
+    RECORD_NAME,
+    VALIDATE_STAGE,
     Attempt,
     FlowResult,
     RecordWriter,
     RunRecord,
     Stage,
-    headline,
     now_iso,
-    start_record,
-    summary_markdown,
 )
 from .runlock import device_lock_dir, hold_device
 from .schedule import (
@@ -61,12 +58,12 @@ from .schedule import (
     check_execution_order,
     load_timings,
     order_flows,
-    remember_timings,
     shard,
     stop_reason,
 )
 from .secrets import Redactor
 from .settings import EmulatorSettings, Settings, load_emulator
+from .stage import artifact_paths, stage
 
 
 @dataclass(frozen=True)
@@ -96,25 +93,6 @@ class Plan:
                             debug_dir=folder / "debug", flow_env=self.flow_env, keep_driver=self.keep_driver)
 
 
-def new_run_id(environ: Mapping[str, str]) -> str:
-    """VALIDATION_RUN_ID when given (shards of one run share it), else one per workflow run, else one per
-    process: the stages of one chain (`invoke build-apk validate notify`) are one run.
-
-    A workflow run keeps its id through "Re-run failed jobs": a re-run shard must take the APK the build job
-    of the first attempt recorded and merge with the shards that were not re-run (the attempt is recorded
-    apart, in `shard.attempt`)."""
-    if environ.get("VALIDATION_RUN_ID"):
-        return environ["VALIDATION_RUN_ID"]
-    if environ.get("GITHUB_RUN_ID"):
-        return f"gh-{environ['GITHUB_RUN_ID']}"
-    return _local_run_id()
-
-
-@functools.cache
-def _local_run_id() -> str:
-    return f"local-{datetime.now(UTC):%Y%m%dT%H%M%SZ}-{uuid.uuid4().hex[:6]}"
-
-
 def make_plan(settings: Settings, flows: list[Flow], maestro: Path, serials: list[str], run_id: str,
               timings: Mapping[str, int], *, keep_driver: bool = False, sequence: tuple[str, ...] = (),
               continue_on_failure: bool = True) -> Plan:
@@ -136,16 +114,6 @@ def select_flows(settings: Settings, flows: list[Flow], timings: Mapping[str, in
         return flows
     index, count = settings.shard
     return shard(flows, timings if settings.timings else {}, index, count)
-
-
-@contextlib.contextmanager
-def signals_as_interrupts() -> Iterator[None]:
-    """Turn SIGTERM and Ctrl-C into `Interrupted` so every `finally` (process groups, record) runs."""
-    with sigterm_raises():
-        try:
-            yield
-        except KeyboardInterrupt:
-            raise Interrupted("Ctrl-C (SIGINT)") from None
 
 
 def _exit_status(returncode: int) -> int:
@@ -259,7 +227,7 @@ class _Runner:
         if self.stopped:
             with self.lock:
                 for result in self.record.flows:
-                    if result.status == "not_run" and not result.errorSummary:
+                    if result.status == Status.NOT_RUN and not result.errorSummary:
                         result.errorSummary = self.stopped
                 self.writer.save(self.record)
             self.console.warning(self.stopped, title="executionOrder")
@@ -269,7 +237,7 @@ class _Runner:
             raise DeviceError(
                 f"every device left the rotation after repeated infrastructure errors; "
                 f"{len(left)} flow(s) did not run",
-                fix="check the devices (`invoke emulator.status`, `adb devices`) and the retired devices in results.json",
+                fix=f"check the devices (`invoke emulator.status`, `adb devices`) and the retired devices in {RECORD_NAME}",
             )
 
     def _wait_for_workers(self, timeout: float | None) -> None:
@@ -371,7 +339,7 @@ class _Runner:
             result.device = serial
             result.artifactPaths = [path for done in result.attempts for path in done.artifactPaths]
             if outcome.status == PASSED:
-                result.status = "flaky" if number > 1 else "passed"
+                result.status = Status.FLAKY if number > 1 else Status.PASSED
                 result.errorSummary = result.attempts[0].errorSummary if number > 1 else ""
             else:
                 result.status = outcome.status
@@ -392,9 +360,9 @@ class _Runner:
 
 def _report_flow(result: FlowResult, console: Console) -> None:
     took = f"{result.duration / 1000:.1f}s"
-    if result.status == "passed":
+    if result.status == Status.PASSED:
         console.info(f"PASSED  {result.flowFileName} ({took})")
-    elif result.status == "flaky":
+    elif result.status == Status.FLAKY:
         console.warning(f"{result.flowFileName} passed only on attempt {len(result.attempts)} "
                         f"after: {result.errorSummary}", title="FLAKY")
     else:
@@ -409,8 +377,8 @@ def _timings(settings: Settings) -> dict[str, int]:
 
 
 def run_validation(settings: Settings, environ: Mapping[str, str], console: Console,
-                   emulators: EmulatorSettings | None = None, *, deployed_sha: str | None = None) -> int:
-    """Run the whole validation; return the verdict's exit code. Never raises ValidationError.
+                   emulators: EmulatorSettings | None = None, *, deployed_sha: str | None = None) -> RunRecord:
+    """Run the whole validation; return the finished record (its verdict). Never raises ValidationError.
 
     When fewer booted devices are connected than needed (and no --device names them), it boots
     emulators (`emulators` settings), and stops them at the end whatever happens. It never stops a
@@ -420,13 +388,24 @@ def run_validation(settings: Settings, environ: Mapping[str, str], console: Cons
     redact = Redactor.from_env(environ, settings.flow_env, settings.secret_env)
     console.redact = redact
     writer = RecordWriter(settings.results_dir, redact)
-    record = start_record(writer, environ, "validate", new_run_id(environ), deployed_sha, warn=console.warning)
-    stage = record.stages["validate"]
     selected: list[Flow] = []
     started: list[StartedEmulator] = []
     adb: Adb | None = None
-    try:
-        with signals_as_interrupts(), contextlib.ExitStack() as logcats:
+
+    def stop_started() -> None:
+        if started and adb is not None:
+            with signals_ignored():
+                console.step(f"Stopping the emulator(s) this run started: {', '.join(em.serial for em in started)}")
+                try:
+                    stop_emulators(started, console=console, results_dir=settings.results_dir, adb=adb,
+                                   timeout=emulators.stop_timeout)
+                except ValidationError as exc:
+                    console.error(str(exc), title="stopping emulators")
+
+    with stage(writer, VALIDATE_STAGE, console, environ, deployed_sha=deployed_sha, title="validation",
+               decide=_decide, paths=lambda: {f.file_name: relative_display(f.path) for f in selected}) as record, \
+            contextlib.ExitStack() as logcats:
+            logcats.callback(stop_started)  # last: after the device locks and logcat captures end
             console.step("Checking tools and flows")
             checks = check(emulators, environ, console=console, needs=VALIDATE_NEEDS, adb=settings.adb,
                            maestro=settings.maestro)
@@ -451,8 +430,8 @@ def run_validation(settings: Settings, environ: Mapping[str, str], console: Cons
             console.info(f"{len(selected)} flow(s) selected from {relative_display(settings.flows)}"
                          + (f"; {len(selection.filtered_out)} filtered out by tags" if selection.filtered_out else ""))
             writer.save(record)
-            build = record.stages.get("build")
-            if build is not None and build.outcome == "error" and not settings.apk:  # this run's build
+            build = record.stages.get(BUILD_STAGE)
+            if build is not None and build.outcome == Verdict.ERROR and not settings.apk:  # this run's build
                 raise BuildFailed()
             apk = settings.apk or recorded_apk(record, settings.results_dir)  # --apk, else what build-apk built
             if apk is not None:
@@ -460,7 +439,7 @@ def run_validation(settings: Settings, environ: Mapping[str, str], console: Cons
                 if settings.apk:  # not what build-apk recorded: the record (and alerts) name this one
                     record.apk = {**info.to_record(), "sourcePath": relative_display(apk)}
             if not selected:  # a shard with nothing to do (more shards than flows) passes trivially
-                return _finish_and_exit(record, stage, writer, console, settings, selected)
+                return record
 
             console.step("Selecting devices")
             stop_orphans(settings.results_dir, console=console, adb=adb, timeout=emulators.stop_timeout)
@@ -515,67 +494,15 @@ def run_validation(settings: Settings, environ: Mapping[str, str], console: Cons
             env = process_env(environ, settings.driver_startup_timeout)
             console.step(f"Running {len(plan.flows)} flow(s) on {', '.join(serials)} (run id {plan.run_id})")
             _Runner(plan, record, writer, console, env).run()
-    except ValidationError as exc:
-        stage.error = str(exc)
-        console.error(str(exc), title=f"validation stopped ({exc.stage})")
-        for flow_result in record.flows:
-            if flow_result.status == "not_run" and not flow_result.errorSummary:
-                flow_result.errorSummary = f"not run: {exc.message.splitlines()[0]}"
-    finally:
-        if started and adb is not None:
-            with signals_ignored():
-                console.step(f"Stopping the emulator(s) this run started: {', '.join(em.serial for em in started)}")
-                try:
-                    stop_emulators(started, console=console, results_dir=settings.results_dir, adb=adb,
-                                   timeout=emulators.stop_timeout)
-                except ValidationError as exc:
-                    console.error(str(exc), title="stopping emulators")
-    return _finish_and_exit(record, stage, writer, console, settings, selected)
+    return record
 
 
-def _finish_and_exit(record: RunRecord, stage: Stage, writer: RecordWriter, console: Console, settings: Settings,
-                     flows: list[Flow]) -> int:
-    """Decide the verdict, write the finished record and announce it; the verdict's exit code."""
+def _decide(record: RunRecord, stage: Stage) -> str:
+    """The verdict of the flows, `error` when the stage stopped; the job's artifacts listed."""
     verdict = record.decide()
-    if stage.error and verdict == "pass":
-        verdict = "error"
+    if stage.error and verdict == Verdict.PASS:
+        verdict = Verdict.ERROR
     if not record.flows and not stage.error and record.shard is not None:
-        verdict = "pass"  # this shard had no flow to run; the merged record judges the whole run
-    record.verdict = verdict
-    stage.outcome, stage.endTime = verdict, now_iso()
-    record.job.endTime = stage.endTime
-    record.job.status = "success" if verdict == "pass" else "failure"
-    record.job.artifactPaths = list(dict.fromkeys(["results.json", "junit.xml", "summary.md", *record.job.artifactPaths,
-                                                   *(path for flow in record.flows for path in flow.artifactPaths)]))
-    writer.finish(record)
-    remember_timings(settings.results_dir, record.to_json())
-    announce(record, console, writer, {f.file_name: relative_display(f.path) for f in flows})
-    return VERDICT_EXIT[verdict]
-
-
-def announce(record: RunRecord, console: Console, writer: RecordWriter, paths: Mapping[str, str]) -> None:
-    """The verdict for people and for the workflow: annotations, the log, the job summary, outputs.
-
-    `paths` maps a flow's file name to its path in the repository (for annotations).
-    """
-    verdict = record.verdict or "error"
-    broken = [f for f in record.flows if f.status not in PASSING]
-    failed = [f for f in broken if f.status == "failed"]
-    shown = failed or broken
-    # GitHub shows 10 annotations a step: past 10, the 10th names the rest.
-    cut = len(shown) if len(shown) <= MAX_ANNOTATIONS else MAX_ANNOTATIONS - 1
-    for flow in shown[:cut]:
-        console.error(flow.errorSummary or flow.status, title=f"{flow.flowFileName} {flow.status}",
-                      file=paths.get(flow.flowFileName, flow.flowFileName))
-    rest = shown[cut:]
-    if rest:
-        console.error(f"{len(rest)} more flows: " + ", ".join(f.flowFileName for f in rest),
-                      title="more failed flows")
-    console.step(f"Verdict: {verdict.upper()}: {headline(record)}")
-    console.info(f"run record: {relative_display(writer.path)}")
-    console.step_summary(summary_markdown(record))
-    console.set_outputs({
-        "verdict": verdict,
-        "failed-flows": ",".join(f.flowFileName for f in broken),
-        "results-path": str(writer.results_dir),
-    })
+        verdict = Verdict.PASS  # this shard had no flow to run; the merged record judges the whole run
+    record.job.artifactPaths = artifact_paths(record)
+    return verdict

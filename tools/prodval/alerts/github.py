@@ -24,13 +24,16 @@ from urllib.parse import urlsplit
 from .. import commands
 from ..console import Console
 from ..errors import CommandFailed, ToolNotFound
+from ..outcomes import Verdict
 from . import Delivery, RetryPolicy, request
-from .message import Alert, clip
+from .message import Alert, Kind, clip
 
 API_VERSION = "2022-11-28"
 MAX_DESCRIPTION = 140  # GitHub refuses longer descriptions with 422
-STATE = {"pass": "success", "recovery": "success", "fail": "failure", "error": "error", "test": "success"}
-CONCLUSION = {"success": "pass", "failure": "fail", "timed_out": "error", "startup_failure": "error"}
+STATE: dict[str, str] = {Kind.PASS: "success", Kind.RECOVERY: "success", Kind.FAIL: "failure", Kind.ERROR: "error",
+                         Kind.TEST: "success"}
+CONCLUSION: dict[str, str] = {"success": Verdict.PASS, "failure": Verdict.FAIL, "timed_out": Verdict.ERROR,
+                              "startup_failure": Verdict.ERROR}
 
 
 def headers(token: str) -> dict[str, str]:
@@ -99,7 +102,7 @@ class CommitStatus:
         body: dict[str, Any] = {
             "state": STATE[alert.kind],
             "description": clip(alert.headline, MAX_DESCRIPTION),
-            "context": f"{self.context}/test" if alert.kind == "test" else self.context,
+            "context": f"{self.context}/test" if alert.kind == Kind.TEST else self.context,
         }
         if url:
             body["target_url"] = url

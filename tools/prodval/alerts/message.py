@@ -13,18 +13,34 @@ import html
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
+from enum import StrEnum
 
-from ..results import RunRecord, simulated_mark
+from ..outcomes import Status, Verdict
+from ..results import BROKEN, RunRecord, duration_text, headline, stage_error
 
-KINDS = ("fail", "error", "recovery", "pass", "test")
-TITLE_PREFIX = {"fail": "FAIL", "error": "ERROR", "recovery": "RECOVERED", "pass": "PASS", "test": "TEST"}
-BROKEN = ("failed", "error", "timed_out")
+
+class Kind(StrEnum):
+    """What an alert says: the run's verdict, a recovery (a pass after a failed run), or a --test alert."""
+
+    FAIL = Verdict.FAIL.value
+    ERROR = Verdict.ERROR.value
+    RECOVERY = "recovery"
+    PASS = Verdict.PASS.value
+    TEST = "test"
+
+
+KINDS: tuple[str, ...] = tuple(Kind)
+TITLE_PREFIX: dict[str, str] = {kind: "RECOVERED" if kind == Kind.RECOVERY else kind.upper() for kind in Kind}
 
 
 @dataclass(frozen=True)
 class Link:
     text: str
     url: str
+
+
+_WHAT: dict[str, str] = {Status.FAILED: "failed", Status.ERROR: "infrastructure error",
+                         Status.TIMED_OUT: "timed out", Status.FLAKY: "flaky"}
 
 
 @dataclass(frozen=True)
@@ -37,8 +53,7 @@ class FlowLine:
     def detail(self) -> str:
         """What happened, without the file name: `failed (2 attempts): Element not found`."""
         tries = f"{self.attempts} attempt{'s' if self.attempts != 1 else ''}"
-        what = {"failed": "failed", "error": "infrastructure error", "timed_out": "timed out",
-                "flaky": "flaky"}.get(self.status, self.status)
+        what = _WHAT.get(self.status, self.status)
         return f"{what} ({tries})" + (f": {self.summary}" if self.summary else "")
 
     def describe(self) -> str:
@@ -104,14 +119,10 @@ class Alert:
 
 def _duration(start: str, end: str) -> str:
     try:
-        seconds = int((datetime.fromisoformat(end) - datetime.fromisoformat(start)).total_seconds())
+        seconds = (datetime.fromisoformat(end) - datetime.fromisoformat(start)).total_seconds()
     except ValueError:
         return ""
-    if seconds < 0:
-        return ""
-    minutes, secs = divmod(seconds, 60)
-    hours, minutes = divmod(minutes, 60)
-    return f"{hours}h {minutes}m {secs}s" if hours else f"{minutes}m {secs}s" if minutes else f"{secs}s"
+    return duration_text(seconds) if seconds >= 0 else ""
 
 
 def app_version(record: RunRecord) -> str:
@@ -123,43 +134,16 @@ def app_version(record: RunRecord) -> str:
     return ", ".join(str(p) for p in (version, package) if p)
 
 
-def stage_error(record: RunRecord) -> str:
-    """The first stage that stopped with an error is the cause; later stages only report it."""
-    for name, stage in record.stages.items():
-        if stage.error and name != "notify":
-            return stage.error
-    return ""
-
-
-def headline(record: RunRecord, kind: str, environment: str) -> str:
-    total = len(record.flows)
-    counts = record.counts()
-    flaky = f" ({counts['flaky']} flaky)" if counts.get("flaky") else ""
-    if kind == "fail":
-        return f"{counts['failed']} of {total} flows failed against {environment}"
-    if kind == "error":
-        cause = stage_error(record)
-        if cause:
-            return f"Validation could not run: {cause.strip().splitlines()[0]}"
-        broken = counts["error"] + counts["timed_out"]
-        if broken:
-            return f"Validation could not run: {broken} of {total} flows hit infrastructure errors"
-        return "Validation could not run: it did not finish"
-    if kind == "recovery":
-        return f"Recovered: all {total} flows pass against {environment} again{flaky}"
-    return f"All {total} flows passed against {environment}{flaky}"
-
-
 def build_alert(record: RunRecord, kind: str, ctx: AlertContext) -> Alert:
     """The alert for this run record; `kind` is fail, error, recovery or pass (see notify.plan)."""
-    if kind not in KINDS or kind == "test":
+    if kind not in KINDS or kind == Kind.TEST:
         raise ValueError(f"unknown alert kind {kind!r}")
     broken = [f for f in record.flows if f.status in BROKEN]
     broken.sort(key=lambda f: (BROKEN.index(f.status), f.flowFileName))
     end = record.job.endTime or max((s.endTime for s in record.stages.values() if s.endTime), default="")
     return Alert(
         kind=kind,
-        headline=simulated_mark(record) + headline(record, kind, ctx.environment),
+        headline=headline(record, kind, ctx.environment),
         environment=ctx.environment,
         check_name=ctx.check_name,
         run_id=record.runId,
@@ -168,10 +152,10 @@ def build_alert(record: RunRecord, kind: str, ctx: AlertContext) -> Alert:
         commit_url=_commit_url(ctx),
         duration=_duration(record.job.startTime, end) if record.job.startTime and end else "",
         failed=tuple(FlowLine(f.flowFileName, f.status, len(f.attempts), _one_line(f.errorSummary)) for f in broken),
-        flaky=tuple(FlowLine(f.flowFileName, "flaky", len(f.attempts), _one_line(f.errorSummary))
-                    for f in record.flows if f.status == "flaky"),
-        not_run=record.counts()["not_run"],
-        stage_error=stage_error(record).strip() if kind == "error" else "",
+        flaky=tuple(FlowLine(f.flowFileName, Status.FLAKY, len(f.attempts), _one_line(f.errorSummary))
+                    for f in record.flows if f.status == Status.FLAKY),
+        not_run=record.counts()[Status.NOT_RUN],
+        stage_error=stage_error(record).strip() if kind == Kind.ERROR else "",
         links=links(ctx),
     )
 
@@ -179,7 +163,7 @@ def build_alert(record: RunRecord, kind: str, ctx: AlertContext) -> Alert:
 def make_test_alert(ctx: AlertContext, record: RunRecord | None = None) -> Alert:
     """A clearly marked test alert (`invoke notify --test`): proves a channel works, pages nobody for real."""
     return Alert(
-        kind="test",
+        kind=Kind.TEST,
         headline=f"Test alert from production validation ({ctx.environment}): this channel works; nothing failed",
         environment=ctx.environment,
         check_name=ctx.check_name,
@@ -252,7 +236,8 @@ def text_body(alert: Alert) -> str:
 
 def html_body(alert: Alert) -> str:
     esc = html.escape
-    colour = {"fail": "#b42318", "error": "#b54708", "recovery": "#067647", "pass": "#067647", "test": "#175cd3"}
+    colour: dict[str, str] = {Kind.FAIL: "#b42318", Kind.ERROR: "#b54708", Kind.RECOVERY: "#067647",
+                              Kind.PASS: "#067647", Kind.TEST: "#175cd3"}
     parts = [
         "<!doctype html><html><body style=\"font-family:sans-serif\">",
         f"<h2 style=\"color:{colour[alert.kind]}\">{esc(TITLE_PREFIX[alert.kind])}: {esc(alert.headline)}</h2>",

@@ -14,14 +14,14 @@ from datetime import UTC, datetime
 from typing import Any
 
 from . import Delivery, RetryPolicy, request
-from .message import Alert, FlowLine, clip, take
+from .message import Alert, FlowLine, Kind, clip, take
 
 DEFAULT_EVENTS_URL = "https://events.pagerduty.com/v2/enqueue"
 MAX_SUMMARY = 1024
 MAX_DEDUP_KEY = 255
 MAX_LISTED_FLOWS = 50  # with MAX_FLOW_TEXT, ~50 KB at most: far below the Events API's 512 KB per event
 MAX_FLOW_TEXT = 500
-SEVERITY = {"fail": "critical", "error": "error", "test": "info"}
+SEVERITY: dict[str, str] = {Kind.FAIL: "critical", Kind.ERROR: "error", Kind.TEST: "info"}
 
 
 def dedup_key(repository: str, environment: str, check_name: str) -> str:
@@ -90,9 +90,9 @@ class PagerDuty:
         return f"PagerDuty Events v2 (dedup_key {self.dedup})"
 
     def events(self, alert: Alert) -> list[dict[str, Any]]:
-        if alert.kind in ("fail", "error"):
+        if alert.kind in (Kind.FAIL, Kind.ERROR):
             return [trigger_event(alert, self.routing_key, self.dedup, self.source)]
-        if alert.kind == "test":
+        if alert.kind == Kind.TEST:
             key = clip(self.dedup + "/test", MAX_DEDUP_KEY)
             return [trigger_event(alert, self.routing_key, key, self.source), resolve_event(self.routing_key, key)]
         return [resolve_event(self.routing_key, self.dedup)]

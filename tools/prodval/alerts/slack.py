@@ -15,7 +15,7 @@ from typing import Any
 
 from ..errors import DeliveryFailed
 from . import Delivery, RetryPolicy, request
-from .message import Alert, Fact, FlowLine, clip, take
+from .message import Alert, Fact, FlowLine, Kind, clip, take
 
 MAX_BLOCKS = 50
 MAX_SECTION_TEXT = 3000
@@ -70,8 +70,9 @@ def payload(alert: Alert) -> dict[str, Any]:
 
 
 def _payload(alert: Alert, failed_lines: int, flaky_lines: int, line_length: int, error_text: int) -> dict[str, Any]:
-    icon = {"fail": ":x:", "error": ":rotating_light:", "recovery": ":white_check_mark:", "pass": ":white_check_mark:",
-            "test": ":test_tube:"}[alert.kind]
+    icons: dict[str, str] = {Kind.FAIL: ":x:", Kind.ERROR: ":rotating_light:", Kind.RECOVERY: ":white_check_mark:",
+                             Kind.PASS: ":white_check_mark:", Kind.TEST: ":test_tube:"}
+    icon = icons[alert.kind]
     blocks: list[dict[str, Any]] = [
         {"type": "header", "text": {"type": "plain_text", "text": clip(alert.title, MAX_HEADER_TEXT), "emoji": True}},
         _section(f"{icon} *{escape(alert.headline)}*"),
