@@ -62,24 +62,24 @@ class Call:
         return self.config.get(name) or {}
 
     def validation(self) -> Settings:
-        settings = load(self.section(SECTION), self.flags)
+        settings = load(self.section(SECTION), self.flags, self.environ)
         from .secrets import Redactor
 
         self.console.redact = Redactor.from_env(self.environ, settings.flow_env, settings.secret_env)
         return settings
 
     def build(self) -> BuildSettings:
-        return load_build(self.section(BUILD_SECTION), self.section(SECTION), self.flags)
+        return load_build(self.section(BUILD_SECTION), self.section(SECTION), self.flags, self.environ)
 
     def notify(self) -> NotifySettings:
         from .notify import redactor
 
-        settings = load_notify(self.section(NOTIFY_SECTION), self.section(SECTION), self.flags)
+        settings = load_notify(self.section(NOTIFY_SECTION), self.section(SECTION), self.flags, self.environ)
         self.console.redact = redactor(self.environ, settings.secret_env)
         return settings
 
     def emulator(self) -> EmulatorSettings:
-        return load_emulator(self.section(EMULATOR_SECTION), self.flags)
+        return load_emulator(self.section(EMULATOR_SECTION), self.flags, self.environ)
 
     @property
     def deployed_sha(self) -> str | None:

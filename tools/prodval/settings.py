@@ -160,13 +160,17 @@ def given(value: Any) -> bool:
 
 
 def resolve(cls: type[Section], section: Mapping[str, Any] | None, flags: Mapping[str, Any],
-            keys: Iterable[str] | None = None) -> dict[str, Any]:
+            keys: Iterable[str] | None = None, environ: Mapping[str, str] | None = None) -> dict[str, Any]:
     """The values of `cls`'s settings (by field) from the cascade: declared default < `section` (invoke.yaml <
-    INVOKE_*, as invoke merged them) < `flags` (the task's parameters; None, an empty list and an unset
-    switch do not override). Unknown keys in the section are refused with a did-you-mean; `keys` limits the
-    resolution to some settings (another section's results folder, say) and then checks nothing else."""
+    INVOKE_*, as invoke merged them) < the raw INVOKE_<SECTION>_<KEY> text of `environ` < `flags` (the task's
+    parameters; None, an empty list and an unset switch do not override). The environment is read again
+    because invoke casts a variable to the type of the invoke.yaml value it overrides (`wipe: true` in
+    invoke.yaml and INVOKE_EMULATOR_WIPE=false would be True). Unknown keys in the section are refused with a
+    did-you-mean; `keys` limits the resolution to some settings (another section's results folder, say) and
+    then checks nothing else."""
     declared = declarations(cls)
     layer = {key: value for key, value in (section or {}).items() if given(value)}
+    variables = env_layer(cls, environ) if environ is not None else {}
     if keys is None:
         check_known_keys(layer, {s.key: None for s in declared}, cls.SECTION)
     wanted = None if keys is None else set(keys)
@@ -177,7 +181,8 @@ def resolve(cls: type[Section], section: Mapping[str, Any] | None, flags: Mappin
         flag = flags.get(s.flag) if s.flag else None
         if s.switch and flag is False:
             flag = None  # a switch cannot say "no": not given
-        cascade = [(s.default, "default"), (layer.get(s.key), "invoke.yaml"), (flag, "command line")]
+        cascade = [(s.default, "default"), (layer.get(s.key), "invoke.yaml"), (variables.get(s.key), "environment"),
+                   (flag, "command line")]
         present = [(value, origin) for value, origin in cascade if given(value)]
         if s.merge:  # NAME=VALUE pairs: each layer adds to (and overrides names of) the ones below
             pairs: dict[str, str] = {}
@@ -442,15 +447,15 @@ DEFAULTS: dict[str, Any] = defaults(Settings)
 INVOKE_DEFAULTS: dict[str, Any] = invoke_defaults(Settings)
 
 
-def load(section: Mapping[str, Any], cli: Mapping[str, Any]) -> Settings:
+def load(section: Mapping[str, Any], cli: Mapping[str, Any], environ: Mapping[str, str] | None = None) -> Settings:
     """Settings from the merged invoke `validation` section and the task's flags (None: not given)."""
-    return Settings(**resolve(Settings, section, cli))
+    return Settings(**resolve(Settings, section, cli, environ=environ))
 
 
-def _validation(validation: Mapping[str, Any], cli: Mapping[str, Any]) -> dict[str, Any]:
+def _validation(validation: Mapping[str, Any], cli: Mapping[str, Any], environ: Mapping[str, str] | None) -> dict[str, Any]:
     """What another section's task takes from `validation:`: the results folder (--results-dir) and the
     names of more secrets; the rest of `validation:` is validate's to check."""
-    return resolve(Settings, validation, cli, keys=("results_dir", "secret_env"))
+    return resolve(Settings, validation, cli, keys=("results_dir", "secret_env"), environ=environ)
 
 
 # ---- `invoke build-apk`: the `build:` section ---------------------------------------------------------
@@ -519,9 +524,10 @@ BUILD_DEFAULTS: dict[str, Any] = defaults(BuildSettings)
 BUILD_INVOKE_DEFAULTS: dict[str, Any] = invoke_defaults(BuildSettings)
 
 
-def load_build(section: Mapping[str, Any], validation: Mapping[str, Any], cli: Mapping[str, Any]) -> BuildSettings:
+def load_build(section: Mapping[str, Any], validation: Mapping[str, Any], cli: Mapping[str, Any],
+               environ: Mapping[str, str] | None = None) -> BuildSettings:
     """BuildSettings from the merged `build:` section, the `validation:` section (results folder) and flags."""
-    return BuildSettings(**resolve(BuildSettings, section, cli), **_validation(validation, cli))
+    return BuildSettings(**resolve(BuildSettings, section, cli, environ=environ), **_validation(validation, cli, environ))
 
 
 # --- `invoke notify` ------------------------------------------------------------------------------
@@ -581,11 +587,12 @@ NOTIFY_DEFAULTS: dict[str, Any] = defaults(NotifySettings)
 NOTIFY_INVOKE_DEFAULTS: dict[str, Any] = invoke_defaults(NotifySettings)
 
 
-def load_notify(section: Mapping[str, Any], validation: Mapping[str, Any], cli: Mapping[str, Any]) -> NotifySettings:
+def load_notify(section: Mapping[str, Any], validation: Mapping[str, Any], cli: Mapping[str, Any],
+                environ: Mapping[str, str] | None = None) -> NotifySettings:
     """NotifySettings from the merged `notify:` section, `validation.results_dir` and the task's flags
     (--previous, --test and --dry-run are the run's own, not settings)."""
     previous = _text(cli.get("previous"))
-    return NotifySettings(**resolve(NotifySettings, section, cli), **_validation(validation, cli),
+    return NotifySettings(**resolve(NotifySettings, section, cli, environ=environ), **_validation(validation, cli, environ),
                           previous=Path(previous) if previous else None, test=bool(cli.get("test")),
                           dry_run=bool(cli.get("dry_run")))
 
@@ -702,9 +709,10 @@ EMULATOR_DEFAULTS: dict[str, Any] = defaults(EmulatorSettings)
 EMULATOR_INVOKE_DEFAULTS: dict[str, Any] = invoke_defaults(EmulatorSettings)
 
 
-def load_emulator(section: Mapping[str, Any], cli: Mapping[str, Any]) -> EmulatorSettings:
+def load_emulator(section: Mapping[str, Any], cli: Mapping[str, Any],
+                  environ: Mapping[str, str] | None = None) -> EmulatorSettings:
     """EmulatorSettings from the merged `emulator:` section and the task's flags (None: not given)."""
-    values = resolve(EmulatorSettings, section, cli)
+    values = resolve(EmulatorSettings, section, cli, environ=environ)
     values["avd"] = values["avd"] or f"prodval-api{values['api_level']}-{values['target']}-{values['arch']}"
     return EmulatorSettings(**values)
 
@@ -746,7 +754,7 @@ def docs_table(cls: type[Section]) -> str:
     """The configuration table of a section, for the docs: key, flag, default, meaning."""
     section = cls.SECTION
     lines = [f"Section `{section}:` of `invoke.yaml`; each key can also be set as `INVOKE_{section.upper()}_<KEY>`"
-             " (a mapping only in `invoke.yaml`); flags win. Generated from `tools/prodval/settings.py` by "
+             " (a mapping only in `invoke.yaml`); flags win. The table is generated from `tools/prodval/settings.py` by "
              "`python -m prodval.settings`.",
              "",
              f"| key (`{section}:`) | flag | default | meaning |",
