@@ -1,4 +1,5 @@
-"""Invoke tasks: production validation of the app. Thin: flags and help here, work in `tools/prodval`.
+"""Invoke tasks: production validation of the app. Thin: the flags here; their help and the configuration
+keys come from the settings' declarations (`prodval/settings.py`), the work from `prodval/cli.py`.
 
     invoke build-apk validate notify   the chain: build, run every flow against production, alert; exits
                                        with the verdict (0 pass, 1 fail, 2 error)

@@ -36,11 +36,10 @@ from .errors import ConfigError
 
 # ---- the declarations' machinery ----------------------------------------------------------------------
 
-# A parser gets the raw value (from the defaults, invoke.yaml or INVOKE_*, or a flag), the setting, and where
-# the value came from ("default", "invoke.yaml" or "command line"); it returns the field's value or raises
-# ConfigError naming the setting and the fix.
+# A parser gets the raw value (the declared default, invoke.yaml's, an INVOKE_* variable's text, or a flag's),
+# the setting, and where the value came from ("default", "invoke.yaml", "environment" or "command line"); it
+# returns the field's value or raises ConfigError naming the setting and the fix.
 Parser = Callable[[Any, "Setting", str], Any]
-MAP_ORIGINS = ("invoke.yaml", "command line")
 
 
 @dataclass(frozen=True)
@@ -49,7 +48,7 @@ class Setting:
     dataclass: see `declarations`)."""
 
     default: Any  # as written in invoke.yaml: what the parser gets when nothing else sets it
-    parse: Callable[..., Any]
+    parse: Parser
     help: str  # one line: the docs table's meaning, and the flag's --help with "(default ...)" added
     flag: str = ""  # the tasks' parameter (`flow_timeout` is --flow-timeout); "" when no task takes one
     tasks: tuple[str, ...] = ()  # the tasks that take the flag
