@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from conftest import World
 from invoke.config import Config
 from prodval import cli
 from prodval.errors import ConfigError
@@ -230,3 +231,14 @@ def test_errors_inside_the_stage_are_left_to_the_chain_boundary(capsys: pytest.C
     finally:
         cli.TASKS.pop("test-before", None)
         cli.TASKS.pop("test-inside", None)
+
+
+def test_a_bad_invoke_variable_over_an_invoke_yaml_value_is_a_setting_error(world: World) -> None:
+    """invoke.yaml sets flow_timeout: 300 (a number); invoke would cast the variable with int() and crash."""
+    world.device().scenario()
+    world.flow("a.yaml")
+    run = world.invoke("validate", INVOKE_VALIDATION_FLOW_TIMEOUT="soon")
+    assert run.returncode == 2, run.stderr
+    assert "validation.flow_timeout must be a positive number, got 'soon'" in run.stderr
+    assert "internal error" not in run.stderr and "Traceback" not in run.stderr
+    assert not world.maestro_calls()

@@ -34,6 +34,7 @@ from types import TracebackType
 from typing import Any
 
 from invoke.config import Config
+from invoke.env import Environment
 from invoke.exceptions import Exit, ParseError
 from invoke.parser import Parser
 from invoke.program import Program
@@ -62,6 +63,7 @@ from .settings import (
     NOTIFY_INVOKE_DEFAULTS,
     NOTIFY_SECTION,
     SECTION,
+    SECTIONS,
     NotifySettings,
     Settings,
     env_layer,
@@ -295,6 +297,24 @@ def install_invoke_hooks(task_names: Sequence[str]) -> None:
                 _invoke_failed(problem, sys.argv[1:], list(task_names), {}, parser=None)
 
         setattr(Config, method, checked_load)
+
+    # Invoke casts INVOKE_<SECTION>_<KEY> to the type of the value it overrides: with `retries: 3` in
+    # invoke.yaml, INVOKE_VALIDATION_RETRIES=abc would crash in int(). Our settings keep the text (their parsers
+    # check it and say which variable is wrong: settings.resolve reads it again).
+    path_set = Environment._path_set
+
+    def lenient_path_set(self: Environment, key_path: Sequence[str], value: str) -> None:
+        try:
+            path_set(self, key_path, value)
+        except (TypeError, ValueError):
+            if not key_path or key_path[0] not in {cls.SECTION for cls in SECTIONS}:
+                raise
+            target = self.data
+            for key in key_path[:-1]:
+                target = target.setdefault(key, {})
+            target[key_path[-1]] = value
+
+    Environment._path_set = lenient_path_set  # type: ignore[method-assign]
 
 
 def usage_error(exc: Exception, task_names: Sequence[str]) -> ConfigError:
