@@ -527,14 +527,14 @@ def test_recorded_apk_only_after_a_passing_build(tmp_path: Path) -> None:
 
 def test_build_settings_precedence_and_checks() -> None:
     settings = load_build({"variant": "productionRelease", "properties": {"API_BASE_URL": "https://a"}},
-                          {"results_dir": "out/v"}, {"properties": ["API_BASE_URL=https://b", "FLAG=1"]})
+                          {"results_dir": "out/v"}, {"property": ["API_BASE_URL=https://b", "FLAG=1"]})
     assert settings.variant == "productionRelease"
     assert dict(settings.properties) == {"API_BASE_URL": "https://b", "FLAG": "1"}
     assert settings.results_dir == Path("out/v")
     with pytest.raises(ConfigError, match="did you mean 'variant'"):
         load_build({"varient": "release"}, {}, {})
     with pytest.raises(ConfigError, match="not NAME=VALUE"):
-        load_build({}, {}, {"properties": ["API_BASE_URL"]})
+        load_build({}, {}, {"property": ["API_BASE_URL"]})
     with pytest.raises(ConfigError, match=r"build\.apk_name"):
         load_build({"apk_name": "../x.apk"}, {}, {})
     eas = load_build({"command": "eas build --local --platform android --profile production --output app.apk",

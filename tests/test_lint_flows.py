@@ -131,9 +131,10 @@ def test_configured_env_and_flag_define_variables(flows: Path) -> None:
     assert problem.startswith(".maestro/api.yaml:3: variable 'API_BASE_URL' is never defined")
     assert lint(flows, ("API_BASE_URL",)).flows
     # through the entry point: validation.env in invoke.yaml, and --env
-    assert cli.lint_flows({"flows": str(flows), "env": {"API_BASE_URL": "https://api.example.com"}}, {}, {}) == 0
-    assert cli.lint_flows({"flows": str(flows)}, {"env": ["API_BASE_URL=https://x"]}, {}) == 0
-    assert cli.lint_flows({"flows": str(flows)}, {}, {}) == 2
+    section = {"flows": str(flows), "env": {"API_BASE_URL": "https://api.example.com"}}
+    assert cli.lint_flows({"validation": section}, {}, {}) == 0
+    assert cli.lint_flows({"validation": {"flows": str(flows)}}, {"env": ["API_BASE_URL=https://x"]}, {}) == 0
+    assert cli.lint_flows({"validation": {"flows": str(flows)}}, {}, {}) == 2
 
 
 def test_runflow_env_reaches_the_sub_flow_and_a_name_no_route_defines_is_reported(flows: Path) -> None:

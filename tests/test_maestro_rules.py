@@ -172,9 +172,9 @@ def test_lint_checks_what_a_run_selects(ws: Path, tmp_path: Path) -> None:
     assert [f.file_name for f in lint(ws, include_tags=("smoke",)).flows] == ["smoke.yaml"]
     config = write(tmp_path / "ci.yaml", "excludeTags: [wip]\n")
     assert [f.file_name for f in lint(ws, config=config).flows] == ["smoke.yaml"]
-    assert cli.lint_flows({"flows": str(ws)}, {"exclude_tags": "wip"}, {}) == 0
-    assert cli.lint_flows({"flows": str(ws)}, {"config": str(config)}, {}) == 0
-    assert cli.lint_flows({"flows": str(ws)}, {}, {}) == 2
+    assert cli.lint_flows({"validation": {"flows": str(ws)}}, {"exclude_tags": "wip"}, {}) == 0
+    assert cli.lint_flows({"validation": {"flows": str(ws)}}, {"config": str(config)}, {}) == 0
+    assert cli.lint_flows({"validation": {"flows": str(ws)}}, {}, {}) == 2
 
 
 @pytest.mark.parametrize(("script", "expected"), [

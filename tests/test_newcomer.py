@@ -196,15 +196,6 @@ def test_the_readme_is_short_and_every_link_in_it_and_in_docs_resolves() -> None
     assert set(pages[1:]) <= linked, "every docs/ page is linked from somewhere"
 
 
-def test_the_settings_tables_sit_between_the_generator_markers() -> None:
-    """docs/configuration.md holds every key table of invoke.yaml between the markers a generator fills."""
-    text = (REPO / "docs" / "configuration.md").read_text()
-    assert text.count("<!-- settings-table:start -->") == 1 and text.count("<!-- settings-table:end -->") == 1
-    block = text[text.index("<!-- settings-table:start -->"):text.index("<!-- settings-table:end -->")]
-    for key in ("`results_dir`", "`signing_property_prefix`", "`channel_deadline`", "`boot_timeout`"):
-        assert key in block
-
-
 def test_the_demo_keeps_out_of_a_real_actions_job_and_real_alert_channels(tmp_path: Path) -> None:
     """Run inside GitHub Actions (as CI runs it), the demo writes nothing to the job's outputs or summary,
     and a real channel configured in the shell never appears, even in the dry run."""

@@ -10,7 +10,9 @@ or SIGTERM in `notify` or while report.html renders, a bug) and invoke's own err
 - `verdict=error` in `$GITHUB_OUTPUT` (the gate reads it), never absent;
 - the chain still reaching `notify`, so people hear about it.
 
-Tracebacks only with PRODVAL_DEBUG=1. `ChainExecutor` (chain.py) runs every task through `run_task`.
+Tracebacks only with PRODVAL_DEBUG=1. `ChainExecutor` (chain.py) runs every task through `run_task`; inside
+it, each task's own errors before its stage runs (a bad setting, a folder in use) are one message and an exit
+code from `cli.entry`, which speaks through the same `redacting_console`.
 Invoke parses the command line and reads `invoke.yaml` before any task runs, and its own `invoke`
 program turns those errors into exit 1 or a traceback; `tasks.py` calls `install_invoke_hooks` when invoke
 imports it, which is before both, so that `invoke ...` as typed behaves as described (invoke has no hook
@@ -32,6 +34,7 @@ from types import TracebackType
 from typing import Any
 
 from invoke.config import Config
+from invoke.env import Environment
 from invoke.exceptions import Exit, ParseError
 from invoke.parser import Parser
 from invoke.program import Program
@@ -60,7 +63,17 @@ from .results import (
     unwritten_record,
 )
 from .secrets import Redactor
-from .settings import BUILD_SECTION, EMULATOR_SECTION, NOTIFY_INVOKE_DEFAULTS, NOTIFY_SECTION, SECTION
+from .settings import (
+    BUILD_SECTION,
+    EMULATOR_SECTION,
+    NOTIFY_INVOKE_DEFAULTS,
+    NOTIFY_SECTION,
+    SECTION,
+    SECTIONS,
+    NotifySettings,
+    Settings,
+    env_layer,
+)
 
 # Tasks that write the run record, and the record's stage each one owns.
 RECORD_STAGES = {"build-apk": "build", "validate": "validate", "merge-results": "validate", "notify": "notify"}
@@ -174,7 +187,7 @@ def _not_a_folder(folder: Path) -> str:
 def stopped(name: str, error: ValidationError, *, results_dir: Path, deployed_sha: str | None,
             environ: Mapping[str, str]) -> None:
     """After task `name` stopped on `error`: the message, and for a stage of a run the record and the verdict."""
-    console = Console(environ, _redactor(environ))
+    console = redacting_console(environ)
     stage = RECORD_STAGES.get(name)
     note = "" if stage is None else finish_record(results_dir, stage, error, environ, deployed_sha)
     console.error(str(error) + note, title=f"{name} stopped")
@@ -185,6 +198,11 @@ def stopped(name: str, error: ValidationError, *, results_dir: Path, deployed_sh
 
 def _redactor(environ: Mapping[str, str]) -> Redactor:
     return Redactor.from_env(environ)
+
+
+def redacting_console(environ: Mapping[str, str]) -> Console:
+    """The console every task and the boundary speak through: the environment's secrets masked from the start."""
+    return Console(environ, _redactor(environ))
 
 
 def finish_record(results_dir: Path, stage_name: str, error: ValidationError, environ: Mapping[str, str],
@@ -273,6 +291,24 @@ def install_invoke_hooks(task_names: Sequence[str]) -> None:
                 _invoke_failed(problem, sys.argv[1:], list(task_names), {}, parser=None)
 
         setattr(Config, method, checked_load)
+
+    # Invoke casts INVOKE_<SECTION>_<KEY> to the type of the value it overrides: with `retries: 3` in
+    # invoke.yaml, INVOKE_VALIDATION_RETRIES=abc would crash in int(). Our settings keep the text (their parsers
+    # check it and say which variable is wrong: settings.resolve reads it again).
+    path_set = Environment._path_set
+
+    def lenient_path_set(self: Environment, key_path: Sequence[str], value: str) -> None:
+        try:
+            path_set(self, key_path, value)
+        except (TypeError, ValueError):
+            if not key_path or key_path[0] not in {cls.SECTION for cls in SECTIONS}:
+                raise
+            target = self.data
+            for key in key_path[:-1]:
+                target = target.setdefault(key, {})
+            target[key_path[-1]] = value
+
+    Environment._path_set = lenient_path_set  # type: ignore[method-assign]
 
 
 def usage_error(exc: Exception, task_names: Sequence[str]) -> ConfigError:
@@ -377,14 +413,14 @@ def _invoke_failed(error: ConfigError, argv: Sequence[str], task_names: Sequence
             traceback.print_exc()
         words = [w for w in argv if not w.startswith("-")]
         tasks = [w for w in words if w in task_names]
-        validation = dict(config.get(SECTION, {}))
-        notify_section = {**NOTIFY_INVOKE_DEFAULTS, **config.get(NOTIFY_SECTION, {})}
-        results_dir = Path(_flag(argv, "--results-dir") or environ.get("INVOKE_VALIDATION_RESULTS_DIR")
-                           or str(validation.get("results_dir") or DEFAULT_RESULTS_DIR))
+        # invoke has not read INVOKE_* yet: the settings' own variables (the gate's commit, the folder)
+        validation = {**config.get(SECTION, {}), **env_layer(Settings, environ)}
+        notify_section = {**NOTIFY_INVOKE_DEFAULTS, **config.get(NOTIFY_SECTION, {}),
+                          **env_layer(NotifySettings, environ)}
+        results_dir = Path(_flag(argv, "--results-dir") or str(validation.get("results_dir") or DEFAULT_RESULTS_DIR))
         validation["results_dir"] = str(results_dir)
-        deployed = notify_section.get("deployed_sha") or environ.get("INVOKE_NOTIFY_DEPLOYED_SHA")
-        notify_section["deployed_sha"] = deployed  # invoke has not read INVOKE_NOTIFY_* yet: the gate's commit
-        console = Console(environ, _redactor(environ))
+        deployed = notify_section.get("deployed_sha")
+        console = redacting_console(environ)
         note = ""
         verdict_step = any(t in VERDICT_TASKS for t in tasks)
         if verdict_step:
@@ -400,11 +436,12 @@ def _invoke_failed(error: ConfigError, argv: Sequence[str], task_names: Sequence
             with contextlib.suppress(Exception):
                 flags = parser(list(argv[list(argv).index("notify"):]))
         console.info("chain: going on to `notify`, so the failure is reported")
-        from . import cli  # noqa: PLC0415 (cli imports this module's users)
+        from . import cli  # noqa: PLC0415 (cli imports this module)
 
         flags = {"results_dir": None, "on": None, "previous": None, "test": False, "dry_run": False, **flags}
         with contextlib.suppress(Exit):
-            run_task("notify", lambda: cli.notify(notify_section, validation, flags), results_dir=results_dir,
+            run_task("notify", lambda: cli.notify({SECTION: validation, NOTIFY_SECTION: notify_section}, flags),
+                     results_dir=results_dir,
                      deployed_sha=None if deployed is None else str(deployed))
     raise Exit(code=EXIT_ERROR)
 
