@@ -23,10 +23,17 @@ FAKES = ROOT / "tests" / "fakes"
 
 @nox.session
 def tests(session: nox.Session) -> None:
-    """pytest, with the fake toolchain of tests/fakes and real local servers."""
+    """pytest: tests/unit (no process) and tests/e2e (the fake toolchain of tests/fakes, real local servers)."""
     session.install("-e", "tools[dev]")
     # every core (most tests wait on fake tools and local servers); `nox -s tests -- -n 0` runs them in one process
     session.run("pytest", "-n", "auto", *session.posargs)
+
+
+@nox.session(default=False)
+def unit(session: nox.Session) -> None:
+    """The unit tests alone (tests/unit: planners, queue and policies, settings; no process): seconds, for every save."""
+    session.install("-e", "tools[dev]")
+    session.run("pytest", "tests/unit", "-p", "no:xdist", *session.posargs)
 
 
 @nox.session
@@ -69,14 +76,14 @@ def workflows(session: nox.Session) -> None:
                 external=True)
     actions = sorted((ROOT / ".github" / "actions").glob("*/action.y*ml"))  # our composite actions
     session.run("zizmor", "--offline", *[str(f.relative_to(ROOT)) for f in files + actions])
-    session.run("pytest", "tests/test_workflows.py", *session.posargs)
+    session.run("pytest", "tests/e2e/test_workflows.py", *session.posargs)
 
 
 @nox.session(default=False)
 def fuzz(session: nox.Session) -> None:
     """The model-based test of whole runs with many random examples (CI runs a short derandomized profile)."""
     session.install("-e", "tools[dev]")
-    session.run("pytest", "tests/test_model_runs.py", *session.posargs, env={"HYPOTHESIS_PROFILE": "fuzz"})
+    session.run("pytest", "tests/e2e/test_model_runs.py", *session.posargs, env={"HYPOTHESIS_PROFILE": "fuzz"})
 
 
 @nox.session(default=False)

@@ -6,6 +6,7 @@ entry is tests/fakes, so no test can reach a real emulator, device or the user's
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import json
 import os
@@ -14,6 +15,9 @@ import signal
 import subprocess
 import sys
 import textwrap
+import threading
+import time
+import uuid
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -23,6 +27,14 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 FAKES = REPO / "tests" / "fakes"
 REAL_TOOLS = ("adb", "maestro", "emulator", "avdmanager", "sdkmanager")
+# Fakes that ignore SIGTERM are SIGKILLed after 2 s, not 5 (commands.TERM_WAIT); set before prodval is imported.
+os.environ["PRODVAL_TERM_WAIT"] = "2"
+MARKER_VAR = "PRODVAL_TEST_MARKER"  # every process a test starts inherits it: see `leftovers`
+# A suite run in the background (`pytest &`, a non-interactive shell) starts with SIGINT ignored, and every
+# child would inherit that: a Python child that starts with SIGINT ignored never raises KeyboardInterrupt,
+# so the interrupt tests would hang. A handler (unlike SIG_IGN) is reset to the default in an exec'd child.
+if signal.getsignal(signal.SIGINT) == signal.SIG_IGN and threading.current_thread() is threading.main_thread():
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 def _fake_module(name: str) -> Any:
@@ -45,8 +57,65 @@ def _clean_path() -> str:
     return os.pathsep.join(keep)
 
 
+def _environ(pid: int) -> bytes:
+    try:
+        return Path(f"/proc/{pid}/environ").read_bytes()
+    except OSError:  # gone, or not ours
+        return b""
+
+
+def leftovers(marker: str) -> list[int]:
+    """The live processes (not zombies) whose environment carries `marker`, but for this process's own
+    watchdog (commands.py: it lives as long as this process, by design)."""
+    needle = f"{MARKER_VAR}={marker}".encode() + b"\0"
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid() or needle not in _environ(int(entry.name)):
+            continue
+        with contextlib.suppress(OSError):
+            parent = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            if parent == os.getpid() and b"groups = set()" in (entry / "cmdline").read_bytes():
+                continue
+        found.append(int(entry.name))
+    return [pid for pid in found if alive(pid)]
+
+
+def _command_line(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")[:200]
+    except OSError:
+        return "?"
+
+
+def _no_leftovers(marker: str) -> None:
+    """Fail the test if any process it started outlives it (after a short grace to exit), and kill them."""
+    deadline = time.monotonic() + 10
+    while (pids := leftovers(marker)) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    if not pids:
+        return
+    described = []
+    for pid in pids:
+        described.append(f"{pid}: {_command_line(pid)}")
+        with contextlib.suppress(OSError):
+            os.kill(pid, signal.SIGKILL)
+    pytest.fail("processes outlived the test (killed now):\n" + "\n".join(described), pytrace=False)
+
+
+@pytest.fixture(scope="session")
+def python_bin(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A folder whose `python3` is the interpreter running the tests, first on every test's PATH: the fakes'
+    `#!/usr/bin/env python3` then starts Python at once, not through a version manager's shim (pyenv runs
+    about ten shell processes per call, which made the fakes several times slower to start)."""
+    folder = tmp_path_factory.mktemp("python-bin")
+    (folder / "python3").symlink_to(sys.executable)
+    return folder
+
+
 @pytest.fixture(autouse=True)
-def guard(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+def guard(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, python_bin: Path) -> Iterator[None]:
+    marker = f"{os.getpid()}-{uuid.uuid4().hex}"
+    monkeypatch.setenv(MARKER_VAR, marker)
     home = tmp_path / "home"
     home.mkdir()
     monkeypatch.setenv("HOME", str(home))
@@ -55,8 +124,10 @@ def guard(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
             "SLACK_WEBHOOK_URL", "PAGERDUTY_ROUTING_KEY", "SMTP_PASSWORD", "CI",
         ):
             monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("PATH", _clean_path())
+    monkeypatch.setenv("PATH", f"{python_bin}{os.pathsep}{_clean_path()}")
     monkeypatch.setenv("PRODVAL_LOCK_DIR", str(tmp_path / "device-locks"))  # every test has its own devices
+    yield
+    _no_leftovers(marker)
 
 
 class World:
@@ -79,6 +150,7 @@ class World:
             (self.bin / tool).symlink_to(FAKES / tool)
         self.devices: dict[str, dict[str, Any]] = {}
         self.extra_env: dict[str, str] = {}
+        self.started: list[subprocess.Popen[str]] = []  # killed at the end of the test, whatever happened
 
     # the device state the fake adb and maestro share
     def device(self, serial: str = "emulator-5554", state: str = "device", booted: bool = True,
@@ -126,8 +198,10 @@ class World:
                               text=True, timeout=timeout)
 
     def start(self, *args: str, **env: str) -> subprocess.Popen[str]:
-        return subprocess.Popen(self.invoke_argv(*args), cwd=self.root, env=self.env(**env),
+        proc = subprocess.Popen(self.invoke_argv(*args), cwd=self.root, env=self.env(**env),
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        self.started.append(proc)
+        return proc
 
     def record(self) -> dict[str, Any]:
         data: dict[str, Any] = json.loads((self.results / "results.json").read_text())
@@ -169,6 +243,11 @@ def world(tmp_path: Path) -> Iterator[World]:
     project.mkdir()
     w = World(project)
     yield w
+    for proc in w.started:  # a test that failed (or timed out) before its process ended
+        if proc.poll() is None:
+            proc.kill()
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            proc.communicate(timeout=10)
     for pid in w.hung_pids():  # never leave a fake behind, even when a test fails
         if alive(pid):
             os.kill(pid, signal.SIGKILL)

@@ -267,6 +267,16 @@ def machine() -> str:
     return f"{platform.system()} {platform.release()}, {cpu}, {os.cpu_count()} CPUs, Python {platform.python_version()}"
 
 
+SUITE_SECTION = "## Test-suite timing"
+
+
+def kept_sections(previous: str) -> str:
+    """What of the previous BENCHMARKS.md a new run keeps: the test-suite timing, measured by hand
+    (`time nox -s tests`, with the machine's load), from its heading to the end."""
+    at = previous.find(SUITE_SECTION)
+    return "" if at < 0 else "\n" + previous[at:]
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--quick", action="store_true", help="fewer runs and a smaller memory run")
@@ -279,12 +289,14 @@ def main() -> int:
     text = table(figures)
     print(text)
     stamp = time.strftime("%Y-%m-%d", time.gmtime())
-    Path(args.output).write_text(
+    output = Path(args.output)
+    kept = kept_sections(output.read_text()) if output.is_file() else ""
+    output.write_text(
         "# Benchmarks\n\n"
         "Written by `nox -s bench` (tests/benchmarks/bench.py). Every figure is measured on the fake toolchain of\n"
         "tests/fakes, so only the harness's own cost is timed, as the median of several runs, against a baseline\n"
         "measured in the same run.\n\n"
-        f"Latest run: {stamp}, {'quick' if args.quick else 'full'} mode, on {machine()}.\n\n" + text + "\n"
+        f"Latest run: {stamp}, {'quick' if args.quick else 'full'} mode, on {machine()}.\n\n" + text + "\n" + kept
     )
     return 0 if all(f.ok for f in figures) else 1
 

@@ -1,6 +1,6 @@
 """prodval: production validation of a mobile app with Maestro, driven by invoke tasks.
 
-Layers (a module imports its own layer and those below it, never one above; tests/test_layering.py checks it):
+Layers (a module imports its own layer and those below it, never one above; tests/unit/test_layering.py checks it):
 
 - foundation: errors, secrets, console, commands, settings, jsexpr, runlock, outcomes
 - tools: host, sdk, devices, maestro, apkfile, flows, flowlint, doctor (where things are, what they say)

@@ -39,7 +39,7 @@ from invoke.exceptions import Exit, ParseError
 from invoke.parser import Parser
 from invoke.program import Program
 
-from .console import Console, relative_display
+from .console import redacting_console, relative_display
 from .errors import EXIT_ERROR, ConfigError, Interrupted, ValidationError, signals_ignored, sigterm_raises
 from .outcomes import Status, Verdict
 from .results import (
@@ -198,11 +198,6 @@ def stopped(name: str, error: ValidationError, *, results_dir: Path, deployed_sh
 
 def _redactor(environ: Mapping[str, str]) -> Redactor:
     return Redactor.from_env(environ)
-
-
-def redacting_console(environ: Mapping[str, str]) -> Console:
-    """The console every task and the boundary speak through: the environment's secrets masked from the start."""
-    return Console(environ, _redactor(environ))
 
 
 def finish_record(results_dir: Path, stage_name: str, error: ValidationError, environ: Mapping[str, str],

@@ -19,8 +19,7 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from .boundary import redacting_console
-from .console import Console
+from .console import Console, redacting_console
 from .errors import EXIT_ERROR, EXIT_PASS, Interrupted, ValidationError
 from .results import VERDICT_EXIT, RunRecord
 from .runlock import hold_folder

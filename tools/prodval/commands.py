@@ -30,7 +30,31 @@ from .secrets import Redactor
 # How much of each stream the run record keeps in memory; the full stream is always on disk.
 HEAD_BYTES = 8 * 1024
 TAIL_BYTES = 8 * 1024
-TERM_WAIT = 5.0  # seconds between SIGTERM and SIGKILL of a process group
+TERM_WAIT_VAR = "PRODVAL_TERM_WAIT"
+TERM_WAIT_DEFAULT = 5.0
+
+
+def term_wait(environ: Mapping[str, str]) -> float:
+    """Seconds between SIGTERM and SIGKILL of a process group: 5, or $PRODVAL_TERM_WAIT (a number > 0).
+
+    A parameter so that the tests' fakes that ignore SIGTERM cost less than 5 s each; a value that is not a
+    number > 0 is named on stderr and the default is kept (it is read at import, before any console exists).
+    """
+    raw = environ.get(TERM_WAIT_VAR, "").strip()
+    if not raw:
+        return TERM_WAIT_DEFAULT
+    try:
+        value = float(raw)
+    except ValueError:
+        value = 0.0
+    if not 0 < value < float("inf"):
+        print(f"warning: {TERM_WAIT_VAR}={raw!r} is not a number of seconds > 0; using {TERM_WAIT_DEFAULT:g}",
+              file=sys.stderr)
+        return TERM_WAIT_DEFAULT
+    return value
+
+
+TERM_WAIT = term_wait(os.environ)  # seconds between SIGTERM and SIGKILL of a process group
 LINE_PIECE = 64 * 1024  # a longer output line is read (and passed on) in pieces of this size
 
 

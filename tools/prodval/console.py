@@ -213,3 +213,8 @@ def relative_display(path: Path, base: Path | None = None) -> str:
         return path.resolve().relative_to((base or Path.cwd()).resolve()).as_posix()
     except ValueError:
         return str(path)
+
+
+def redacting_console(environ: Mapping[str, str]) -> Console:
+    """The console every task and the boundary speak through: the environment's secrets masked from the start."""
+    return Console(environ, Redactor.from_env(environ))

@@ -394,7 +394,7 @@ def test_a_command_that_times_out_keeps_secrets_out_of_its_error() -> None:
 def test_project_flows_run_in_the_demo_setup(world: World) -> None:
     """The README's demo: the project's own .maestro on the simulated toolchain."""
     world.device()
-    repo = Path(__file__).resolve().parents[1]
+    repo = Path(__file__).resolve().parents[2]
     run = world.invoke("validate", "--flows", str(repo / ".maestro"))
     assert run.returncode == 0, run.stderr
     assert len(world.record()["flows"]) >= 2

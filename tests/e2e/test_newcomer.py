@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 from prodval.results import Job, RunRecord, headline, job_from_env, summary_markdown
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 DEMO = REPO / "tests" / "fakes" / "demo.py"
 BOOTSTRAP = REPO / "tools" / "bootstrap.py"
 SYSTEM_PYTHON = Path("/usr/bin/python3")

@@ -32,7 +32,7 @@ from prodval.settings import (
     update_docs,
 )
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
 # --- the cascade ---------------------------------------------------------------------------------------------

@@ -15,7 +15,7 @@ from prodval import cli
 from prodval.errors import ConfigError, FlowError
 from prodval.flowlint import expressions, identifiers, is_guard, lint
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 HEADER = "appId: com.example.exerciselog\n"
 GUARD = "    when:\n      true: ${SKIP_DATA_CLEANUP != 'true'}\n"
 

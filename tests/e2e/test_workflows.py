@@ -21,7 +21,7 @@ from typing import Any
 import pytest
 import yaml
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 WORKFLOWS = REPO / ".github" / "workflows"
 PRODUCTION = WORKFLOWS / "production-validation.yml"
 CI = WORKFLOWS / "ci.yml"

@@ -300,8 +300,10 @@ def test_missing_system_image_names_the_package_to_install(world: World, tmp_pat
 
 
 def test_device_goes_offline_mid_run(lab: Run) -> None:
-    # late enough that preparing the device (unlock, settings) is over even on a loaded machine
-    started = lab.start(env=lab.environ(FAKE_EMULATOR_OFFLINE_AFTER="3"))
+    # offline once preparing the device (unlock, settings) is over: on an event, whatever the machine's load
+    trigger = lab.world.root / "go-offline"
+    started = lab.start(env=lab.environ(FAKE_EMULATOR_OFFLINE_WHEN=str(trigger)))
+    trigger.touch()
     wait_for(lambda: lab.state()["devices"]["emulator-5554"]["state"] == "offline")
     lab.stop(started)
     wait_for(lab.nothing_running)

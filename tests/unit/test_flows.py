@@ -146,7 +146,7 @@ def test_every_problem_is_reported_at_once(flows: Path) -> None:
 
 
 def test_project_sample_flows_pass_preflight(monkeypatch: pytest.MonkeyPatch) -> None:
-    repo = Path(__file__).resolve().parents[1]
+    repo = Path(__file__).resolve().parents[2]
     monkeypatch.chdir(repo)
     selection = discover(Path(".maestro"))
     assert "add-exercise-and-see-it-in-list.yml" in [f.file_name for f in selection.flows]
