@@ -522,3 +522,35 @@ def test_browser_renders_a_failing_run_without_requests_or_errors(world: World, 
         rgb = rendered.convert("RGB").crop((0, 0, 400, 120)).tobytes()
         reds = [i for i in range(0, len(rgb), 3) if rgb[i] > 180 and rgb[i + 1] < 80 and rgb[i + 2] < 80]
         assert len(reds) > 200
+
+
+def test_browser_colours_every_bar_as_its_legend_says(world: World, chromium: DevTools) -> None:
+    """Every status a timeline bar can have is in the legend, in the same colour as its bars (issue 15: the
+    legend lacked `flaky`, whose bars were grey)."""
+    from prodval.report import BAR_STATUSES  # noqa: PLC0415 (this test's own subject)
+
+    failing_run(world)  # a failed, a flaky and a passed flow
+    data = world.record()
+    for status, flow in zip(("error", "timed_out"), data["flows"][:2], strict=True):
+        flow["attempts"].append({**flow["attempts"][-1], "number": len(flow["attempts"]) + 1, "status": status})
+    (world.results / "results.json").write_text(json.dumps(data))
+    report(world)
+    target = chromium.call("Target.createTarget", url="about:blank")["targetId"]
+    session = chromium.call("Target.attachToTarget", targetId=target, flatten=True)["sessionId"]
+    chromium.call("Page.enable", session)
+    chromium.call("Page.navigate", session, url=(world.results / "report.html").resolve().as_uri())
+    chromium.wait_for("Page.loadEventFired")
+    state = chromium.call("Runtime.evaluate", session, returnByValue=True, expression="""JSON.stringify({
+        legend: [...document.querySelectorAll('.legend .chip')].map(c =>
+            [c.className.match(/st-(\\w+)/)[1], getComputedStyle(c).backgroundColor]),
+        bars: [...document.querySelectorAll('svg.timeline g.bar')].map(g =>
+            [g.getAttribute('class').match(/st-(\\w+)/)[1], getComputedStyle(g.querySelector('rect')).fill]),
+    })""")
+    chromium.call("Browser.close")
+    facts = json.loads(state["result"]["value"])
+    legend = dict(facts["legend"])
+    assert [status for status, _ in facts["legend"]] == list(BAR_STATUSES)
+    assert {status for status, _ in facts["bars"]} == set(BAR_STATUSES)  # this run draws every kind of bar
+    for status, fill in facts["bars"]:
+        assert fill == legend[status], (status, fill, legend)
+    assert len(set(legend.values())) == len(legend)  # each status its own colour

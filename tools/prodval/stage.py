@@ -170,8 +170,8 @@ def announce(record: RunRecord, console: Console, writer: RecordWriter, paths: M
         (flow.errorSummary or flow.status, f"{flow.flowFileName} {flow.status}",
          paths.get(flow.flowFileName, flow.flowFileName), [flow.flowFileName])
         for flow in (failed or [f for f in broken if f.status != Status.NOT_RUN])]
-    notes += [(f"{reason or 'not run'}: " + ", ".join(f.flowFileName for f in flows), not_run_line("", flows), "",
-               [f.flowFileName for f in flows]) for reason, flows in groups]
+    notes += [(", ".join(f.flowFileName for f in flows), not_run_line(reason, flows), "", [f.flowFileName for f in flows])
+              for reason, flows in groups]
     # GitHub shows 10 annotations a step: past 10, the 10th names the rest.
     cut = len(notes) if len(notes) <= MAX_ANNOTATIONS else MAX_ANNOTATIONS - 1
     for text, title, file, _ in notes[:cut]:
