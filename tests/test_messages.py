@@ -193,6 +193,19 @@ def test_a_failure_without_gradle_report_keeps_the_command_as_its_first_line(tmp
     assert "command:" not in failure.message and "what went wrong" not in failure.message
 
 
+def test_a_refused_connection_that_names_no_server_keeps_gradles_own_words(tmp_path: Path) -> None:
+    """Only a failure that names the server it could not reach is said to need the network."""
+    out, err = tmp_path / "out", tmp_path / "err"
+    out.write_text("> Task :app:installRelease FAILED\n")
+    err.write_text("\nFAILURE: Build failed with an exception.\n\n* What went wrong:\nExecution failed for task "
+                   "':app:installRelease'.\n> com.android.ddmlib.AdbCommandRejectedException: Connection refused\n\n"
+                   "* Try:\n> Run with --stacktrace option to get the stack trace.\n\nBUILD FAILED in 2s\n")
+    said = gradle_failure(out, err)
+    assert (said.unreachable, said.host) == (False, "")
+    assert said.cause() == "Execution failed for task ':app:installRelease'."
+    assert said.fix("logs").startswith("fix the build")
+
+
 def test_stack_frames_collapse_to_one_line_a_run() -> None:
     text = "Exception in thread \"main\" java.lang.RuntimeException: x\n\tat a.B.c(B.java:1)\n\tat a.B.d(B.java:2)\n" \
            "Caused by: java.net.ConnectException: Connection refused\n\tat e.F.g(F.java:3)\n\t... 4 more"

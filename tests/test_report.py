@@ -29,7 +29,7 @@ from urllib.parse import unquote
 import pytest
 from conftest import World
 from PIL import Image
-from prodval.report import IMAGE_BOX, render_report, timeline
+from prodval.report import BAR_STATUSES, IMAGE_BOX, render_report, timeline
 from prodval.results import load_record
 
 FAILURE = "fail:Element not found: Text matching regex: Save"
@@ -527,8 +527,6 @@ def test_browser_renders_a_failing_run_without_requests_or_errors(world: World, 
 def test_browser_colours_every_bar_as_its_legend_says(world: World, chromium: DevTools) -> None:
     """Every status a timeline bar can have is in the legend, in the same colour as its bars (issue 15: the
     legend lacked `flaky`, whose bars were grey)."""
-    from prodval.report import BAR_STATUSES  # noqa: PLC0415 (this test's own subject)
-
     failing_run(world)  # a failed, a flaky and a passed flow
     data = world.record()
     for status, flow in zip(("error", "timed_out"), data["flows"][:2], strict=True):

@@ -321,8 +321,8 @@ class GradleFailure:
     what_went_wrong: tuple[str, ...] = ()
     failures: int = 0  # Gradle's count (`Build completed with N failures.`); 0 when it printed none
     exception: str = ""
-    unreachable: bool = False  # the build could not reach a server
-    host: str = ""  # which one, when the output names it
+    unreachable: bool = False  # the build could not reach a server the output names
+    host: str = ""  # that server
     wrapper: bool = False  # the Gradle wrapper was downloading Gradle itself
 
     def cause(self) -> str:
@@ -330,8 +330,7 @@ class GradleFailure:
         if self.unreachable:
             why = " (the Gradle wrapper downloads Gradle from there)" if self.wrapper else \
                 " (Gradle downloads the build's plugins and dependencies from there)"
-            return f"it needs network access to {self.host}{why}" if self.host else \
-                "it could not reach the network"
+            return f"it needs network access to {self.host}{why}"
         if self.what_went_wrong:
             first = self.what_went_wrong[0].splitlines()[0]
             more = max(self.failures, len(self.what_went_wrong)) - 1
@@ -341,7 +340,7 @@ class GradleFailure:
     def fix(self, logs: str) -> str:
         if self.unreachable:
             cache = "~/.gradle/wrapper" if self.wrapper else "~/.gradle/caches"
-            return (f"allow the build to reach {self.host or 'the network'}, or cache {cache} between runs "
+            return (f"allow the build to reach {self.host}, or cache {cache} between runs "
                     f"(actions/cache, or gradle/actions/setup-gradle); its whole output is in {logs}/")
         return f"fix the build (its whole output is in {logs}/), then run it again"
 
@@ -400,6 +399,7 @@ def gradle_failure(*logs: Path) -> GradleFailure:
     named = next((m.group(1) for e in exceptions if (m := _UNKNOWN_HOST.search(e))), "")
     wrapper = wrapper or (bool(downloading) and not blocks)  # no Gradle report: Gradle itself never ran
     host = named or (downloading if wrapper else fetching)
+    unreachable = unreachable and bool(host)  # "Connection refused" alone may be anything (a daemon, a device)
     texts = tuple(text for text in ("\n".join(block).strip("\n") for block in blocks) if text)
     return GradleFailure(what_went_wrong=texts, failures=failures, exception=exceptions[0] if exceptions else "",
                          unreachable=unreachable, host=host if unreachable else "", wrapper=wrapper and unreachable)
