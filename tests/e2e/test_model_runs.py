@@ -328,6 +328,8 @@ def _check_outputs(folder: Path, statuses: dict[str, str], verdict: str, final: 
     more = re.findall(r"^::error title=more failed flows::\d+ more flows: (.*)$", final.stdout, re.M)
     more += re.findall(r"^error: more failed flows: \d+ more flows: (.*)$", final.stderr, re.M)
     named += [n for line in more for n in line.split(", ")]
+    not_run = re.findall(r"^::error title=\d+ flows? not run[^:]*::(.*)$", final.stdout, re.M)  # one a reason
+    named += [n for line in not_run for n in line.split(", ")]
     assert sorted(named) == shown
     assert f"Verdict: {verdict.upper()}" in final.stdout
 

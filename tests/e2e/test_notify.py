@@ -596,7 +596,7 @@ def test_no_record_is_an_error(world: World) -> None:
 def test_half_configured_email_is_named(world: World, http: HttpServer) -> None:
     record(world.results)
     run = world.invoke("notify", SMTP_HOST="127.0.0.1")
-    assert "email is half configured: ALERT_EMAIL_TO is not set" in run.stderr
+    assert "email is half configured: SMTP_HOST is set but ALERT_EMAIL_TO and ALERT_EMAIL_FROM are not" in run.stderr
     run = world.invoke("notify", SMTP_HOST="127.0.0.1", ALERT_EMAIL_TO="a@b.example")
     assert "ALERT_EMAIL_FROM is not set" in run.stderr and "set ALERT_EMAIL_FROM" in run.stderr
 

@@ -29,7 +29,7 @@ from urllib.parse import unquote
 import pytest
 from conftest import World
 from PIL import Image
-from prodval.report import IMAGE_BOX, render_report, timeline
+from prodval.report import BAR_STATUSES, IMAGE_BOX, render_report, timeline
 from prodval.results import load_record
 
 FAILURE = "fail:Element not found: Text matching regex: Save"
@@ -182,7 +182,7 @@ def test_report_of_a_failing_run(world: World, layout: str) -> None:
     assert header.find("p", "headline").text() == "1 of 3 flows failed against production"
     facts = dict(zip((dt.text() for dt in header.find_all("dt")), (dd.text() for dd in header.find_all("dd")),
                      strict=True))
-    assert facts["Run id"] == record["runId"]
+    assert facts["Run"] == record["runId"] and "Run id" not in facts  # one id, the run's
     assert facts["Started"] == record["job"]["startTime"] and facts["Finished"] == record["job"]["endTime"]
     assert facts["Devices"] == "emulator-5554"
     assert facts["Environment"] == "production · SKIP_DATA_CLEANUP=true"
@@ -334,8 +334,8 @@ def test_report_of_a_run_that_could_not_validate(world: World) -> None:
     assert page.find("section", "timeline").find("p").text() == "No device was used."
     (only,) = cards(page)
     assert "st-not_run" in only.classes
-    assert only.find("p", "error-summary").text().startswith(
-        "not run: 0 of 1 booted device(s) connected, and no emulator can be booted here (missing: ANDROID_HOME")
+    assert only.find("p", "error-summary").text().startswith(  # the chip says "not run"
+        "0 of 1 booted device(s) connected, and no emulator can be booted here (missing: ANDROID_HOME")
 
 
 def test_report_without_a_record(world: World) -> None:
@@ -522,3 +522,33 @@ def test_browser_renders_a_failing_run_without_requests_or_errors(world: World, 
         rgb = rendered.convert("RGB").crop((0, 0, 400, 120)).tobytes()
         reds = [i for i in range(0, len(rgb), 3) if rgb[i] > 180 and rgb[i + 1] < 80 and rgb[i + 2] < 80]
         assert len(reds) > 200
+
+
+def test_browser_colours_every_bar_as_its_legend_says(world: World, chromium: DevTools) -> None:
+    """Every status a timeline bar can have is in the legend, in the same colour as its bars (issue 15: the
+    legend lacked `flaky`, whose bars were grey)."""
+    failing_run(world)  # a failed, a flaky and a passed flow
+    data = world.record()
+    for status, flow in zip(("error", "timed_out"), data["flows"][:2], strict=True):
+        flow["attempts"].append({**flow["attempts"][-1], "number": len(flow["attempts"]) + 1, "status": status})
+    (world.results / "results.json").write_text(json.dumps(data))
+    report(world)
+    target = chromium.call("Target.createTarget", url="about:blank")["targetId"]
+    session = chromium.call("Target.attachToTarget", targetId=target, flatten=True)["sessionId"]
+    chromium.call("Page.enable", session)
+    chromium.call("Page.navigate", session, url=(world.results / "report.html").resolve().as_uri())
+    chromium.wait_for("Page.loadEventFired")
+    state = chromium.call("Runtime.evaluate", session, returnByValue=True, expression="""JSON.stringify({
+        legend: [...document.querySelectorAll('.legend .chip')].map(c =>
+            [c.className.match(/st-(\\w+)/)[1], getComputedStyle(c).backgroundColor]),
+        bars: [...document.querySelectorAll('svg.timeline g.bar')].map(g =>
+            [g.getAttribute('class').match(/st-(\\w+)/)[1], getComputedStyle(g.querySelector('rect')).fill]),
+    })""")
+    chromium.call("Browser.close")
+    facts = json.loads(state["result"]["value"])
+    legend = dict(facts["legend"])
+    assert [status for status, _ in facts["legend"]] == list(BAR_STATUSES)
+    assert {status for status, _ in facts["bars"]} == set(BAR_STATUSES)  # this run draws every kind of bar
+    for status, fill in facts["bars"]:
+        assert fill == legend[status], (status, fill, legend)
+    assert len(set(legend.values())) == len(legend)  # each status its own colour

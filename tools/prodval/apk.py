@@ -21,9 +21,10 @@ import os
 import re
 import shutil
 import tempfile
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from .apkfile import ApkInfo, inspect_apk
 from .commands import display, find_tool, stream
@@ -288,6 +289,140 @@ def build_errors(*logs: Path, limit: int = 10) -> list[str]:
     return found
 
 
+# ---- what a failed Gradle build said ---------------------------------------------------------------
+# Gradle ends a failed build with `FAILURE: Build failed with an exception.` (or `Build completed with N
+# failures.` and numbered `N: Task failed with an exception.` blocks), each with a `* What went wrong:`
+# section; the wrapper, when it cannot download Gradle, prints only `Downloading <url>` and a Java stack
+# trace (`Exception in thread "main" java.net.UnknownHostException: services.gradle.org`, `\tat` frames).
+# The tail of that output is mostly frames: the cause is read from the whole logs instead.
+
+_WHAT_WENT_WRONG = "* What went wrong:"
+_SECTION_END = re.compile(r"^(?:\* \w[\w ]*:|={10,}|BUILD FAILED|FAILURE: |\d+: Task failed)")
+_EXCEPTION = re.compile(r"^(?:Exception in thread \"[^\"]*\" |Caused by: )?((?:[a-z_$][\w$]*\.)+[A-Z][\w$]*"
+                        r"(?:Exception|Error)\b(?::.*)?)$")
+_FRAME = re.compile(r"^\s+(?:at \S|\.\.\. \d+ more)")
+_DOWNLOADING = re.compile(r"^Downloading (https?://\S+)")  # the wrapper, before it downloads Gradle
+_FETCHING = re.compile(r"Could not (?:GET|HEAD|get resource) '(https?://[^']+)'")  # Gradle, for a dependency
+_UNKNOWN_HOST = re.compile(r"java\.net\.UnknownHostException: ([\w.-]+)")
+# How the JVM and Gradle say that a host could not be reached (in an exception or in "What went wrong").
+_UNREACHABLE = re.compile(r"UnknownHostException|ConnectException|NoRouteToHostException|SocketTimeoutException|"
+                          r"Name or service not known|Temporary failure in name resolution|No such host is known|"
+                          r"nodename nor servname|Network is unreachable|Connection refused|[Cc]onnect(?:ion)? timed out|"
+                          r"failed to respond")
+MAX_WHAT_WENT_WRONG = 5  # blocks kept (Gradle numbers each failure of a build)
+MAX_BLOCK_LINES = 12
+
+
+@dataclass(frozen=True)
+class GradleFailure:
+    """What a failed build printed about why: Gradle's `* What went wrong:` blocks, the first exception
+    line, and, when the build could not reach a server, which one and what needed it."""
+
+    what_went_wrong: tuple[str, ...] = ()
+    failures: int = 0  # Gradle's count (`Build completed with N failures.`); 0 when it printed none
+    exception: str = ""
+    unreachable: bool = False  # the build could not reach a server the output names
+    host: str = ""  # that server
+    wrapper: bool = False  # the Gradle wrapper was downloading Gradle itself
+
+    def cause(self) -> str:
+        """The failure in plain words, for the error's first line (and so the headline of every alert)."""
+        if self.unreachable:
+            why = " (the Gradle wrapper downloads Gradle from there)" if self.wrapper else \
+                " (Gradle downloads the build's plugins and dependencies from there)"
+            return f"it needs network access to {self.host}{why}"
+        if self.what_went_wrong:
+            first = self.what_went_wrong[0].splitlines()[0]
+            more = max(self.failures, len(self.what_went_wrong)) - 1
+            return first + (f" (and {more} more failure{'s' if more > 1 else ''})" if more > 0 else "")
+        return self.exception
+
+    def fix(self, logs: str) -> str:
+        if self.unreachable:
+            cache = "~/.gradle/wrapper" if self.wrapper else "~/.gradle/caches"
+            return (f"allow the build to reach {self.host}, or cache {cache} between runs "
+                    f"(actions/cache, or gradle/actions/setup-gradle); its whole output is in {logs}/")
+        return f"fix the build (its whole output is in {logs}/), then run it again"
+
+    def describe(self) -> list[str]:
+        """The error's lines about the cause (indented like the rest of a command's failure)."""
+        lines = []
+        if self.what_went_wrong:
+            count = max(self.failures, len(self.what_went_wrong))
+            numbered = count > 1
+            lines.append(f"  what went wrong ({count} failures):" if numbered else "  what went wrong:")
+            for number, block in enumerate(self.what_went_wrong, 1):
+                prefix = f"{number}: " if numbered else ""
+                for index, line in enumerate(block.splitlines()):
+                    lines.append("    " + (prefix if index == 0 else " " * len(prefix)) + line)
+            if count > len(self.what_went_wrong):
+                lines.append(f"    ...and {count - len(self.what_went_wrong)} more")
+        if self.exception:
+            lines.append(f"  exception: {self.exception}")
+        return lines
+
+
+def gradle_failure(*logs: Path) -> GradleFailure:
+    """Read a failed build's logs (stdout, stderr) line by line for its cause: they can be large."""
+    blocks: list[list[str]] = []
+    exceptions: list[str] = []
+    in_block = keeping = False
+    failures, unreachable, wrapper = 0, False, False
+    downloading = fetching = ""
+    for log in logs:
+        with open(log, encoding="utf-8", errors="replace") as fh:
+            for raw in fh:
+                line = raw.rstrip()
+                if line == _WHAT_WENT_WRONG:
+                    in_block, keeping = True, len(blocks) < MAX_WHAT_WENT_WRONG
+                    if keeping:
+                        blocks.append([])
+                    continue
+                if in_block and _SECTION_END.match(line):
+                    in_block = False
+                if in_block:
+                    if keeping and len(blocks[-1]) < MAX_BLOCK_LINES:
+                        blocks[-1].append(line)
+                    unreachable = unreachable or bool(_UNREACHABLE.search(line))
+                    fetched = _FETCHING.search(line)
+                    fetching = fetching or (urlsplit(fetched.group(1)).hostname or "" if fetched else "")
+                    continue
+                if counted := re.match(r"^FAILURE: Build completed with (\d+) failures?\.", line):
+                    failures = int(counted.group(1))
+                if download := _DOWNLOADING.match(line):
+                    downloading = urlsplit(download.group(1)).hostname or ""
+                if not _FRAME.match(line) and (exception := _EXCEPTION.match(line)):
+                    if len(exceptions) < 20:
+                        exceptions.append(exception.group(1))
+                    unreachable = unreachable or bool(_UNREACHABLE.search(line))
+                wrapper = wrapper or "org.gradle.wrapper." in line
+    named = next((m.group(1) for e in exceptions if (m := _UNKNOWN_HOST.search(e))), "")
+    wrapper = wrapper or (bool(downloading) and not blocks)  # no Gradle report: Gradle itself never ran
+    host = named or (downloading if wrapper else fetching)
+    unreachable = unreachable and bool(host)  # "Connection refused" alone may be anything (a daemon, a device)
+    texts = tuple(text for text in ("\n".join(block).strip("\n") for block in blocks) if text)
+    return GradleFailure(what_went_wrong=texts, failures=failures, exception=exceptions[0] if exceptions else "",
+                         unreachable=unreachable, host=host if unreachable else "", wrapper=wrapper and unreachable)
+
+
+def collapse_frames(text: str) -> str:
+    """A stack trace's `\tat ...` frames as one line per run: a failure's tail shows the exception, not
+    the 15 frames under it."""
+    out: list[str] = []
+    run = 0
+    for line in text.splitlines():
+        if _FRAME.match(line):
+            run += 1
+            continue
+        if run:
+            out.append(f"\t... {run} stack frame{'s' if run > 1 else ''}")
+            run = 0
+        out.append(line)
+    if run:
+        out.append(f"\t... {run} stack frame{'s' if run > 1 else ''}")
+    return "\n".join(out)
+
+
 # ---- the build stage -------------------------------------------------------------------------------
 
 def resolve_executable(plan: BuildPlan) -> Path:
@@ -316,6 +451,28 @@ def run_build(settings: BuildSettings, environ: Mapping[str, str], console: Cons
     return record
 
 
+def build_failed(shown: str, returncode: int, stdout: str, stderr: str, logs: tuple[Path, Path], folder: str,
+                 redact: Callable[[str], str]) -> CommandFailed:
+    """The build's error: the cause first (Gradle's `* What went wrong:`, the exception, a network cause said
+    plainly), then the compiler errors, the command and the tails of its output, then the fix.
+
+    Its first line is the run's headline when the build fails ("Validation could not run: the build
+    failed: ..."), so it names the cause, not the command."""
+    said = gradle_failure(*logs)  # the whole logs, not the kept head and tail
+    failure = CommandFailed(shown, returncode, collapse_frames(stdout), collapse_frames(stderr),
+                            what="the build failed", stage=STAGE, fix=redact(said.fix(folder)))
+    command = failure.message  # "the build failed: `cmd` exited with code N", then the tails
+    cause = said.cause()
+    lines = [f"the build failed: {cause}" if cause else command.splitlines()[0], *said.describe()]
+    reasons = build_errors(*logs)
+    if reasons:  # compiler errors come long before the tail of Gradle's report
+        lines += ["  errors:", *(f"    {line}" for line in reasons)]
+    if cause:
+        lines.append(f"  command: {command.splitlines()[0].removeprefix('the build failed: ')}")
+    failure.message = redact("\n".join([*lines, *command.splitlines()[1:]]))
+    return failure
+
+
 def _build(settings: BuildSettings, environ: Mapping[str, str], console: Console, record: RunRecord,
            copy: Path) -> ApkInfo:
     plan = plan_build(settings)
@@ -337,15 +494,9 @@ def _build(settings: BuildSettings, environ: Mapping[str, str], console: Console
                            stderr_path=logs / "stderr.log", on_line=console.line, redact=console.redact,
                            cwd=plan.cwd)
     if built.returncode != 0 or built.timed_out:
-        failure = CommandFailed(
-            console.redact(shown), built.returncode, built.stdout.text,
-            built.stderr.text if not built.timed_out else f"timed out after {settings.timeout:g}s",
-            what="the build failed", stage=STAGE,
-            fix=f"fix the build (its whole output is in {relative_display(logs)}/), then run it again")
-        reasons = build_errors(built.stdout.path, built.stderr.path)  # the whole logs, not the kept head and tail
-        if reasons:  # compiler errors come long before the tail of Gradle's report
-            failure.message += "\n  errors:\n" + "\n".join(f"    {line}" for line in reasons)
-        raise failure
+        raise build_failed(console.redact(shown), built.returncode, built.stdout.text,
+                           built.stderr.text if not built.timed_out else f"timed out after {settings.timeout:g}s",
+                           (built.stdout.path, built.stderr.path), relative_display(logs), console.redact)
     output = find_output(settings, plan)
     info = inspect_apk(output.path)
     if not info.signed:

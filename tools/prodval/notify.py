@@ -29,7 +29,7 @@ from urllib.parse import urlsplit
 
 from . import runlock
 from .alerts import Channel, Delivery, RetryPolicy
-from .alerts.email import DEFAULT_PORT, SECURITY, Email
+from .alerts.email import DEFAULT_PORT, OPTIONAL_VARS, REQUIRED_VARS, SECURITY, Email
 from .alerts.github import CommitStatus, origin_repository, previous_verdict
 from .alerts.message import Alert, AlertContext, Kind, build_alert, make_test_alert, masked
 from .alerts.pagerduty import DEFAULT_EVENTS_URL, PagerDuty, dedup_key
@@ -92,8 +92,12 @@ class Misconfigured:
     def preview(self, alert: Alert) -> str:
         return f"not sent: {self.problem}"
 
-    def send(self, alert: Alert, policy: RetryPolicy) -> Delivery:
+    def check(self) -> None:
         raise DeliveryFailed(self.problem, fix=self.fix, attempts=0)
+
+    def send(self, alert: Alert, policy: RetryPolicy) -> Delivery:
+        self.check()
+        raise AssertionError("unreachable: check() raised")
 
 
 def repository(environ: Mapping[str, str]) -> str:
@@ -143,9 +147,12 @@ def configure_channels(settings: NotifySettings, environ: Mapping[str, str]) -> 
 def _email(environ: Mapping[str, str], warnings: list[str], configured: bool) -> Channel | None:
     host, to = environ.get("SMTP_HOST", "").strip(), environ.get("ALERT_EMAIL_TO", "").strip()
     if not configured:
-        if host or to:
-            missing = "ALERT_EMAIL_TO" if host else "SMTP_HOST"
-            warnings.append(f"email is half configured: {missing} is not set, so no email is sent")
+        given = [name for name in REQUIRED_VARS if environ.get(name, "").strip()]
+        if given:
+            missing = [name for name in REQUIRED_VARS if name not in given]
+            warnings.append(f"email is half configured: {_and(given)} {'is' if len(given) == 1 else 'are'} set but "
+                            f"{_and(missing)} {'is' if len(missing) == 1 else 'are'} not, so no email is sent "
+                            f"(email needs {_and(REQUIRED_VARS)}; {_and(OPTIONAL_VARS)} are optional)")
         return None
     security = environ.get("SMTP_SECURITY", "").strip().lower() or "starttls"
     if security not in SECURITY:
@@ -157,11 +164,21 @@ def _email(environ: Mapping[str, str], warnings: list[str], configured: bool) ->
                              "set SMTP_PORT to e.g. 587 (starttls) or 465 (ssl)")
     sender = environ.get("ALERT_EMAIL_FROM", "").strip()
     if not sender:
-        return Misconfigured("email", "ALERT_EMAIL_FROM is not set", "set ALERT_EMAIL_FROM to the sender address")
+        return Misconfigured("email", "email is half configured: ALERT_EMAIL_FROM is not set",
+                             f"set ALERT_EMAIL_FROM to the sender address (email needs {_and(REQUIRED_VARS)})")
     recipients = tuple(r.strip() for r in to.split(",") if r.strip())
     return Email(host=host, port=int(port_text) if port_text else DEFAULT_PORT[security], security=security,
                  sender=sender, recipients=recipients, username=environ.get("SMTP_USERNAME", ""),
                  password=environ.get("SMTP_PASSWORD", ""))
+
+
+def _and(names: Sequence[str]) -> str:
+    return ", ".join(names[:-1]) + f" and {names[-1]}" if len(names) > 1 else "".join(names)
+
+
+EMAIL_NEEDS = " + ".join(REQUIRED_VARS)
+NO_CHANNEL_FIX = (f"set SLACK_WEBHOOK_URL, {EMAIL_NEEDS}, PAGERDUTY_ROUTING_KEY, or GITHUB_TOKEN + GITHUB_REPOSITORY "
+                  "(for the commit status)")
 
 
 def redactor(environ: Mapping[str, str], names: Sequence[str] = ()) -> Redactor:
@@ -272,9 +289,7 @@ def run_notify(settings: NotifySettings, environ: Mapping[str, str], console: Co
     ctx = context(settings, environ, record)
     console.step(f"Notifying: verdict {verdict.upper()} (run {record.runId})")
     if not channels:
-        console.warning("no alert channel is configured (set SLACK_WEBHOOK_URL, SMTP_HOST + ALERT_EMAIL_TO, "
-                        "PAGERDUTY_ROUTING_KEY, or GITHUB_TOKEN + GITHUB_REPOSITORY for the commit status)",
-                        title="notify")
+        console.warning(f"no alert channel is configured ({NO_CHANNEL_FIX})", title="notify")
     needs_previous = verdict == Verdict.PASS and any(c.name in MESSAGE_CHANNELS for c in channels)
     previous = find_previous(settings, environ, policy, console) if needs_previous else None
     planned = plan(verdict, previous, settings.on, [c.name for c in channels])
@@ -285,8 +300,7 @@ def run_notify(settings: NotifySettings, environ: Mapping[str, str], console: Co
         console.info(f"nothing to say on {', '.join(quiet)}: the run passed and the previous one did not fail "
                      "(--on always sends every run)")
     if settings.dry_run:
-        _dry_run(console, [(by_name[name], alerts[kind]) for name, kind in planned])
-        return Notified()
+        return Notified(_dry_run(console, [(by_name[name], alerts[kind]) for name, kind in planned]))
 
     writer = RecordWriter(settings.results_dir, console.redact)
     with stage(writer, NOTIFY_STAGE, console, environ, record=record, decide=lambda *_: None) as record:
@@ -302,14 +316,11 @@ def run_notify(settings: NotifySettings, environ: Mapping[str, str], console: Co
 def _run_test(settings: NotifySettings, environ: Mapping[str, str], console: Console, channels: list[Channel],
               record: RunRecord | None, policy: RetryPolicy) -> Notified:
     if not channels:
-        raise NotifyError("--test: no alert channel is configured",
-                          fix="set SLACK_WEBHOOK_URL, SMTP_HOST + ALERT_EMAIL_TO + ALERT_EMAIL_FROM, "
-                              "PAGERDUTY_ROUTING_KEY, or GITHUB_TOKEN + GITHUB_REPOSITORY")
+        raise NotifyError("--test: no alert channel is configured", fix=NO_CHANNEL_FIX)
     alert = masked(make_test_alert(context(settings, environ, record), record), console.redact)
     console.step(f"Sending a TEST alert to {len(channels)} channel(s)")
     if settings.dry_run:
-        _dry_run(console, [(channel, alert) for channel in channels])
-        return Notified(test=True)
+        return Notified(_dry_run(console, [(channel, alert) for channel in channels]), test=True)
     deliveries = deliver([(channel, alert) for channel in channels], policy, console,
                          Deadlines(settings.channel_deadline, settings.deadline))
     _summarise(console, deliveries, Kind.TEST)
@@ -477,14 +488,26 @@ def _send(channel: Channel, alert: Alert, policy: RetryPolicy) -> Delivery:
                         channel.target())
 
 
-def _dry_run(console: Console, work: Sequence[tuple[Channel, Alert]]) -> None:
+def _dry_run(console: Console, work: Sequence[tuple[Channel, Alert]]) -> tuple[Delivery, ...]:
+    """Show what each channel would get, after the checks a real send makes first (`Channel.check`): a
+    channel a real send would refuse is reported as not delivered, as it would be."""
     if not work:
         console.info("dry run: nothing would be sent")
+    refused = []
     for channel, alert in work:
+        try:
+            channel.check()
+        except DeliveryFailed as exc:
+            refused.append(Delivery(channel.name, alert.kind, False, console.redact(exc.message),
+                                    console.redact(channel.target()), 0, None, exc.fix))
+            console.error(console.redact(exc.message) + (f"\n  fix: {exc.fix}" if exc.fix else ""),
+                          title=f"dry run: {channel.name} alert would not be delivered")
+            continue
         console.step(f"dry run: {channel.name} would get the {alert.kind} alert -> {channel.target()}")
         for line in channel.preview(alert).splitlines():
             console.info(f"    {line}")
     console.info("dry run: nothing was sent")
+    return tuple(refused)
 
 
 def _summarise(console: Console, deliveries: list[Delivery], verdict: str) -> None:

@@ -42,6 +42,7 @@ from .results import (
     atomic_write,
     duration_text,
     headline,
+    not_run_reason,
     order_flows,
 )
 
@@ -61,6 +62,16 @@ def parse_time(text: str) -> datetime | None:
         return datetime.fromisoformat(text)
     except (TypeError, ValueError):
         return None
+
+
+# What a timeline bar can be: an attempt's status, or `flaky` for the attempt that passed after a failed one
+# (its flow is flaky). A flow that did not run has no attempt, so no bar. The legend lists these.
+BAR_STATUSES: tuple[str, ...] = tuple(status for status in STATUS_ORDER if status != Status.NOT_RUN)
+
+
+def bar_status(flow: FlowResult, attempt: Attempt) -> str:
+    """The status a bar shows: the attempt's, except that the passing attempt of a flaky flow is `flaky`."""
+    return Status.FLAKY if flow.status == Status.FLAKY and attempt.status == Status.PASSED else attempt.status
 
 
 @dataclass(frozen=True)
@@ -104,7 +115,7 @@ def timeline(record: RunRecord) -> Timeline:
         seconds = max(attempt.duration, 0) / 1000
         span = max(span, offset + seconds)
         bars.setdefault(attempt.device or "(unknown device)", []).append(
-            Bar(flow.flowFileName, attempt.number, attempt.status, offset, seconds))
+            Bar(flow.flowFileName, attempt.number, bar_status(flow, attempt), offset, seconds))
     return Timeline(origin, span, tuple(Lane(device, tuple(lane)) for device, lane in bars.items()))
 
 
@@ -265,11 +276,9 @@ def _header(record: RunRecord, esc: _Html, commit: str) -> str:
     if env.apkBuildPath:
         facts.append(("APK", f"<code>{esc(env.apkBuildPath)}</code>"))
     facts.append(("Deployed commit", f"<code>{esc(commit)}</code>" if commit else '<span class="muted">not recorded</span>'))
-    if record.job.url:
-        facts.append(("Run", f'<a href="{esc(record.job.url)}">{esc(record.job.jobId)}</a>'))
-    else:
-        facts.append(("Run", esc(record.job.jobId)))
-    facts.append(("Run id", f"<code>{esc(record.runId)}</code>"))
+    # One id: the run's (the summary's and the alerts'), linked to its workflow run when there is one.
+    run_id = f"<code>{esc(record.runId)}</code>"
+    facts.append(("Run", f'<a href="{esc(record.job.url)}">{run_id}</a>' if record.job.url else run_id))
     facts.append(("Started", esc(record.job.startTime or "—")))
     facts.append(("Finished", esc(record.job.endTime or "—")))
     seconds = _run_seconds(record)
@@ -345,8 +354,7 @@ def _timeline_section(record: RunRecord, esc: _Html) -> str:
                 svg.append(f'<text class="bar-label" x="{x + 4:.1f}" y="{top + _LANE / 2 + 4}">{esc(text)}</text>')
             svg.append("</g></a>")
     svg.append("</svg>")
-    legend = "".join(f'<li class="chip st-{status}">{esc(STATUS_LABEL[status])}</li>'
-                     for status in (Status.PASSED, Status.FAILED, Status.ERROR, Status.TIMED_OUT))
+    legend = "".join(f'<li class="chip st-{status}">{esc(STATUS_LABEL[status])}</li>' for status in BAR_STATUSES)
     return (f'<section class="timeline"><h2>Timeline</h2>{"".join(svg)}'
             f'<ul class="chips legend">{legend}</ul></section>')
 
@@ -385,7 +393,8 @@ def _card(flow: FlowResult, number: int, results_dir: Path, esc: _Html) -> str:
     ]
     if flow.errorSummary:
         first = "passed on a retry; attempt 1 failed with: " if flow.status == Status.FLAKY else ""
-        parts.append(f'<p class="error-summary">{esc(first + flow.errorSummary)}</p>')
+        said = not_run_reason(flow) if flow.status == Status.NOT_RUN else flow.errorSummary  # the chip says "not run"
+        parts.append(f'<p class="error-summary">{esc(first + said)}</p>')
     if len(flow.attempts) > 1 or any(a.errorSummary for a in flow.attempts):
         parts.append(_attempts_table(flow, esc))
     failures, own = attempt_images(results_dir, flow)
@@ -494,7 +503,7 @@ svg .lane{fill:var(--soft)}svg .tick{stroke:var(--line);stroke-width:1}
 svg .axis{font-size:11px;fill:var(--muted);text-anchor:middle}
 svg .device{font-size:12px;fill:var(--ink);text-anchor:end}svg .idle{font-size:11px;fill:var(--muted)}
 svg .bar rect{fill:var(--skip)}svg .st-passed rect{fill:var(--pass)}svg .st-failed rect{fill:var(--fail)}
-svg .st-error rect{fill:var(--error)}svg .st-timed_out rect{fill:var(--timeout)}
+svg .st-error rect{fill:var(--error)}svg .st-timed_out rect{fill:var(--timeout)}svg .st-flaky rect{fill:var(--flaky)}
 svg .bar-label{font-size:11px;fill:#fff;pointer-events:none}
 .legend{margin-top:6px}
 ol.index{columns:2 320px;padding-left:20px}ol.index li{margin:2px 0}ol.index a{text-decoration:none;color:var(--ink)}

@@ -324,7 +324,7 @@ def junit_xml(record: RunRecord) -> str:
         elif flow.status in (Status.ERROR, Status.TIMED_OUT):
             ET.SubElement(case, "error", {"message": flow.errorSummary, "type": flow.status}).text = flow.stderr[-4000:]
         elif flow.status == Status.NOT_RUN:
-            ET.SubElement(case, "skipped", {"message": flow.errorSummary or "not run"})
+            ET.SubElement(case, "skipped", {"message": not_run_reason(flow) or "not run"})  # <skipped> says "not run"
     root = ET.Element("testsuites")
     root.append(suite)
     for element in root.iter():
@@ -342,6 +342,31 @@ def order_flows(flows: Sequence[FlowResult]) -> list[FlowResult]:
     """Failed, error, timed out, flaky, not run, passed; by file name within a status."""
     rank = {status: index for index, status in enumerate(STATUS_ORDER)}
     return sorted(flows, key=lambda f: (rank.get(f.status, len(rank)), f.flowFileName))
+
+
+NOT_RUN_PREFIX = "not run: "  # how a flow that never started says why, in its errorSummary
+
+
+def not_run_reason(flow: FlowResult) -> str:
+    """Why a flow did not run, without the "not run: " of its errorSummary: every view that shows it beside
+    the status (`not_run`) says "not run" once."""
+    return flow.errorSummary.removeprefix(NOT_RUN_PREFIX)
+
+
+def not_run_groups(flows: Sequence[FlowResult]) -> list[tuple[str, list[FlowResult]]]:
+    """The flows that did not run, by reason, in the order the reasons first appear: a build that failed
+    leaves every flow `not_run` for one reason, said once (summary, annotations) rather than once a flow."""
+    groups: dict[str, list[FlowResult]] = {}
+    for flow in flows:
+        if flow.status == Status.NOT_RUN:
+            groups.setdefault(not_run_reason(flow), []).append(flow)
+    return list(groups.items())
+
+
+def not_run_line(reason: str, flows: Sequence[FlowResult]) -> str:
+    """`4 flows not run: build failed` (the one wording of a group of flows that did not run)."""
+    count = len(flows)
+    return f"{count} flow{'s' if count != 1 else ''} not run" + (f": {reason}" if reason else "")
 
 
 def stage_error(record: RunRecord) -> str:
@@ -405,10 +430,16 @@ def summary_markdown(record: RunRecord) -> str:
     if record.flows:
         lines += ["| | flow | status | attempts | duration | device | error |", "|---|---|---|---|---|---|---|"]
         for flow in order_flows(record.flows):
+            error = "" if flow.status == Status.NOT_RUN else flow.errorSummary  # said once, below the table
             lines.append(
                 f"| {_ICONS[flow.status]} | `{_cell(flow.flowFileName)}` | {flow.status} | {len(flow.attempts)} "
-                f"| {flow.duration / 1000:.1f}s | {flow.device} | {_cell(flow.errorSummary)} |"
+                f"| {flow.duration / 1000:.1f}s | {flow.device} | {_cell(error)} |"
             )
+        groups = not_run_groups(record.flows)
+        for index, (reason, flows) in enumerate(groups):
+            which = " (" + ", ".join(f"`{_cell(f.flowFileName)}`" for f in flows) + ")" if len(groups) > 1 else ""
+            lines += [""] if index == 0 else []
+            lines.append(f"{_ICONS[Status.NOT_RUN]} {_cell(not_run_line(reason, flows))}" + which)
     flaky = [f for f in record.flows if f.status == Status.FLAKY]
     if flaky:
         lines += ["", "**Flaky** (passed on a retry; fix before they turn into failures):"]

@@ -35,6 +35,8 @@ from .results import (
     RunRecord,
     Stage,
     headline,
+    not_run_groups,
+    not_run_line,
     now_iso,
     start_new_record,
     start_record,
@@ -161,16 +163,22 @@ def announce(record: RunRecord, console: Console, writer: RecordWriter, paths: M
     verdict = record.verdict or Verdict.ERROR
     broken = [f for f in record.flows if f.status not in PASSING]
     failed = [f for f in broken if f.status == Status.FAILED]
-    shown = failed or broken
+    # One annotation a flow (the failed ones, or when none failed the broken ones), but the flows that did
+    # not run one a reason: "4 flows not run: build failed", not "not_run: not run: build failed" 4 times.
+    groups = [] if failed else not_run_groups(broken)
+    notes: list[tuple[str, str, str, list[str]]] = [  # (text, title, file, the flows it names)
+        (flow.errorSummary or flow.status, f"{flow.flowFileName} {flow.status}",
+         paths.get(flow.flowFileName, flow.flowFileName), [flow.flowFileName])
+        for flow in (failed or [f for f in broken if f.status != Status.NOT_RUN])]
+    notes += [(", ".join(f.flowFileName for f in flows), not_run_line(reason, flows), "", [f.flowFileName for f in flows])
+              for reason, flows in groups]
     # GitHub shows 10 annotations a step: past 10, the 10th names the rest.
-    cut = len(shown) if len(shown) <= MAX_ANNOTATIONS else MAX_ANNOTATIONS - 1
-    for flow in shown[:cut]:
-        console.error(flow.errorSummary or flow.status, title=f"{flow.flowFileName} {flow.status}",
-                      file=paths.get(flow.flowFileName, flow.flowFileName))
-    rest = shown[cut:]
+    cut = len(notes) if len(notes) <= MAX_ANNOTATIONS else MAX_ANNOTATIONS - 1
+    for text, title, file, _ in notes[:cut]:
+        console.error(text, title=title, file=file)
+    rest = [name for *_, names in notes[cut:] for name in names]
     if rest:
-        console.error(f"{len(rest)} more flows: " + ", ".join(f.flowFileName for f in rest),
-                      title="more failed flows")
+        console.error(f"{len(rest)} more flows: " + ", ".join(rest), title="more failed flows")
     console.step(f"Verdict: {verdict.upper()}: {headline(record)}")
     console.info(f"run record: {relative_display(writer.path)}")
     console.step_summary(summary_markdown(record))

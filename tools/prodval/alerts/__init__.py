@@ -48,6 +48,12 @@ class Channel(Protocol):
         """What `send` would send, as text (for --dry-run); callers mask secrets once more."""
         ...
 
+    def check(self) -> None:
+        """Raise DeliveryFailed for what `send` refuses before it sends anything (a plain-http URL, credentials
+        over an unencrypted connection, a half-set channel): `send` calls it first, and so does --dry-run,
+        so a dry run accepts only what a real send would."""
+        ...
+
     def send(self, alert: Alert, policy: RetryPolicy) -> Delivery:
         """Deliver, or raise DeliveryFailed saying why and how to fix it."""
         ...

@@ -21,6 +21,8 @@ from . import Delivery, RetryPolicy, Transient, is_loopback, with_retries
 from .message import Alert, html_body, text_body
 
 SECURITY = ("starttls", "ssl", "none")
+REQUIRED_VARS = ("SMTP_HOST", "ALERT_EMAIL_TO", "ALERT_EMAIL_FROM")  # email needs every one of them
+OPTIONAL_VARS = ("SMTP_PORT", "SMTP_SECURITY", "SMTP_USERNAME", "SMTP_PASSWORD")
 DEFAULT_PORT = {"starttls": 587, "ssl": 465, "none": 25}
 
 
@@ -58,10 +60,13 @@ class Email:
     def preview(self, alert: Alert) -> str:
         return f"Subject: {alert.title}\nFrom: {self.sender}\nTo: {', '.join(self.recipients)}\n\n{text_body(alert)}"
 
-    def send(self, alert: Alert, policy: RetryPolicy) -> Delivery:
+    def check(self) -> None:
         if self.security == "none" and self.username and not is_loopback(self.host):
             raise DeliveryFailed(f"refusing to send SMTP credentials to {self.host} without TLS (SMTP_SECURITY=none)",
                                  fix="use SMTP_SECURITY=starttls or ssl")
+
+    def send(self, alert: Alert, policy: RetryPolicy) -> Delivery:
+        self.check()
         msg = self.message(alert)
         refused, attempts = with_retries(lambda: self._send_once(msg, policy), policy, what="email",
                                          fix=f"check SMTP_HOST and SMTP_PORT ({self.host}:{self.port}) and the network")

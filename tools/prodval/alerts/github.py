@@ -25,7 +25,7 @@ from .. import commands
 from ..console import Console
 from ..errors import CommandFailed, ToolNotFound
 from ..outcomes import Verdict
-from . import Delivery, RetryPolicy, request
+from . import Delivery, RetryPolicy, check_url, request
 from .message import Alert, Kind, clip
 
 API_VERSION = "2022-11-28"
@@ -111,7 +111,11 @@ class CommitStatus:
     def preview(self, alert: Alert) -> str:
         return f"POST /repos/{self.repository}/statuses/{self.sha}\n" + json.dumps(self.body(alert), indent=2)
 
+    def check(self) -> None:
+        check_url(self.api_url, "GITHUB_API_URL")
+
     def send(self, alert: Alert, policy: RetryPolicy) -> Delivery:
+        self.check()
         url = f"{self.api_url.rstrip('/')}/repos/{self.repository}/statuses/{self.sha}"
         body = self.body(alert)
         answer = request("POST", url, what="GitHub commit status API", policy=policy, payload=body,

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from . import Delivery, RetryPolicy, request
+from . import Delivery, RetryPolicy, check_url, request
 from .message import Alert, FlowLine, Kind, clip, take
 
 DEFAULT_EVENTS_URL = "https://events.pagerduty.com/v2/enqueue"
@@ -101,7 +101,11 @@ class PagerDuty:
         shown = [{**event, "routing_key": "***"} for event in self.events(alert)]
         return "\n".join(json.dumps(event, indent=2, ensure_ascii=False) for event in shown)
 
+    def check(self) -> None:
+        check_url(self.events_url, "PAGERDUTY_EVENTS_URL")
+
     def send(self, alert: Alert, policy: RetryPolicy) -> Delivery:
+        self.check()
         attempts = 0
         actions = []
         status = None

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..errors import DeliveryFailed
-from . import Delivery, RetryPolicy, request
+from . import Delivery, RetryPolicy, check_url, request
 from .message import Alert, Fact, FlowLine, Kind, clip, take
 
 MAX_BLOCKS = 50
@@ -127,7 +127,11 @@ class Slack:
     def preview(self, alert: Alert) -> str:
         return json.dumps(payload(alert), indent=2, ensure_ascii=False)
 
+    def check(self) -> None:
+        check_url(self.webhook_url, "SLACK_WEBHOOK_URL")
+
     def send(self, alert: Alert, policy: RetryPolicy) -> Delivery:
+        self.check()
         answer = request("POST", self.webhook_url, what="Slack webhook", policy=policy, payload=payload(alert),
                          explain=explain, setting="SLACK_WEBHOOK_URL", ok_statuses=(200,))
         if answer.body.strip() != "ok":  # Slack answers `ok`; a 200 with anything else is not Slack
