@@ -25,8 +25,10 @@ FAKES = ROOT / "tests" / "fakes"
 def tests(session: nox.Session) -> None:
     """pytest: tests/unit (no process) and tests/e2e (the fake toolchain of tests/fakes, real local servers)."""
     session.install("-e", "tools[dev]")
-    # every core (most tests wait on fake tools and local servers); `nox -s tests -- -n 0` runs them in one process
-    session.run("pytest", "-n", "auto", *session.posargs)
+    # Two workers per core: an e2e test spends about half its time waiting (on fake tools, local servers and
+    # the flows' own sleeps), so one worker a core leaves the machine half idle (BENCHMARKS.md). `nox -s tests
+    # -- -n 0` runs them in one process.
+    session.run("pytest", "-n", str(2 * (os.cpu_count() or 1)), *session.posargs)
 
 
 @nox.session(default=False)

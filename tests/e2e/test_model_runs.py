@@ -28,7 +28,7 @@ from typing import Any
 import pytest
 from alert_servers import HttpServer, pagerduty, serve_http, slack
 from conftest import World, alive
-from hypothesis import HealthCheck, example, given, settings
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 settings.register_profile(
@@ -364,13 +364,22 @@ def _check_alerts(http: HttpServer, seen: int, statuses: dict[str, str], verdict
     assert len(in_failed) + hidden == len(broken)
 
 
+@pytest.mark.parametrize("run", [REPRO, REPRO_SHARDS, TWINS, ALL_RETIRED],
+                         ids=["repro", "repro-shards", "twins", "all-retired"])
+def test_every_result_is_on_the_flow_that_produced_it_in_the_known_runs(run: Run, http: HttpServer,
+                                                                       tmp_path: Path) -> None:
+    """The issue's repros and the hard cases, each its own test (so pytest-xdist spreads them)."""
+    check_run(run, http, tmp_path)
+
+
 @settings(parent=settings.get_profile(PROFILE))
 @given(run=runs())
-@example(run=REPRO)
-@example(run=REPRO_SHARDS)
-@example(run=TWINS)
-@example(run=ALL_RETIRED)
 def test_every_result_is_on_the_flow_that_produced_it(run: Run, http: HttpServer, tmp_path: Path) -> None:
+    check_run(run, http, tmp_path)
+
+
+def check_run(run: Run, http: HttpServer, tmp_path: Path) -> None:
+    """Run `run` on the fakes and check everything the oracle derives from its scripts alone."""
     http.script(WEBHOOK, slack)
     http.script("/v2/enqueue", pagerduty)
     with tempfile.TemporaryDirectory(dir=tmp_path) as scratch:
