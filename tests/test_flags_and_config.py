@@ -1,0 +1,75 @@
+"""Flags and configuration that mean what users expect (issue 15): one meaning per short flag (`-e` is
+Maestro's `--env` everywhere), invoke's own errors exit 2 with a did-you-mean, misspelled sections and
+INVOKE_* variables refused, shared flags of a chain, paths from the project root, the production guard."""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+from conftest import REPO, World
+
+
+def _project_tasks() -> Any:
+    spec = importlib.util.spec_from_file_location("project_tasks", REPO / "tasks.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _flag_names() -> dict[str, dict[str, set[str]]]:
+    """task -> long flag -> its short flags, from the real collection as invoke builds it."""
+    ns = _project_tasks().ns
+    found: dict[str, dict[str, set[str]]] = {}
+    for name in ns.task_names:
+        context = ns.to_contexts()
+        for ctx in context:
+            if ctx.name != name:
+                continue
+            found[name] = {}
+            for arg in ctx.args.values():
+                longs = [n for n in arg.names if len(n) > 1]
+                found[name][longs[0]] = {n for n in arg.names if len(n) == 1}
+    return found
+
+
+def test_no_short_flag_means_two_things_across_tasks() -> None:
+    meanings: dict[str, set[str]] = {}
+    for flags in _flag_names().values():
+        for long, shorts in flags.items():
+            for letter in shorts:
+                meanings.setdefault(letter, set()).add(long)
+    clashes = {letter: longs for letter, longs in meanings.items() if len(longs) > 1}
+    assert clashes == {}
+    assert meanings["e"] == {"env"}  # Maestro's -e KEY=VALUE
+    assert "c" not in meanings  # Maestro's -c is --continuous: no value-taking -c to swallow a flow path
+    flags = _flag_names()
+    assert flags["validate"]["env"] == flags["lint-flows"]["env"] == {"e"}
+    assert flags["validate"]["exclude-tags"] == flags["lint-flows"]["exclude-tags"] == {"x"}
+    assert {flags[t]["results-dir"] == {"r"} for t in flags if "results-dir" in flags[t]} == {True}
+
+
+@pytest.fixture
+def one_flow(world: World) -> World:
+    world.flow("login.yaml", commands='- launchApp\n- assertVisible: "Log in"\n')
+    world.device().scenario()
+    return world
+
+
+def test_validate_e_sets_a_flow_variable_as_in_maestro(one_flow: World) -> None:
+    run = one_flow.invoke("validate", "-e", "API_BASE_URL=https://api.example.com", "-e", "EXERCISE=Lunges")
+    assert run.returncode == 0, run.stdout + run.stderr
+    argv = one_flow.maestro_calls()[0]["argv"]
+    assert {"API_BASE_URL=https://api.example.com", "EXERCISE=Lunges"} <= set(argv)
+    assert [f["flowFileName"] for f in one_flow.record()["flows"]] == ["login.yaml"]
+
+
+def test_a_mistyped_flag_is_exit_2_with_a_did_you_mean(one_flow: World) -> None:
+    run = one_flow.invoke("validate", "--retires", "2")
+    assert run.returncode == 2, run.stdout + run.stderr
+    assert "`invoke validate` has no flag --retires (did you mean --retries?)" in run.stderr
+    assert one_flow.maestro_calls() == []
