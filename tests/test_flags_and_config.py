@@ -73,3 +73,53 @@ def test_a_mistyped_flag_is_exit_2_with_a_did_you_mean(one_flow: World) -> None:
     assert run.returncode == 2, run.stdout + run.stderr
     assert "`invoke validate` has no flag --retires (did you mean --retries?)" in run.stderr
     assert one_flow.maestro_calls() == []
+
+
+# ---- silent typos: a misspelled section or INVOKE_* variable is an error, as an unknown key is ----------
+
+@pytest.mark.parametrize(("content", "message"), [
+    ("validaton:\n  retries: 2\n", "unknown section `validaton:` (did you mean 'validation'?)"),
+    ("notfy:\n  alert_on: always\n", "unknown section `notfy:` (did you mean 'notify'?)"),
+    ("shipping:\n  speed: 2\n", "unknown section `shipping:`"),
+    ("tasks:\n  exector_class: prodval.chain.ChainExecutor\n",
+     "invoke has no setting `tasks.exector_class` (did you mean 'executor_class'?)"),
+])
+def test_a_misspelled_section_of_the_configuration_is_exit_2_with_a_suggestion(one_flow: World, content: str,
+                                                                               message: str) -> None:
+    config = one_flow.root / "ci.yaml"  # invoke -f: read like the project's invoke.yaml
+    config.write_text(content)
+    run = one_flow.invoke("-f", str(config), "validate")
+    assert run.returncode == 2, run.stdout + run.stderr
+    assert f"ci.yaml: {message}" in run.stderr
+    assert one_flow.maestro_calls() == []
+    assert one_flow.record()["verdict"] == "error"  # the gate reads `error`, never a pass
+
+
+def test_invokes_own_sections_are_still_accepted(one_flow: World) -> None:
+    config = one_flow.root / "ci.yaml"
+    config.write_text("run:\n  echo: false\nrunners: {}\ntimeouts:\n  command: null\nvalidation:\n  retries: 0\n")
+    run = one_flow.invoke("-f", str(config), "validate")
+    assert run.returncode == 0, run.stdout + run.stderr
+
+
+@pytest.mark.parametrize(("variable", "message"), [
+    ("INVOKE_VALIDATON_RETRIES", "INVOKE_VALIDATON_RETRIES is no setting: it would be ignored "
+                                 "(did you mean INVOKE_VALIDATION_RETRIES?)"),
+    ("INVOKE_VALIDATION_RETRYS", "(did you mean INVOKE_VALIDATION_RETRIES?)"),
+    ("INVOKE_NOTIFY_ALERTON", "(did you mean INVOKE_NOTIFY_ALERT_ON?)"),
+    ("INVOKE_EMULATR_API_LEVEL", "(did you mean INVOKE_EMULATOR_API_LEVEL?)"),
+    ("INVOKE_BUILD_VARIANTS", "(did you mean INVOKE_BUILD_VARIANT?)"),
+    ("INVOKE_VALIDATION_ENV_API_BASE_URL", "is not read: invoke sets a mapping's entry from the environment only"),
+])
+def test_a_misspelled_invoke_variable_is_exit_2_with_a_suggestion(one_flow: World, variable: str,
+                                                                  message: str) -> None:
+    run = one_flow.invoke("validate", **{variable: "2"})
+    assert run.returncode == 2, run.stdout + run.stderr
+    assert message in run.stderr
+    assert one_flow.maestro_calls() == []
+
+
+def test_invokes_own_and_unrelated_variables_are_left_alone(one_flow: World) -> None:
+    run = one_flow.invoke("validate", INVOKE_RUN_ECHO="false", INVOKE_DEBUG="", INVOKE_OTHER_PROJECT_SETTING="1",
+                          INVOKE_VALIDATION_RETRIES="0")
+    assert run.returncode == 0, run.stdout + run.stderr

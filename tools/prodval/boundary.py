@@ -74,6 +74,7 @@ from .settings import (
     Settings,
     env_layer,
 )
+from .settings import declarations as cls_declarations
 
 # Tasks that write the run record, and the record's stage each one owns.
 RECORD_STAGES = {"build-apk": "build", "validate": "validate", "merge-results": "validate", "notify": "notify"}
@@ -285,6 +286,8 @@ def install_invoke_hooks(task_names: Sequence[str]) -> None:
             try:
                 _original(self, merge=merge)
                 problem = _config_problem(self)
+                if problem is None and _which == "load_project":  # once per run, with invoke.yaml merged
+                    problem = unknown_variable(os.environ, self)
             except Exception as exc:  # the YAML error types are invoke's vendored ones or PyYAML's
                 problem = _config_error(self, _which, exc)
             if problem is not None:
@@ -365,6 +368,10 @@ def _config_problem(config: Any) -> ConfigError | None:
                                    fix=f"write the settings indented under `{section}:` (key: value); "
                                        "docs/configuration.md lists every key")
         bad = _non_string_key(data, ())
+        if bad is None:
+            unknown = unknown_config_key(data, shown)
+            if unknown is not None:
+                return unknown
         if bad is not None:
             keys, key = bad
             under = f"under `{'.'.join(keys)}:` " if keys else ""
@@ -374,6 +381,80 @@ def _config_problem(config: Any) -> ConfigError | None:
                                fix="use the setting's documented name, or quote the key ('on': ...); "
                                    "docs/configuration.md lists every key")
     return None
+
+
+_OUR_SECTIONS = tuple(cls.SECTION for cls in SECTIONS)
+# Invoke's own sections, and those of their keys a project may set (`runners:` maps any runner's name).
+_INVOKE_SECTIONS: dict[str, Any] = Config.global_defaults()
+_ANY_KEY = ("runners",)
+# Variables invoke itself reads that are no configuration key.
+_INVOKE_VARIABLES = ("INVOKE_RUNTIME_CONFIG", "INVOKE_DEBUG")
+
+
+def _suggest(word: str, candidates: Sequence[str], cutoff: float = 0.6) -> str:
+    close = difflib.get_close_matches(word, list(candidates), n=1, cutoff=cutoff)
+    return f" (did you mean '{close[0]}'?)" if close else ""
+
+
+def unknown_config_key(data: Mapping[str, Any], shown: str) -> ConfigError | None:
+    """A top-level section of an invoke configuration file that is neither ours nor invoke's (`validaton:`
+    would be ignored: every setting in it silently left at its default), or a key invoke does not know under
+    one of invoke's own sections (`tasks: {exector_class: ...}` would silently run the chain without its
+    executor). Our own sections' keys are checked by `settings.resolve`."""
+    known = (*_OUR_SECTIONS, *_INVOKE_SECTIONS)
+    for key, value in data.items():
+        if key not in known:
+            return ConfigError(f"{shown}: unknown section `{key}:`{_suggest(key, known)}",
+                               fix=f"the sections are {', '.join(f'`{k}:`' for k in _OUR_SECTIONS)} (this project's; "
+                                   "docs/configuration.md lists every key) and invoke's own "
+                                   f"({', '.join(f'`{k}:`' for k in _INVOKE_SECTIONS)})")
+        defaults = _INVOKE_SECTIONS.get(key)
+        if key in _ANY_KEY or not isinstance(defaults, dict) or not isinstance(value, dict):
+            continue
+        for sub in value:
+            if sub not in defaults:
+                return ConfigError(f"{shown}: invoke has no setting `{key}.{sub}`{_suggest(str(sub), list(defaults))}",
+                                   fix=f"invoke's settings under `{key}:` are {', '.join(sorted(defaults))}")
+    return None
+
+
+def unknown_variable(environ: Mapping[str, str], config: Any = None) -> ConfigError | None:
+    """An INVOKE_<SECTION>_<KEY> variable of one of our sections (or of a section one typo away from ours)
+    that no setting reads: invoke would ignore it silently. Invoke's own variables (INVOKE_RUN_ECHO, ...) and
+    unrelated ones are left alone; a mapping's entry (INVOKE_BUILD_PROPERTIES_API_BASE_URL) is read by invoke
+    only when the mapping in invoke.yaml has that entry."""
+    known = {s.env_var: s for cls in SECTIONS for s in cls_declarations(cls)}
+    for name in sorted(environ):
+        if not name.startswith("INVOKE_") or name in known or name in _INVOKE_VARIABLES:
+            continue
+        rest = name.removeprefix("INVOKE_")
+        section = next((sec for sec in _OUR_SECTIONS if rest.startswith(f"{sec.upper()}_")), None)
+        if section is None:
+            first = rest.split("_", 1)[0].lower()
+            if first in _INVOKE_SECTIONS or not difflib.get_close_matches(first, _OUR_SECTIONS, n=1, cutoff=0.75):
+                continue  # invoke's own, or nothing to do with this project
+        mapping = next((s for s in known.values() if s.merge and name.startswith(f"{s.env_var}_")), None)
+        if mapping is not None:
+            entries = _mapping_entries(config, mapping.section, mapping.key)
+            if name.removeprefix(f"{mapping.env_var}_") in entries:
+                continue
+            return ConfigError(f"{name} is not read: invoke sets a mapping's entry from the environment only when "
+                               f"`{mapping.name}` in invoke.yaml already has it",
+                               fix=f"add the entry under `{mapping.section}: {mapping.key}:` in invoke.yaml, or pass it "
+                                   f"as --{mapping.flag.replace('_', '-')} NAME=VALUE")
+        close = difflib.get_close_matches(name, [v for v, s in known.items() if not s.merge], n=1)
+        hint = f" (did you mean {close[0]}?)" if close else ""
+        return ConfigError(f"{name} is no setting: it would be ignored{hint}",
+                           fix="rename or unset it; docs/configuration.md lists every setting and its "
+                               "INVOKE_<SECTION>_<KEY> variable")
+    return None
+
+
+def _mapping_entries(config: Any, section: str, key: str) -> set[str]:
+    with contextlib.suppress(Exception):
+        value = (config.get(section) or {}).get(key) or {}
+        return {str(k).upper() for k in value}
+    return set()
 
 
 def _non_string_key(data: Any, keys: tuple[str, ...]) -> tuple[tuple[str, ...], Any] | None:
