@@ -5,8 +5,6 @@ INVOKE_* variables refused, shared flags of a chain, paths from the project root
 from __future__ import annotations
 
 import importlib.util
-import sys
-from pathlib import Path
 from typing import Any
 
 import pytest
