@@ -14,11 +14,10 @@ value-taking meaning that would silently swallow a flow path: `-c` is unused, an
 from __future__ import annotations
 
 import functools
-from collections.abc import Set
 from typing import Any
 
-from invoke import Task
-from invoke import task as invoke_task
+from invoke.tasks import Task
+from invoke.tasks import task as invoke_task
 
 SHORT_FLAGS: dict[str, str] = {  # letter -> parameter (the long flag with - for _)
     "e": "env",  # Maestro's -e KEY=VALUE (validate, lint-flows)
@@ -38,10 +37,10 @@ LETTERS: dict[str, str] = {parameter: letter for letter, parameter in SHORT_FLAG
 UNUSED = {"c": "Maestro's --continuous; --config and --command have no short flag"}
 
 
-class FlagTask(Task):
+class FlagTask(Task[Any]):
     """An invoke task whose short flags come from `SHORT_FLAGS`, never from invoke's first-free-letter rule."""
 
-    def arg_opts(self, name: str, default: str, taken_names: Set[str]) -> dict[str, Any]:
+    def arg_opts(self, name: str, default: str, taken_names: set[str]) -> dict[str, Any]:
         auto, self.auto_shortflags = self.auto_shortflags, False
         try:
             opts: dict[str, Any] = super().arg_opts(name, default, taken_names)
