@@ -5,10 +5,14 @@ INVOKE_* variables refused, shared flags of a chain, paths from the project root
 from __future__ import annotations
 
 import importlib.util
+import json
+import os
+import shutil
+from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import REPO, World
+from conftest import FAKES, REPO, World
 
 
 def _project_tasks() -> Any:
@@ -121,3 +125,52 @@ def test_invokes_own_and_unrelated_variables_are_left_alone(one_flow: World) -> 
     run = one_flow.invoke("validate", INVOKE_RUN_ECHO="false", INVOKE_DEBUG="", INVOKE_OTHER_PROJECT_SETTING="1",
                           INVOKE_VALIDATION_RETRIES="0")
     assert run.returncode == 0, run.stdout + run.stderr
+
+
+# ---- a chain: a setting's flag given once applies to every task that takes it ---------------------------
+
+FRAMEWORK_RES = Path("/usr/share/android-framework-res/framework-res.apk")
+BUILD_TOOLS = [t for t in ("aapt", "apksigner", "keytool") if shutil.which(t) is None]
+BUILD_TOOLS += [] if FRAMEWORK_RES.is_file() else [str(FRAMEWORK_RES)]
+IN_CI = bool(os.environ.get("CI"))  # read before the guard fixture clears it
+
+
+@pytest.mark.skipif(bool(BUILD_TOOLS) and not IN_CI, reason=f"needs {', '.join(BUILD_TOOLS)} to build a real APK")
+def test_results_dir_given_once_at_the_end_of_the_chain_is_the_chains_folder(world: World) -> None:
+    shutil.copytree(REPO / "android", world.root / "android", ignore=shutil.ignore_patterns("build", ".gradle"))
+    shutil.copy2(FAKES / "gradlew", world.root / "android" / "gradlew")
+    shutil.copytree(REPO / ".maestro", world.flows, dirs_exist_ok=True)
+    world.device().scenario()
+    world.extra_env["FAKE_GRADLE_SCENARIO"] = str(world.root / "fake-gradle-scenario.json")
+    chain = world.invoke("build-apk", "validate", "notify", "--results-dir", "out/prod")
+    assert chain.returncode == 0, chain.stdout + chain.stderr
+    assert "chain: --results-dir out/prod applies to `build-apk`, `validate`, `notify`" in chain.stderr
+    record = json.loads((world.root / "out" / "prod" / "results.json").read_text())
+    assert list(record["stages"]) == ["build", "validate", "notify"]
+    assert record["verdict"] == "pass" and record["apk"]["packageName"] == "com.example.exerciselog"
+    assert not world.results.exists()  # nothing went to the default folder
+    assert "no run record" not in chain.stderr
+
+
+def test_a_shared_flag_after_any_task_reaches_the_others_and_own_switches_stay_put(one_flow: World) -> None:
+    chain = one_flow.invoke("lint-flows", "validate", "-e", "EXERCISE=Lunges", "notify", "--dry-run", "-r", "out")
+    assert chain.returncode == 0, chain.stdout + chain.stderr
+    assert "chain: --results-dir out applies to `validate`, `notify`" in chain.stderr
+    assert "chain: --env EXERCISE=... applies to `lint-flows`, `validate`" in chain.stderr  # names, never values
+    assert "Lunges" not in chain.stderr
+    record = json.loads((one_flow.root / "out" / "results.json").read_text())
+    assert list(record["stages"]) == ["validate"]  # --dry-run stayed notify's: it read the record, recorded nothing
+    assert "dry run" in chain.stdout.lower() and "no run record" not in chain.stderr
+    assert "EXERCISE=Lunges" in one_flow.maestro_calls()[0]["argv"]
+
+
+def test_a_shared_flag_given_twice_with_different_values_is_refused_before_anything_runs(one_flow: World) -> None:
+    chain = one_flow.invoke("validate", "--results-dir", "a", "notify", "--results-dir", "b")
+    assert chain.returncode == 2, chain.stdout + chain.stderr
+    assert ("--results-dir is given more than once in the chain, with different values (`validate` a, `notify` b)"
+            in chain.stderr)
+    assert "`invoke validate notify --results-dir a`" in chain.stderr
+    assert one_flow.maestro_calls() == []
+    # the same value twice is no ambiguity
+    again = one_flow.invoke("validate", "--results-dir", "a", "notify", "--results-dir", "a")
+    assert again.returncode == 0, again.stdout + again.stderr

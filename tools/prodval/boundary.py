@@ -498,7 +498,10 @@ def _invoke_failed(error: ConfigError, argv: Sequence[str], task_names: Sequence
         validation = {**config.get(SECTION, {}), **env_layer(Settings, environ)}
         notify_section = {**NOTIFY_INVOKE_DEFAULTS, **config.get(NOTIFY_SECTION, {}),
                           **env_layer(NotifySettings, environ)}
-        results_dir = Path(_flag(argv, "--results-dir") or str(validation.get("results_dir") or DEFAULT_RESULTS_DIR))
+        after_task = list(argv)[next((i for i, w in enumerate(argv) if w in task_names), len(argv)):]  # -r before
+        # the first task is invoke's --search-root
+        given = _flag(argv, "--results-dir") or _flag(after_task, "-r")
+        results_dir = Path(given or str(validation.get("results_dir") or DEFAULT_RESULTS_DIR))
         validation["results_dir"] = str(results_dir)
         deployed = notify_section.get("deployed_sha")
         console = redacting_console(environ)
