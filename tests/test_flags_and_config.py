@@ -174,3 +174,69 @@ def test_a_shared_flag_given_twice_with_different_values_is_refused_before_anyth
     # the same value twice is no ambiguity
     again = one_flow.invoke("validate", "--results-dir", "a", "notify", "--results-dir", "a")
     assert again.returncode == 0, again.stdout + again.stderr
+
+
+# ---- the production guard: validation.require_tags, which nothing widens ---------------------------------
+
+UNGUARDED_CLEANUP = "- launchApp\n- runFlow: subflows/cleanup.yaml\n"
+
+
+@pytest.fixture
+def tagged(world: World) -> World:
+    """config.yaml's includeTags [production]; a production flow, one also tagged smoke, and a cleanup flow
+    tagged only smoke whose cleanup is not guarded (it must never run against production)."""
+    (world.flows / "config.yaml").write_text("flows:\n  - \"*\"\nincludeTags:\n  - production\n")
+    (world.flows / "subflows").mkdir()
+    (world.flows / "subflows" / "cleanup.yaml").write_text("appId: com.example.exerciselog\n---\n- launchApp\n")
+    world.flow("prod.yaml", tags=("production",))
+    world.flow("prod-smoke.yaml", tags=("production", "smoke"))
+    world.flow("smoke-cleanup.yaml", tags=("smoke",), commands=UNGUARDED_CLEANUP)
+    world.device().scenario()
+    del world.extra_env["INVOKE_VALIDATION_REQUIRE_TAGS"]  # the project's invoke.yaml: require_tags: production
+    return world
+
+
+def test_the_project_requires_the_production_tag() -> None:
+    import yaml
+
+    assert yaml.safe_load((REPO / "invoke.yaml").read_text())["validation"]["require_tags"] == "production"
+
+
+def test_include_tags_narrows_within_the_required_tags_and_never_widens(tagged: World) -> None:
+    run = tagged.invoke("validate", "--include-tags", "smoke")
+    assert run.returncode == 0, run.stdout + run.stderr
+    record = tagged.record()
+    assert [f["flowFileName"] for f in record["flows"]] == ["prod-smoke.yaml"]  # tagged both
+    assert record["environment"]["requiredTags"] == ["production"]
+    assert "1 never run in production: no required tag (production, validation.require_tags)" in run.stdout
+    ran = {Path(a).name for c in tagged.maestro_calls() for a in c["argv"] if a.endswith(".yaml")}
+    assert "smoke-cleanup.yaml" not in ran
+    # without --include-tags: every production flow, never the smoke-only one
+    assert tagged.invoke("validate").returncode == 0
+    assert [f["flowFileName"] for f in tagged.record()["flows"]] == ["prod-smoke.yaml", "prod.yaml"]
+
+
+def test_without_the_guard_maestros_or_semantics_would_run_the_cleanup_flow(tagged: World) -> None:
+    # what the guard prevents: Maestro's --include-tags adds to config.yaml's includeTags (OR)
+    run = tagged.invoke("validate", "--include-tags", "smoke", INVOKE_VALIDATION_REQUIRE_TAGS="")
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert "smoke-cleanup.yaml" in [f["flowFileName"] for f in tagged.record()["flows"]]
+
+
+def test_a_single_flow_file_without_a_required_tag_is_refused(tagged: World) -> None:
+    run = tagged.invoke("validate", "--flows", ".maestro/smoke-cleanup.yaml")
+    assert run.returncode == 2, run.stdout + run.stderr
+    assert "1 flow(s) lack a required tag (production, validation.require_tags)" in run.stderr
+    assert tagged.maestro_calls() == []
+
+
+def test_lint_flows_says_why_a_flow_is_not_checked_and_checks_every_flow_a_run_selects(tagged: World) -> None:
+    lint = tagged.invoke("lint-flows", "--include-tags", "smoke")
+    assert lint.returncode == 0, lint.stdout + lint.stderr
+    assert ("not checked, as no production run selects them (they carry no tag of validation.require_tags: "
+            "production): smoke-cleanup.yaml") in lint.stdout
+    # where a run would select it (no guard), its unguarded cleanup is a problem, though it is not tagged production
+    unguarded = tagged.invoke("lint-flows", "--include-tags", "smoke", INVOKE_VALIDATION_REQUIRE_TAGS="")
+    assert unguarded.returncode == 2, unguarded.stdout + unguarded.stderr
+    assert (".maestro/smoke-cleanup.yaml:6: cleanup (runFlow subflows/cleanup.yaml) in a flow a production run "
+            "selects (tagged 'smoke', not 'production') is not guarded") in unguarded.stdout + unguarded.stderr

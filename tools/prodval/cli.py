@@ -204,7 +204,7 @@ def lint_flows(call: Call) -> int:
     console.step(f"Checking the flows in {settings.flows}")
     try:
         checked = lint(settings.flows, settings.flow_env, settings.include_tags, settings.exclude_tags, settings.config,
-                       call.environ)
+                       call.environ, settings.require_tags)
     except FlowError as exc:
         for problem in exc.problems:
             where = re.match(r"(?P<file>.+?):(?P<line>\d+): (?P<message>.*)", problem, re.DOTALL)
@@ -214,6 +214,9 @@ def lint_flows(call: Call) -> int:
                 console.error(problem)
         console.info(f"{len(exc.problems)} problem(s) in the flows; fix: {exc.fix}")
         return exc.exit_code
+    if checked.lacking_required:  # why they were not checked: no production run can select them
+        console.info(f"not checked, as no production run selects them (they carry no tag of "
+                     f"validation.require_tags: {', '.join(settings.require_tags)}): {', '.join(checked.lacking_required)}")
     console.info(f"{len(checked.flows)} flow(s) and {len(checked.sub_flows)} sub-flow(s) checked: no problems")
     return 0
 

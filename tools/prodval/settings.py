@@ -399,9 +399,15 @@ class Settings(Section):
                                       "comma-separated", flag=True, tasks=("validate",),
                                       shown="(the single booted device)")
     include_tags: tuple[str, ...] = setting("", _tags, "run only flows with one of these tags (comma-separated; "
-                                            "adds to config.yaml)", flag=True, tasks=FLOW_TASKS)
+                                            "adds to config.yaml's `includeTags`, as in Maestro; with `require_tags` "
+                                            "it narrows: a flow needs one of these and a required one)", flag=True,
+                                            tasks=FLOW_TASKS)
     exclude_tags: tuple[str, ...] = setting("", _tags, "skip flows with any of these tags (comma-separated; adds "
                                             "to config.yaml)", flag=True, tasks=FLOW_TASKS)
+    require_tags: tuple[str, ...] = setting("", _tags, "the production guard: every flow a run selects must carry "
+                                            "one of these tags (comma-separated); unlike Maestro's tags nothing "
+                                            "widens it: `--include-tags` only narrows within it, and a flows path "
+                                            "of one file must carry it too. No flag")
     config: Path | None = setting("", optional_path, "Maestro workspace config (`flows`, tags, "
                                   "`executionOrder`)", flag=True, tasks=FLOW_TASKS,
                                   shown="the flows folder's `config.yaml`, then `config.yml`")
