@@ -8,6 +8,8 @@ import importlib.util
 import json
 import os
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -240,3 +242,45 @@ def test_lint_flows_says_why_a_flow_is_not_checked_and_checks_every_flow_a_run_s
     assert unguarded.returncode == 2, unguarded.stdout + unguarded.stderr
     assert (".maestro/smoke-cleanup.yaml:6: cleanup (runFlow subflows/cleanup.yaml) in a flow a production run "
             "selects (tagged 'smoke', not 'production') is not guarded") in unguarded.stdout + unguarded.stderr
+
+
+# ---- paths: the configuration's from the project root, the command line's from the current folder ------
+
+@pytest.fixture
+def own_project(one_flow: World) -> World:
+    """The world as a project of its own (tasks.py and invoke.yaml beside .maestro), with a subfolder."""
+    (one_flow.root / "tasks.py").symlink_to(REPO / "tasks.py")
+    (one_flow.root / "invoke.yaml").write_text((REPO / "invoke.yaml").read_text())
+    (one_flow.root / "android").mkdir()
+    return one_flow
+
+
+def invoke_in(world: World, folder: Path, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
+    """`invoke ...` typed in `folder`: invoke finds the project's tasks.py above it, as it does for anyone."""
+    return subprocess.run([sys.executable, "-m", "invoke", *args], cwd=folder, env=world.env(**env),
+                          capture_output=True, text=True, timeout=120)
+
+
+def test_configured_paths_resolve_from_the_project_root_when_run_from_a_subfolder(own_project: World) -> None:
+    android = own_project.root / "android"
+    lint = invoke_in(own_project, android, "lint-flows")
+    assert lint.returncode == 0, lint.stdout + lint.stderr
+    assert "Checking the flows in ../.maestro" in lint.stdout
+    run = invoke_in(own_project, android, "validate", "notify", "--dry-run")
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert [f["flowFileName"] for f in own_project.record()["flows"]] == ["login.yaml"]  # build/validation at the root
+    assert not (android / "build").exists()
+    # an INVOKE_* variable is configuration too: from the project root
+    moved = invoke_in(own_project, android, "validate", INVOKE_VALIDATION_RESULTS_DIR="out/env")
+    assert moved.returncode == 0, moved.stdout + moved.stderr
+    assert (own_project.root / "out" / "env" / "results.json").is_file()
+
+
+def test_paths_typed_on_the_command_line_are_the_current_folders(own_project: World) -> None:
+    android = own_project.root / "android"
+    (android / "flows").mkdir()
+    (android / "flows" / "here.yaml").write_text((own_project.flows / "login.yaml").read_text())
+    run = invoke_in(own_project, android, "validate", "--flows", "flows", "--results-dir", "./out")
+    assert run.returncode == 0, run.stdout + run.stderr
+    record = json.loads((android / "out" / "results.json").read_text())
+    assert [f["flowFileName"] for f in record["flows"]] == ["here.yaml"]

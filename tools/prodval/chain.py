@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -25,7 +26,7 @@ from invoke.parser.context import ParserContext
 
 from .boundary import DEFAULT_RESULTS_DIR, _invoke_failed, _sections, run_task
 from .errors import ConfigError
-from .settings import NOTIFY_SECTION, SECTION, task_flags
+from .settings import NOTIFY_SECTION, SECTION, project_base, task_flags
 
 Task = str | tuple[str, dict[str, Any]] | ParserContext
 
@@ -82,9 +83,14 @@ class ChainExecutor(Executor):
     def _results_dir(self, task: Task) -> Path:
         """Where the task's run record is: its --results-dir, else validation.results_dir."""
         given = task.args["results-dir"].value if isinstance(task, ParserContext) and "results-dir" in task.args else None
+        if given:
+            return Path(str(given))  # typed: from the current folder
         with contextlib.suppress(Exception):
-            given = given or self.config.get(SECTION, {}).get("results_dir")
-        return Path(str(given or DEFAULT_RESULTS_DIR))
+            given = self.config.get(SECTION, {}).get("results_dir")
+        prefix = getattr(self.config, "_project_prefix", None)  # configured: from the project root, as the task does
+        base = project_base(Path(prefix)) if isinstance(prefix, str) and prefix else None
+        folder = Path(str(given or DEFAULT_RESULTS_DIR))
+        return Path(os.path.relpath(base / folder)) if base else folder
 
     def _deployed_sha(self) -> str | None:
         with contextlib.suppress(Exception):

@@ -17,6 +17,7 @@ import functools
 import os
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .boundary import redacting_console
@@ -40,8 +41,6 @@ from .settings import (
 )
 
 if TYPE_CHECKING:
-    from pathlib import Path
-
     from invoke.config import Config
 
     Configuration = Config | Mapping[str, Any]  # invoke's `c.config`, or a mapping of sections
@@ -62,20 +61,27 @@ class Call:
         """A section of the configuration as invoke merged it (invoke.yaml < INVOKE_<SECTION>_*)."""
         return self.config.get(name) or {}
 
+    @property
+    def root(self) -> Path | None:
+        """The project root: where invoke found tasks.py and invoke.yaml (None when called without invoke)."""
+        prefix = getattr(self.config, "_project_prefix", None)
+        return Path(prefix) if isinstance(prefix, str) and prefix else None
+
     def validation(self) -> Settings:
-        settings = load(self.section(SECTION), self.flags, self.environ)
+        settings = load(self.section(SECTION), self.flags, self.environ, self.root)
         from .secrets import Redactor
 
         self.console.redact = Redactor.from_env(self.environ, settings.flow_env, settings.secret_env)
         return settings
 
     def build(self) -> BuildSettings:
-        return load_build(self.section(BUILD_SECTION), self.section(SECTION), self.flags, self.environ)
+        return load_build(self.section(BUILD_SECTION), self.section(SECTION), self.flags, self.environ, self.root)
 
     def notify(self) -> NotifySettings:
         from .notify import redactor
 
-        settings = load_notify(self.section(NOTIFY_SECTION), self.section(SECTION), self.flags, self.environ)
+        settings = load_notify(self.section(NOTIFY_SECTION), self.section(SECTION), self.flags, self.environ,
+                               self.root)
         self.console.redact = redactor(self.environ, settings.secret_env)
         return settings
 
