@@ -284,3 +284,12 @@ def test_paths_typed_on_the_command_line_are_the_current_folders(own_project: Wo
     assert run.returncode == 0, run.stdout + run.stderr
     record = json.loads((android / "out" / "results.json").read_text())
     assert [f["flowFileName"] for f in record["flows"]] == ["here.yaml"]
+
+
+def test_an_invoke_error_in_a_subfolder_records_it_in_the_projects_results_folder(own_project: World) -> None:
+    android = own_project.root / "android"
+    run = invoke_in(own_project, android, "validate", "--retires", "2")
+    assert run.returncode == 2, run.stdout + run.stderr
+    assert "did you mean --retries?" in run.stderr
+    assert own_project.record()["verdict"] == "error"  # the chain's folder, where notify and the workflow look
+    assert not (android / "build").exists()

@@ -73,6 +73,7 @@ from .settings import (
     NotifySettings,
     Settings,
     env_layer,
+    project_base,
 )
 from .settings import declarations as cls_declarations
 
@@ -275,7 +276,8 @@ def install_invoke_hooks(task_names: Sequence[str]) -> None:
             names = sorted(self.collection.task_names) if self.collection is not None else list(task_names)
             error = usage_error(exc, names)
             config = _sections(self.config)
-            _invoke_failed(error, self.argv[1:], names, config, parser=lambda argv: _parse_notify(self, argv))
+            _invoke_failed(error, self.argv[1:], names, config, parser=lambda argv: _parse_notify(self, argv),
+                           root=project_root(self.config))
 
     Program.parse_tasks = checked_parse_tasks  # type: ignore[method-assign]
 
@@ -291,7 +293,7 @@ def install_invoke_hooks(task_names: Sequence[str]) -> None:
             except Exception as exc:  # the YAML error types are invoke's vendored ones or PyYAML's
                 problem = _config_error(self, _which, exc)
             if problem is not None:
-                _invoke_failed(problem, sys.argv[1:], list(task_names), {}, parser=None)
+                _invoke_failed(problem, sys.argv[1:], list(task_names), {}, parser=None, root=project_root(self))
 
         setattr(Config, method, checked_load)
 
@@ -485,8 +487,15 @@ def _parse_notify(program: Any, argv: list[str]) -> dict[str, Any]:
     return dict(parsed[0].as_kwargs) if parsed else {}
 
 
+def project_root(config: Any) -> Path | None:
+    """Where invoke found the project (tasks.py, invoke.yaml): its configured paths' root (settings.from_project)."""
+    prefix = getattr(config, "_project_prefix", None)
+    return Path(prefix) if isinstance(prefix, str) and prefix else None
+
+
 def _invoke_failed(error: ConfigError, argv: Sequence[str], task_names: Sequence[str],
-                   config: Mapping[str, Mapping[str, Any]], parser: Callable[[list[str]], dict[str, Any]] | None) -> None:
+                   config: Mapping[str, Mapping[str, Any]], parser: Callable[[list[str]], dict[str, Any]] | None,
+                   root: Path | None = None) -> None:
     """Invoke could not start the tasks: message, record, verdict output; then `notify` when asked for. Exit 2."""
     environ = os.environ
     with signals_ignored():
@@ -502,6 +511,8 @@ def _invoke_failed(error: ConfigError, argv: Sequence[str], task_names: Sequence
         # the first task is invoke's --search-root
         given = _flag(argv, "--results-dir") or _flag(after_task, "-r")
         results_dir = Path(given or str(validation.get("results_dir") or DEFAULT_RESULTS_DIR))
+        base = None if given else project_base(root)  # configured: from the project root, as the tasks do
+        results_dir = Path(os.path.relpath(base / results_dir)) if base is not None else results_dir
         validation["results_dir"] = str(results_dir)
         deployed = notify_section.get("deployed_sha")
         console = redacting_console(environ)

@@ -24,7 +24,7 @@ from invoke.exceptions import Exit, UnexpectedExit
 from invoke.executor import Executor
 from invoke.parser.context import ParserContext
 
-from .boundary import DEFAULT_RESULTS_DIR, _invoke_failed, _sections, run_task
+from .boundary import DEFAULT_RESULTS_DIR, _invoke_failed, _sections, project_root, run_task
 from .errors import ConfigError
 from .settings import NOTIFY_SECTION, SECTION, project_base, task_flags
 
@@ -78,7 +78,8 @@ class ChainExecutor(Executor):
         names = [str(c.name) for c in contexts]
         notify = next((c for c in contexts if c.name == "notify"), None)
         _invoke_failed(error, sys.argv[1:], names, _sections(self.config),
-                       parser=lambda argv: dict(notify.as_kwargs) if notify is not None else {})
+                       parser=lambda argv: dict(notify.as_kwargs) if notify is not None else {},
+                       root=project_root(self.config))
 
     def _results_dir(self, task: Task) -> Path:
         """Where the task's run record is: its --results-dir, else validation.results_dir."""
@@ -87,8 +88,7 @@ class ChainExecutor(Executor):
             return Path(str(given))  # typed: from the current folder
         with contextlib.suppress(Exception):
             given = self.config.get(SECTION, {}).get("results_dir")
-        prefix = getattr(self.config, "_project_prefix", None)  # configured: from the project root, as the task does
-        base = project_base(Path(prefix)) if isinstance(prefix, str) and prefix else None
+        base = project_base(project_root(self.config))  # configured: from the project root, as the task does
         folder = Path(str(given or DEFAULT_RESULTS_DIR))
         return Path(os.path.relpath(base / folder)) if base else folder
 

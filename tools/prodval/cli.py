@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .boundary import redacting_console
+from .boundary import project_root, redacting_console
 from .console import Console
 from .errors import EXIT_ERROR, EXIT_PASS, Interrupted, ValidationError
 from .results import VERDICT_EXIT, RunRecord
@@ -64,8 +64,7 @@ class Call:
     @property
     def root(self) -> Path | None:
         """The project root: where invoke found tasks.py and invoke.yaml (None when called without invoke)."""
-        prefix = getattr(self.config, "_project_prefix", None)
-        return Path(prefix) if isinstance(prefix, str) and prefix else None
+        return project_root(self.config)
 
     def validation(self) -> Settings:
         settings = load(self.section(SECTION), self.flags, self.environ, self.root)
