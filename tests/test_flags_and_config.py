@@ -55,6 +55,7 @@ def test_no_short_flag_means_two_things_across_tasks() -> None:
     assert flags["validate"]["env"] == flags["lint-flows"]["env"] == {"e"}
     assert flags["validate"]["exclude-tags"] == flags["lint-flows"]["exclude-tags"] == {"x"}
     assert {flags[t]["results-dir"] == {"r"} for t in flags if "results-dir" in flags[t]} == {True}
+    assert flags["notify"]["dry-run"] == {"d"}  # what it always was: without it, -d is invoke's own --debug
 
 
 @pytest.fixture
@@ -293,3 +294,18 @@ def test_an_invoke_error_in_a_subfolder_records_it_in_the_projects_results_folde
     assert "did you mean --retries?" in run.stderr
     assert own_project.record()["verdict"] == "error"  # the chain's folder, where notify and the workflow look
     assert not (android / "build").exists()
+
+
+def test_notify_d_is_still_a_dry_run_and_invokes_own_flags_after_a_task_are_refused(one_flow: World) -> None:
+    assert one_flow.invoke("validate").returncode == 0
+    dry = one_flow.invoke("notify", "-d", SLACK_WEBHOOK_URL="https://hooks.slack.com/services/T0/B0/dryRunSecret")
+    assert dry.returncode == 0, dry.stdout + dry.stderr
+    assert "dry run" in dry.stdout.lower()
+    assert "notify" not in one_flow.record()["stages"]  # nothing sent, nothing recorded
+    # a letter the task lacks would be invoke's own flag (-c --collection, -w --warn-only): refused, exit 2
+    for flag, core in (("-c", "--collection"), ("-w", "--warn-only")):
+        run = one_flow.invoke("validate", flag, "x.yaml") if flag == "-c" else one_flow.invoke("validate", flag)
+        assert run.returncode == 2, run.stdout + run.stderr
+        assert f"`invoke validate` has no flag {flag}: after a task name invoke takes it as its own {core}" in run.stderr
+        assert f"`invoke {flag} validate ...`" in run.stderr
+    assert len(one_flow.maestro_calls()) == 1  # only the first validate ran a flow

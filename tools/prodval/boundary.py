@@ -270,11 +270,13 @@ def install_invoke_hooks(task_names: Sequence[str]) -> None:
     parse_tasks = Program.parse_tasks
 
     def checked_parse_tasks(self: Program) -> None:
+        names = sorted(self.collection.task_names) if self.collection is not None else list(task_names)
         try:
             parse_tasks(self)
+            error = core_flag_after_task(self)
         except ParseError as exc:
-            names = sorted(self.collection.task_names) if self.collection is not None else list(task_names)
             error = usage_error(exc, names)
+        if error is not None:
             config = _sections(self.config)
             _invoke_failed(error, self.argv[1:], names, config, parser=lambda argv: _parse_notify(self, argv),
                            root=project_root(self.config))
@@ -316,6 +318,35 @@ def install_invoke_hooks(task_names: Sequence[str]) -> None:
     Environment._path_set = lenient_path_set  # type: ignore[method-assign]
 
 
+def core_flag_after_task(program: Any) -> ConfigError | None:
+    """Invoke's own flag typed after a task name, where invoke still takes it as its own: `invoke notify -d`
+    would turn on invoke's --debug and send the alerts for real, `invoke validate -c FILE` would set the
+    collection and run with the default config. They go before the task names."""
+    if program.collection is None or program.initial_context is None:
+        return None
+    contexts = {str(c.name): set(c.flag_names()) for c in program.collection.to_contexts()}
+    for context in program.collection.to_contexts():
+        for alias in context.aliases:
+            contexts[str(alias)] = contexts[str(context.name)]
+    core = list(program.initial_context.flags.values())
+    core_names = set(program.initial_context.flag_names())
+    current = None
+    for word in program.argv[1:]:
+        if word in contexts:
+            current = word
+            continue
+        flag = word.split("=", 1)[0]
+        if current is None or not flag.startswith("-") or flag in contexts[current] or flag not in core_names:
+            continue
+        long = next((f"--{a.name.replace('_', '-')}" for a in core if flag.lstrip("-") in a.names), flag)
+        letters = sorted(f for f in contexts[current] if len(f) == 2)
+        return ConfigError(f"`invoke {current}` has no flag {flag}: after a task name invoke takes it as its own "
+                           f"{long}", fix=f"invoke's own flags go before the task names (`invoke {flag} {current} "
+                           f"...`); `invoke --help {current}` lists its flags"
+                           + (f" (short: {' '.join(letters)})" if letters else ""))
+    return None
+
+
 def usage_error(exc: Exception, task_names: Sequence[str]) -> ConfigError:
     """invoke's ParseError as one message with a did-you-mean."""
     text = str(exc)
@@ -328,6 +359,10 @@ def usage_error(exc: Exception, task_names: Sequence[str]) -> ConfigError:
         where = f"`invoke {task}`" if task else "invoke"
         message = f"{where} has no flag {unknown}" + (f" (did you mean {close[0]}?)" if close else "")
         fix = f"`invoke --help {task}` lists its flags" if task else "`invoke --help` lists the core flags"
+        letters = [f for f in flags if len(f) == 2]
+        if task and len(unknown) == 2 and not close:  # a letter: say which letters mean something here
+            fix += (f"; its short flags: {' '.join(letters)}" if letters else "; it has no short flags") + (
+                " (a letter means the same flag in every task; the rest are long only)")
     elif unknown is not None:
         close = difflib.get_close_matches(unknown, task_names, n=1, cutoff=0.6)
         message = f"no task named {unknown!r}" + (f" (did you mean {close[0]}?)" if close else "")

@@ -5,6 +5,10 @@ Invoke gives each parameter the first free letter of its name (`-e` was `--exclu
 letter's meaning depended on the task and on the order of its parameters. Here the letters are declared once,
 by letter, so no letter can stand for two flags; a parameter without a letter has only its long flag.
 
+A letter a task does not have is not free: after a task name invoke still reads its own flags (`-d` is
+`--debug`, `-e` `--echo`, `-c` `--collection`, `-w` `--warn-only`), so `boundary` refuses invoke's own flags
+typed after a task (they go before the task names), and a letter a task had keeps its meaning where it can.
+
 Letters Maestro users bring along mean what they mean in Maestro: `-e KEY=VALUE` is a flow variable
 (`maestro test -e`), and `-c` (Maestro's `--continuous`) and `-p` (Maestro's `--platform`) are not given a
 value-taking meaning that would silently swallow a flow path: `-c` is unused, and `-p` is only
@@ -25,12 +29,11 @@ SHORT_FLAGS: dict[str, str] = {  # letter -> parameter (the long flag with - for
     "i": "include_tags",
     "x": "exclude_tags",
     "r": "results_dir",  # every task that reads or writes the run record
-    "d": "device",  # validate: the adb serial(s)
+    "d": "dry_run",  # notify: what it always was (a removed -d would be invoke's own --debug: a real send)
     "a": "apk",  # validate
     "p": "property",  # build-apk: a Gradle project property, like Gradle's -P
     "v": "variant",  # build-apk
     "s": "serial",  # emulator.stop: adb's -s SERIAL
-    "n": "dry_run",  # notify: like make -n, rsync -n
     "w": "wipe",  # emulator.start
 }
 LETTERS: dict[str, str] = {parameter: letter for letter, parameter in SHORT_FLAGS.items()}
