@@ -37,7 +37,6 @@ SHORT_FLAGS: dict[str, str] = {  # letter -> parameter (the long flag with - for
     "w": "wipe",  # emulator.start
 }
 LETTERS: dict[str, str] = {parameter: letter for letter, parameter in SHORT_FLAGS.items()}
-UNUSED = {"c": "Maestro's --continuous; --config and --command have no short flag"}
 
 
 class FlagTask(Task[Any]):
