@@ -12,12 +12,13 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from invoke import Collection, Context, Exit, task
+from invoke import Collection, Context, Exit
 
 # Works from a plain checkout too; `pip install -e tools` is the normal way.
 sys.path.insert(0, str(Path(__file__).resolve().parent / "tools"))
 
 from prodval.boundary import install_invoke_hooks
+from prodval.flags import task  # invoke's @task with the short flags pinned (one letter, one meaning)
 from prodval.settings import invoke_configuration, task_help
 
 

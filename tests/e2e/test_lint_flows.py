@@ -38,7 +38,8 @@ def run_task(cwd: Path, *args: str, **env: str) -> subprocess.CompletedProcess[s
     import os
 
     return subprocess.run([sys.executable, "-m", "invoke", "--search-root", str(REPO), "lint-flows", *args],
-                          cwd=cwd, env={**os.environ, **env}, capture_output=True, text=True, timeout=60)
+                          cwd=cwd, env={**os.environ, "INVOKE_VALIDATION_REQUIRE_TAGS": "", **env},  # untagged flows
+                          capture_output=True, text=True, timeout=60)
 
 
 # the project's own flows ---------------------------------------------------------------------------------
@@ -215,9 +216,13 @@ def test_guarded_cleanup_and_device_resets_pass(flows: Path, commands: str) -> N
     assert lint(flows).flows
 
 
-def test_cleanup_outside_production_flows_is_allowed(flows: Path) -> None:
+def test_cleanup_in_flows_no_production_run_selects_is_allowed(flows: Path) -> None:
+    # every flow a run selects is checked, whatever its tags (tests/test_flags_and_config.py); one the
+    # workspace's includeTags leave out never runs against production
+    write(flows / "config.yaml", "includeTags: [production]\n")
+    write(flows / "prod.yaml", HEADER + "tags: [production]\n---\n- launchApp\n")
     write(flows / "nightly.yaml", HEADER + "tags: [nightly]\n---\n- runFlow: subflows/cleanup.yaml\n")
-    assert [f.file_name for f in lint(flows).flows] == ["nightly.yaml"]
+    assert [f.file_name for f in lint(flows).flows] == ["prod.yaml"]
 
 
 def test_cleanup_hidden_in_a_sub_flow_or_a_hook_is_found(flows: Path) -> None:
@@ -235,10 +240,11 @@ def test_cleanup_hidden_in_a_sub_flow_or_a_hook_is_found(flows: Path) -> None:
 
 
 def test_each_flow_file_is_read_once(flows: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    # b.yaml is a flow and a sub-flow of a.yaml; teardown.yaml and cleanup.yaml are reached twice each.
-    write(flows / "subflows" / "teardown.yaml", HEADER + "---\n- runFlow: cleanup.yaml\n")
+    # b.yaml is a flow and a sub-flow of a.yaml; teardown.yaml and finish.yaml are reached twice each.
+    write(flows / "subflows" / "finish.yaml", HEADER + "---\n- launchApp\n")  # not cleanup: every flow here runs
+    write(flows / "subflows" / "teardown.yaml", HEADER + "---\n- runFlow: finish.yaml\n")
     write(flows / "a.yaml", HEADER + "---\n- runFlow: subflows/teardown.yaml\n- runFlow: b.yaml\n")
-    write(flows / "b.yaml", HEADER + "onFlowComplete:\n  - runFlow: subflows/cleanup.yaml\n"
+    write(flows / "b.yaml", HEADER + "onFlowComplete:\n  - runFlow: subflows/finish.yaml\n"
           "---\n- runFlow: subflows/teardown.yaml\n")
     reads: Counter[Path] = Counter()
     read_text = Path.read_text
@@ -249,8 +255,8 @@ def test_each_flow_file_is_read_once(flows: Path, monkeypatch: pytest.MonkeyPatc
 
     monkeypatch.setattr(Path, "read_text", counting)
     report = lint(flows)
-    assert [p.name for p in report.sub_flows] == ["cleanup.yaml", "teardown.yaml"]
-    names = ("a.yaml", "b.yaml", "subflows/teardown.yaml", "subflows/cleanup.yaml")
+    assert [p.name for p in report.sub_flows] == ["finish.yaml", "teardown.yaml"]
+    names = ("a.yaml", "b.yaml", "subflows/teardown.yaml", "subflows/finish.yaml")
     assert reads == {(flows / name).resolve(): 1 for name in names}
 
 

@@ -36,7 +36,7 @@ LAYERS: tuple[tuple[str, frozenset[str]], ...] = (
     ("tools", frozenset({"host", "sdk", "devices", "maestro", "apkfile", "flows", "flowlint", "doctor"})),
     ("lifecycle", frozenset({"install", "emulator", "results", "report", "schedule", "alerts", "apkcheck"})),
     ("stages", frozenset({"validate", "apk", "notify", "merge", "stage"})),
-    ("entry", frozenset({"cli", "boundary", "chain"})),
+    ("entry", frozenset({"cli", "boundary", "chain", "flags"})),
 )
 
 # (importer, imported): why it is allowed for now. Each must still happen (a test says so), so the list

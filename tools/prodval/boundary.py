@@ -65,6 +65,7 @@ from .results import (
 from .secrets import Redactor
 from .settings import (
     BUILD_SECTION,
+    DEFAULTS,
     EMULATOR_SECTION,
     NOTIFY_INVOKE_DEFAULTS,
     NOTIFY_SECTION,
@@ -73,13 +74,16 @@ from .settings import (
     NotifySettings,
     Settings,
     env_layer,
+    project_base,
+    project_root,
 )
+from .settings import declarations as cls_declarations
 
 # Tasks that write the run record, and the record's stage each one owns.
 RECORD_STAGES = {"build-apk": "build", "validate": "validate", "merge-results": "validate", "notify": "notify"}
 VERDICT_TASKS = ("build-apk", "validate", "merge-results")  # tasks whose step must end with a verdict output
 DEBUG_VAR = "PRODVAL_DEBUG"
-DEFAULT_RESULTS_DIR = "build/validation"
+DEFAULT_RESULTS_DIR = str(DEFAULTS["results_dir"])  # the one declared in settings.py
 
 
 def debugging(environ: Mapping[str, str]) -> bool:
@@ -263,13 +267,16 @@ def install_invoke_hooks(task_names: Sequence[str]) -> None:
     parse_tasks = Program.parse_tasks
 
     def checked_parse_tasks(self: Program) -> None:
+        names = sorted(self.collection.task_names) if self.collection is not None else list(task_names)
         try:
             parse_tasks(self)
+            error = core_flag_after_task(self)
         except ParseError as exc:
-            names = sorted(self.collection.task_names) if self.collection is not None else list(task_names)
             error = usage_error(exc, names)
+        if error is not None:
             config = _sections(self.config)
-            _invoke_failed(error, self.argv[1:], names, config, parser=lambda argv: _parse_notify(self, argv))
+            _invoke_failed(error, self.argv[1:], names, config, parser=lambda argv: _parse_notify(self, argv),
+                           root=project_root(self.config))
 
     Program.parse_tasks = checked_parse_tasks  # type: ignore[method-assign]
 
@@ -280,10 +287,12 @@ def install_invoke_hooks(task_names: Sequence[str]) -> None:
             try:
                 _original(self, merge=merge)
                 problem = _config_problem(self)
+                if problem is None and _which == "load_project":  # once per run, with invoke.yaml merged
+                    problem = unknown_variable(os.environ, self)
             except Exception as exc:  # the YAML error types are invoke's vendored ones or PyYAML's
                 problem = _config_error(self, _which, exc)
             if problem is not None:
-                _invoke_failed(problem, sys.argv[1:], list(task_names), {}, parser=None)
+                _invoke_failed(problem, sys.argv[1:], list(task_names), {}, parser=None, root=project_root(self))
 
         setattr(Config, method, checked_load)
 
@@ -306,6 +315,35 @@ def install_invoke_hooks(task_names: Sequence[str]) -> None:
     Environment._path_set = lenient_path_set  # type: ignore[method-assign]
 
 
+def core_flag_after_task(program: Any) -> ConfigError | None:
+    """Invoke's own flag typed after a task name, where invoke still takes it as its own: `invoke notify -d`
+    would turn on invoke's --debug and send the alerts for real, `invoke validate -c FILE` would set the
+    collection and run with the default config. They go before the task names."""
+    if program.collection is None or program.initial_context is None:
+        return None
+    contexts = {str(c.name): set(c.flag_names()) for c in program.collection.to_contexts()}
+    for context in program.collection.to_contexts():
+        for alias in context.aliases:
+            contexts[str(alias)] = contexts[str(context.name)]
+    core = list(program.initial_context.flags.values())
+    core_names = set(program.initial_context.flag_names())
+    current = None
+    for word in program.argv[1:]:
+        if word in contexts:
+            current = word
+            continue
+        flag = word.split("=", 1)[0]
+        if current is None or not flag.startswith("-") or flag in contexts[current] or flag not in core_names:
+            continue
+        long = next((f"--{a.name.replace('_', '-')}" for a in core if flag.lstrip("-") in a.names), flag)
+        letters = sorted(f for f in contexts[current] if len(f) == 2)
+        return ConfigError(f"`invoke {current}` has no flag {flag}: after a task name invoke takes it as its own "
+                           f"{long}", fix=f"invoke's own flags go before the task names (`invoke {flag} {current} "
+                           f"...`); `invoke --help {current}` lists its flags"
+                           + (f" (short: {' '.join(letters)})" if letters else ""))
+    return None
+
+
 def usage_error(exc: Exception, task_names: Sequence[str]) -> ConfigError:
     """invoke's ParseError as one message with a did-you-mean."""
     text = str(exc)
@@ -318,6 +356,10 @@ def usage_error(exc: Exception, task_names: Sequence[str]) -> ConfigError:
         where = f"`invoke {task}`" if task else "invoke"
         message = f"{where} has no flag {unknown}" + (f" (did you mean {close[0]}?)" if close else "")
         fix = f"`invoke --help {task}` lists its flags" if task else "`invoke --help` lists the core flags"
+        letters = [f for f in flags if len(f) == 2]
+        if task and len(unknown) == 2 and not close:  # a letter: say which letters mean something here
+            fix += (f"; its short flags: {' '.join(letters)}" if letters else "; it has no short flags") + (
+                " (a letter means the same flag in every task; the rest are long only)")
     elif unknown is not None:
         close = difflib.get_close_matches(unknown, task_names, n=1, cutoff=0.6)
         message = f"no task named {unknown!r}" + (f" (did you mean {close[0]}?)" if close else "")
@@ -360,6 +402,10 @@ def _config_problem(config: Any) -> ConfigError | None:
                                    fix=f"write the settings indented under `{section}:` (key: value); "
                                        "docs/configuration.md lists every key")
         bad = _non_string_key(data, ())
+        if bad is None:
+            unknown = unknown_config_key(data, shown)
+            if unknown is not None:
+                return unknown
         if bad is not None:
             keys, key = bad
             under = f"under `{'.'.join(keys)}:` " if keys else ""
@@ -369,6 +415,80 @@ def _config_problem(config: Any) -> ConfigError | None:
                                fix="use the setting's documented name, or quote the key ('on': ...); "
                                    "docs/configuration.md lists every key")
     return None
+
+
+_OUR_SECTIONS = tuple(cls.SECTION for cls in SECTIONS)
+# Invoke's own sections, and those of their keys a project may set (`runners:` maps any runner's name).
+_INVOKE_SECTIONS: dict[str, Any] = Config.global_defaults()
+_ANY_KEY = ("runners",)
+# Variables invoke itself reads that are no configuration key.
+_INVOKE_VARIABLES = ("INVOKE_RUNTIME_CONFIG", "INVOKE_DEBUG")
+
+
+def _suggest(word: str, candidates: Sequence[str], cutoff: float = 0.6) -> str:
+    close = difflib.get_close_matches(word, list(candidates), n=1, cutoff=cutoff)
+    return f" (did you mean '{close[0]}'?)" if close else ""
+
+
+def unknown_config_key(data: Mapping[str, Any], shown: str) -> ConfigError | None:
+    """A top-level section of an invoke configuration file that is neither ours nor invoke's (`validaton:`
+    would be ignored: every setting in it silently left at its default), or a key invoke does not know under
+    one of invoke's own sections (`tasks: {exector_class: ...}` would silently run the chain without its
+    executor). Our own sections' keys are checked by `settings.resolve`."""
+    known = (*_OUR_SECTIONS, *_INVOKE_SECTIONS)
+    for key, value in data.items():
+        if key not in known:
+            return ConfigError(f"{shown}: unknown section `{key}:`{_suggest(key, known)}",
+                               fix=f"the sections are {', '.join(f'`{k}:`' for k in _OUR_SECTIONS)} (this project's; "
+                                   "docs/configuration.md lists every key) and invoke's own "
+                                   f"({', '.join(f'`{k}:`' for k in _INVOKE_SECTIONS)})")
+        defaults = _INVOKE_SECTIONS.get(key)
+        if key in _ANY_KEY or not isinstance(defaults, dict) or not isinstance(value, dict):
+            continue
+        for sub in value:
+            if sub not in defaults:
+                return ConfigError(f"{shown}: invoke has no setting `{key}.{sub}`{_suggest(str(sub), list(defaults))}",
+                                   fix=f"invoke's settings under `{key}:` are {', '.join(sorted(defaults))}")
+    return None
+
+
+def unknown_variable(environ: Mapping[str, str], config: Any = None) -> ConfigError | None:
+    """An INVOKE_<SECTION>_<KEY> variable of one of our sections (or of a section one typo away from ours)
+    that no setting reads: invoke would ignore it silently. Invoke's own variables (INVOKE_RUN_ECHO, ...) and
+    unrelated ones are left alone; a mapping's entry (INVOKE_BUILD_PROPERTIES_API_BASE_URL) is read by invoke
+    only when the mapping in invoke.yaml has that entry."""
+    known = {s.env_var: s for cls in SECTIONS for s in cls_declarations(cls)}
+    for name in sorted(environ):
+        if not name.startswith("INVOKE_") or name in known or name in _INVOKE_VARIABLES:
+            continue
+        rest = name.removeprefix("INVOKE_")
+        section = next((sec for sec in _OUR_SECTIONS if rest.startswith(f"{sec.upper()}_")), None)
+        if section is None:
+            first = rest.split("_", 1)[0].lower()
+            if first in _INVOKE_SECTIONS or not difflib.get_close_matches(first, _OUR_SECTIONS, n=1, cutoff=0.75):
+                continue  # invoke's own, or nothing to do with this project
+        mapping = next((s for s in known.values() if s.merge and name.startswith(f"{s.env_var}_")), None)
+        if mapping is not None:
+            entries = _mapping_entries(config, mapping.section, mapping.key)
+            if name.removeprefix(f"{mapping.env_var}_") in entries:
+                continue
+            return ConfigError(f"{name} is not read: invoke sets a mapping's entry from the environment only when "
+                               f"`{mapping.name}` in invoke.yaml already has it",
+                               fix=f"add the entry under `{mapping.section}: {mapping.key}:` in invoke.yaml, or pass it "
+                                   f"as --{mapping.flag.replace('_', '-')} NAME=VALUE")
+        close = difflib.get_close_matches(name, [v for v, s in known.items() if not s.merge], n=1)
+        hint = f" (did you mean {close[0]}?)" if close else ""
+        return ConfigError(f"{name} is no setting: it would be ignored{hint}",
+                           fix="rename or unset it; docs/configuration.md lists every setting and its "
+                               "INVOKE_<SECTION>_<KEY> variable")
+    return None
+
+
+def _mapping_entries(config: Any, section: str, key: str) -> set[str]:
+    with contextlib.suppress(Exception):
+        value = (config.get(section) or {}).get(key) or {}
+        return {str(k).upper() for k in value}
+    return set()
 
 
 def _non_string_key(data: Any, keys: tuple[str, ...]) -> tuple[tuple[str, ...], Any] | None:
@@ -400,7 +520,8 @@ def _parse_notify(program: Any, argv: list[str]) -> dict[str, Any]:
 
 
 def _invoke_failed(error: ConfigError, argv: Sequence[str], task_names: Sequence[str],
-                   config: Mapping[str, Mapping[str, Any]], parser: Callable[[list[str]], dict[str, Any]] | None) -> None:
+                   config: Mapping[str, Mapping[str, Any]], parser: Callable[[list[str]], dict[str, Any]] | None,
+                   root: Path | None = None) -> None:
     """Invoke could not start the tasks: message, record, verdict output; then `notify` when asked for. Exit 2."""
     environ = os.environ
     with signals_ignored():
@@ -412,7 +533,12 @@ def _invoke_failed(error: ConfigError, argv: Sequence[str], task_names: Sequence
         validation = {**config.get(SECTION, {}), **env_layer(Settings, environ)}
         notify_section = {**NOTIFY_INVOKE_DEFAULTS, **config.get(NOTIFY_SECTION, {}),
                           **env_layer(NotifySettings, environ)}
-        results_dir = Path(_flag(argv, "--results-dir") or str(validation.get("results_dir") or DEFAULT_RESULTS_DIR))
+        after_task = list(argv)[next((i for i, w in enumerate(argv) if w in task_names), len(argv)):]  # -r before
+        # the first task is invoke's --search-root
+        given = _flag(argv, "--results-dir") or _flag(after_task, "-r")
+        results_dir = Path(given or str(validation.get("results_dir") or DEFAULT_RESULTS_DIR))
+        base = None if given else project_base(root)  # configured: from the project root, as the tasks do
+        results_dir = Path(os.path.relpath(base / results_dir)) if base is not None else results_dir
         validation["results_dir"] = str(results_dir)
         deployed = notify_section.get("deployed_sha")
         console = redacting_console(environ)

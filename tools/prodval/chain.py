@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -23,8 +24,9 @@ from invoke.exceptions import Exit, UnexpectedExit
 from invoke.executor import Executor
 from invoke.parser.context import ParserContext
 
-from .boundary import DEFAULT_RESULTS_DIR, run_task
-from .settings import NOTIFY_SECTION, SECTION
+from .boundary import DEFAULT_RESULTS_DIR, _invoke_failed, _sections, run_task
+from .errors import ConfigError
+from .settings import NOTIFY_SECTION, SECTION, project_base, project_root, task_flags
 
 Task = str | tuple[str, dict[str, Any]] | ParserContext
 
@@ -41,6 +43,9 @@ class ChainExecutor(Executor):
     def execute(self, *tasks: Task) -> dict[Any, Any]:
         if not tasks:
             return super().execute()
+        contexts = [t for t in tasks if isinstance(t, ParserContext)]
+        for line in share_flags(contexts, self._refuse):
+            print(line, file=sys.stderr, flush=True)
         results: dict[Any, Any] = {}
         worst = 0
         for number, task in enumerate(tasks, 1):
@@ -68,15 +73,79 @@ class ChainExecutor(Executor):
             raise Exit(code=worst)
         return results
 
+    def _refuse(self, error: ConfigError, contexts: list[ParserContext]) -> None:
+        """The chain does not start: one message, the record and the verdict output say `error`, `notify` runs."""
+        names = [str(c.name) for c in contexts]
+        notify = next((c for c in contexts if c.name == "notify"), None)
+        _invoke_failed(error, sys.argv[1:], names, _sections(self.config),
+                       parser=lambda argv: dict(notify.as_kwargs) if notify is not None else {},
+                       root=project_root(self.config))
+
     def _results_dir(self, task: Task) -> Path:
         """Where the task's run record is: its --results-dir, else validation.results_dir."""
         given = task.args["results-dir"].value if isinstance(task, ParserContext) and "results-dir" in task.args else None
+        if given:
+            return Path(str(given))  # typed: from the current folder
         with contextlib.suppress(Exception):
-            given = given or self.config.get(SECTION, {}).get("results_dir")
-        return Path(str(given or DEFAULT_RESULTS_DIR))
+            given = self.config.get(SECTION, {}).get("results_dir")
+        base = project_base(project_root(self.config))  # configured: from the project root, as the task does
+        folder = Path(str(given or DEFAULT_RESULTS_DIR))
+        return Path(os.path.relpath(base / folder)) if base else folder
 
     def _deployed_sha(self) -> str | None:
         with contextlib.suppress(Exception):
             value = (self.config.get(NOTIFY_SECTION) or {}).get("deployed_sha")
             return None if value is None else str(value)
         return None
+
+
+def share_flags(contexts: list[ParserContext], refuse: Any) -> list[str]:
+    """A setting's flag given once in a chain applies to every task of the chain that takes it.
+
+    Invoke gives a flag to the task it follows only: `invoke build-apk validate notify --results-dir X` sent only
+    `notify` to X, which then found no run record. A flag that sets a setting (the results folder, the flows,
+    the tags, the system image) means that setting for the whole chain, as invoke.yaml or INVOKE_* would; the
+    tasks' own switches (`notify --dry-run`, `--previous`) stay theirs. Given twice with different values is
+    ambiguous: `refuse(error, contexts)` stops the chain before any task runs. Returns what was shared."""
+    if len(contexts) < 2:
+        return []
+    flags: dict[str, list[ParserContext]] = {}
+    for context in contexts:
+        for flag in task_flags(str(context.name)):
+            flags.setdefault(flag, []).append(context)
+    shared = []
+    for flag, takers in flags.items():
+        name = flag.replace("_", "-")
+        given = [(c, c.args[name].value) for c in takers if name in c.args and c.args[name].got_value]
+        if not given or len(takers) < 2:
+            continue
+        values = {repr(v) for _, v in given}
+        if len(values) > 1:
+            shown = ", ".join(f"`{c.name}` {_shown(v)}" for c, v in given)
+            first = _shown(given[0][1])
+            refuse(ConfigError(
+                f"--{name} is given more than once in the chain, with different values ({shown}); the tasks of a "
+                "chain share it",
+                fix=f"give it once, anywhere in the chain (it applies to every task that takes it): "
+                    f"`invoke {' '.join(str(c.name) for c in contexts)} --{name} {first}`"), contexts)
+            return []
+        value = given[0][1]
+        for context in takers:
+            argument = context.args[name]
+            if argument.got_value:
+                continue
+            if isinstance(value, list):
+                for item in value:
+                    argument.set_value(item)
+            else:
+                argument.set_value(value, cast=False)
+        if len(given) < len(takers):
+            shared.append(f"chain: --{name} {_shown(value)} applies to {', '.join(f'`{c.name}`' for c in takers)}")
+    return shared
+
+
+def _shown(value: Any) -> str:
+    """A flag's value for a message: NAME=VALUE pairs by their names only (a value may be a secret)."""
+    if isinstance(value, list):
+        return " ".join(f"{str(v).partition('=')[0]}=..." for v in value)
+    return str(value)

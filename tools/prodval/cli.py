@@ -17,6 +17,7 @@ import functools
 import os
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .console import Console, redacting_console
@@ -36,11 +37,10 @@ from .settings import (
     load_build,
     load_emulator,
     load_notify,
+    project_root,
 )
 
 if TYPE_CHECKING:
-    from pathlib import Path
-
     from invoke.config import Config
 
     Configuration = Config | Mapping[str, Any]  # invoke's `c.config`, or a mapping of sections
@@ -61,20 +61,26 @@ class Call:
         """A section of the configuration as invoke merged it (invoke.yaml < INVOKE_<SECTION>_*)."""
         return self.config.get(name) or {}
 
+    @property
+    def root(self) -> Path | None:
+        """The project root: where invoke found tasks.py and invoke.yaml (None when called without invoke)."""
+        return project_root(self.config)
+
     def validation(self) -> Settings:
-        settings = load(self.section(SECTION), self.flags, self.environ)
+        settings = load(self.section(SECTION), self.flags, self.environ, self.root)
         from .secrets import Redactor
 
         self.console.redact = Redactor.from_env(self.environ, settings.flow_env, settings.secret_env)
         return settings
 
     def build(self) -> BuildSettings:
-        return load_build(self.section(BUILD_SECTION), self.section(SECTION), self.flags, self.environ)
+        return load_build(self.section(BUILD_SECTION), self.section(SECTION), self.flags, self.environ, self.root)
 
     def notify(self) -> NotifySettings:
         from .notify import redactor
 
-        settings = load_notify(self.section(NOTIFY_SECTION), self.section(SECTION), self.flags, self.environ)
+        settings = load_notify(self.section(NOTIFY_SECTION), self.section(SECTION), self.flags, self.environ,
+                               self.root)
         self.console.redact = redactor(self.environ, settings.secret_env)
         return settings
 
@@ -203,7 +209,7 @@ def lint_flows(call: Call) -> int:
     console.step(f"Checking the flows in {settings.flows}")
     try:
         checked = lint(settings.flows, settings.flow_env, settings.include_tags, settings.exclude_tags, settings.config,
-                       call.environ)
+                       call.environ, settings.require_tags)
     except FlowError as exc:
         for problem in exc.problems:
             where = re.match(r"(?P<file>.+?):(?P<line>\d+): (?P<message>.*)", problem, re.DOTALL)
@@ -213,6 +219,9 @@ def lint_flows(call: Call) -> int:
                 console.error(problem)
         console.info(f"{len(exc.problems)} problem(s) in the flows; fix: {exc.fix}")
         return exc.exit_code
+    if checked.lacking_required:  # why they were not checked: no production run can select them
+        console.info(f"not checked, as no production run selects them (they carry no tag of "
+                     f"validation.require_tags: {', '.join(settings.require_tags)}): {', '.join(checked.lacking_required)}")
     console.info(f"{len(checked.flows)} flow(s) and {len(checked.sub_flows)} sub-flow(s) checked: no problems")
     return 0
 

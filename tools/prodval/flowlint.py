@@ -21,8 +21,11 @@ and only when none of its routes defines the name. The appId is evaluated by the
 What is linted is what `validate` would run: the same selection (workspace config globs, `--config`,
 tags from the config and `--include-tags`/`--exclude-tags`), plus the sub-flows those flows reach.
 
-Cleanup in production. In a flow tagged `production` (and the sub-flows it runs), cleanup must be
-guarded so that it does not run when the harness passes `SKIP_DATA_CLEANUP=true`. Cleanup is a
+Cleanup in production. In every flow a run selects (and the sub-flows it runs), whatever its tags, cleanup
+must be guarded so that it does not run when the harness passes `SKIP_DATA_CLEANUP=true`: every run of
+this harness is against production. With `validation.require_tags` (the project sets `production`) a flow
+without a required tag is never selected, and `--include-tags` cannot widen that, so what is checked here
+with the project's settings covers every flow any production run can select. Cleanup is a
 `runFlow`/`runScript` of a file whose path mentions clean-up (`cleanup`, `clean-up`, `clean_up`, in any
 folder or file name, e.g. `subflows/cleanup.yaml`) or any command whose `label` mentions it. Guarded
 means the command, or a `runFlow` around it, has `when: true: ${SKIP_DATA_CLEANUP != 'true'}` (`!==`
@@ -55,6 +58,7 @@ from .flows import (
     flow_commands,
     hook_lists,
     line_of,
+    required_text,
     select,
     shell_variables,
 )
@@ -93,6 +97,7 @@ _ASSIGNED = re.compile(r"^\s*(?:(?:var|let|const)\s+)?([A-Za-z_$][\w$]*)\s*=(?!=
 class LintReport:
     flows: tuple[Flow, ...]
     sub_flows: tuple[Path, ...]
+    lacking_required: tuple[str, ...] = ()  # flows a run never selects: no tag of validation.require_tags
 
 
 def expressions(text: str) -> Iterator[tuple[int, str]]:
@@ -173,6 +178,7 @@ class _Context:
     production: bool
     guarded: bool = False
     via: tuple[str, ...] = ()  # the runFlow call sites that led here, for messages about sub-flows
+    tags: tuple[str, ...] = ()  # the selected flow's, for messages
 
 
 @dataclass
@@ -218,7 +224,8 @@ class _Linter:
         parsed = self.files.get(flow.path, sub_flow=False)
         if parsed is not None:
             defined = self.known | self.assigned(flow.path, parsed, set())
-            self.file(flow.path, parsed, _Context(defined, PRODUCTION_TAG in flow.tags))
+            # every flow a run selects runs against production, whatever its tags
+            self.file(flow.path, parsed, _Context(defined, True, tags=flow.tags))
 
     def file(self, path: Path, parsed: ParsedFlow, ctx: _Context) -> None:
         resolved = path.resolve()
@@ -253,7 +260,7 @@ class _Linter:
         cleanup = _cleanup_of(command)
         if cleanup and ctx.production and not inner.guarded:
             self.add(path, command.line, "cleanup",
-                     f"cleanup ({cleanup}) in a flow tagged '{PRODUCTION_TAG}' is not guarded: give it "
+                     f"cleanup ({cleanup}) in {_selected_flow(ctx.tags)} is not guarded: give it "
                      f"`{GUARD_EXAMPLE}` so it does not run against production, where the harness passes "
                      f"{GUARD_VARIABLE}=true", ctx)
         if command.name == "runFlow":
@@ -289,6 +296,13 @@ class _Linter:
                 f"(the harness passes {', '.join(RESERVED_FLOW_ENV)} and those with -e)"), ctx)
 
 
+def _selected_flow(tags: tuple[str, ...]) -> str:
+    if PRODUCTION_TAG in tags:
+        return f"a flow tagged '{PRODUCTION_TAG}'"
+    shown = f"tagged {', '.join(repr(t) for t in tags)}" if tags else "without tags"
+    return f"a flow a production run selects ({shown}, not '{PRODUCTION_TAG}')"
+
+
 def _cleanup_of(command: Command) -> str:
     """What makes a command cleanup (for the message), or '' when it is not."""
     label = command.option("label")
@@ -316,7 +330,7 @@ def _assigned_names(parsed: ParsedFlow) -> set[str]:
 
 def lint(flows_path: Path, flow_env: Iterable[str] | Mapping[str, str] = (), include_tags: tuple[str, ...] = (),
          exclude_tags: tuple[str, ...] = (), config: Path | None = None,
-         environ: Mapping[str, str] | None = None) -> LintReport:
+         environ: Mapping[str, str] | None = None, require_tags: tuple[str, ...] = ()) -> LintReport:
     """Check the flows a run would select (and their sub-flows); raise FlowError listing every problem.
 
     `flow_env` is what the harness passes with -e (validation.env and --env; names, or names and values
@@ -324,12 +338,15 @@ def lint(flows_path: Path, flow_env: Iterable[str] | Mapping[str, str] = (), inc
     """
     values = dict(flow_env) if isinstance(flow_env, Mapping) else {name: "" for name in flow_env}
     variables = {**shell_variables(environ or {}), **{name: "-" for name in RESERVED_FLOW_ENV}, **values}
-    chosen = select(flows_path, include_tags, exclude_tags, config, variables)
+    chosen = select(flows_path, include_tags, exclude_tags, config, variables, require_tags)
     problems, files = chosen.problems, chosen.files
     flows = chosen.selection.flows
     if not flows and not problems.items:
         why = (f"{len(chosen.selection.filtered_out)} flow(s) filtered out by tags" if chosen.selection.filtered_out
                else "top-level *.yaml or *.yml, or the config.yaml 'flows' globs")
+        if chosen.selection.lacking_required:
+            why += (f"; {len(chosen.selection.lacking_required)} without a required tag "
+                    f"({required_text(chosen.selection)})")
         raise ConfigError(f"no flow found in '{flows_path}' ({why})",
                           fix="point --flows (or validation.flows) at the folder of Maestro flows, and check the tags")
     known = frozenset({*variables, *MAESTRO_BUILTINS, *JS_NAMES})
@@ -340,4 +357,5 @@ def lint(flows_path: Path, flow_env: Iterable[str] | Mapping[str, str] = (), inc
     if problems.items:
         raise FlowError(list(dict.fromkeys(problems.items)),
                         fix="correct the lines above, then run `invoke lint-flows` again")
-    return LintReport(tuple(flows), tuple(sorted(linter.walked - {f.path.resolve() for f in flows})))
+    return LintReport(tuple(flows), tuple(sorted(linter.walked - {f.path.resolve() for f in flows})),
+                      tuple(chosen.selection.lacking_required))

@@ -72,6 +72,8 @@ class Selection:
     filtered_out: list[str] = field(default_factory=list)  # file names the tag filters left out
     sequence: tuple[str, ...] = ()  # file names of executionOrder.flowsOrder, in order
     continue_on_failure: bool = True  # executionOrder.continueOnFailure
+    lacking_required: list[str] = field(default_factory=list)  # file names without a tag of validation.require_tags
+    require_tags: tuple[str, ...] = ()
 
 
 @dataclass
@@ -596,14 +598,22 @@ class Selected:
 
 
 def select(flows_path: Path, include_tags: tuple[str, ...] = (), exclude_tags: tuple[str, ...] = (),
-           config: Path | None = None, variables: Mapping[str, str] | None = None) -> Selected:
-    """The flows a run selects, in Maestro's way, preflighted; problems collected, not raised."""
+           config: Path | None = None, variables: Mapping[str, str] | None = None,
+           require_tags: tuple[str, ...] = ()) -> Selected:
+    """The flows a run selects, in Maestro's way, preflighted; problems collected, not raised.
+
+    Maestro's rule first: a flow with one of the include tags (config.yaml's `includeTags` plus `include_tags`,
+    OR), none of the exclude tags. Then the production guard, which nothing widens: with `require_tags`
+    (validation.require_tags) a flow must carry one of them, also when the flows path is one file, and
+    `include_tags` (--include-tags) only narrows: the flow must carry one of those as well.
+    """
     problems = Problems(Path.cwd())
     workspace = find_workspace(flows_path, problems, include_tags, exclude_tags, config)
     include, exclude = workspace.include_tags, workspace.exclude_tags
     files = FlowFiles()
     selected: list[Flow] = []
     filtered: list[str] = []
+    lacking: list[str] = []
     for path in workspace.candidates:
         if not workspace.single_file and files.is_workspace_config(path):
             continue  # Maestro: a file whose content is a workspace config is never a flow
@@ -611,7 +621,11 @@ def select(flows_path: Path, include_tags: tuple[str, ...] = (), exclude_tags: t
         if flow is None:
             continue
         tags = set(flow.tags)
-        if (include and not tags & set(include)) or (exclude and tags & set(exclude)):
+        if require_tags and not tags & set(require_tags):
+            lacking.append(flow.file_name)
+            continue
+        narrowed = bool(require_tags and include_tags and not tags & set(include_tags))
+        if (include and not tags & set(include)) or (exclude and tags & set(exclude)) or narrowed:
             filtered.append(flow.file_name)
             continue
         selected.append(flow)
@@ -624,18 +638,18 @@ def select(flows_path: Path, include_tags: tuple[str, ...] = (), exclude_tags: t
     sequence = [by_name[name] for name in workspace.flows_order if name in by_name]
     rest = [flow for flow in selected if flow not in sequence]
     return Selected(workspace, Selection(sequence + rest, filtered, tuple(f.file_name for f in sequence),
-                                         workspace.continue_on_failure), files, problems)
+                                         workspace.continue_on_failure, lacking, require_tags), files, problems)
 
 
 def discover(
     flows_path: Path, include_tags: tuple[str, ...] = (), exclude_tags: tuple[str, ...] = (),
-    config: Path | None = None, variables: Mapping[str, str] | None = None,
+    config: Path | None = None, variables: Mapping[str, str] | None = None, require_tags: tuple[str, ...] = (),
 ) -> Selection:
     """Select and preflight the flows to run; raise FlowError listing every problem.
 
     `variables` are the -e values and MAESTRO_* shell variables the run passes (appId is evaluated with them).
     """
-    chosen = select(flows_path, include_tags, exclude_tags, config, variables)
+    chosen = select(flows_path, include_tags, exclude_tags, config, variables, require_tags)
     problems, selection, workspace = chosen.problems, chosen.selection, chosen.workspace
     include, exclude = workspace.include_tags, workspace.exclude_tags
     if problems.items:
@@ -644,11 +658,23 @@ def discover(
         filtered = selection.filtered_out
         why = f"{len(filtered)} flow(s) filtered out by tags" if filtered else "no *.yaml or *.yml flow found"
         tag_text = f" (include: {','.join(include) or '-'}; exclude: {','.join(exclude) or '-'})" if filtered else ""
+        if selection.lacking_required:
+            why = (f"{len(selection.lacking_required)} flow(s) lack a required tag ({required_text(selection)})"
+                   + (f", {why}" if filtered else ""))
+            if require_tags and include_tags:
+                tag_text += f"; --include-tags {','.join(include_tags)} only narrows the required tags"
         raise ConfigError(
             f"no flow selected in '{flows_path}': {why}{tag_text}",
-            fix="check --flows, the workspace config.yaml 'flows' globs and the --include-tags/--exclude-tags filters",
+            fix="check --flows, the workspace config.yaml 'flows' globs and the --include-tags/--exclude-tags filters"
+                + ("; a flow runs in production only with a tag of validation.require_tags"
+                   if selection.lacking_required else ""),
         )
     return selection
+
+
+def required_text(selection: Selection) -> str:
+    """The required tags as messages name them: `production (validation.require_tags)`."""
+    return f"{' or '.join(selection.require_tags)}, validation.require_tags"
 
 
 def shell_variables(environ: Mapping[str, str]) -> dict[str, str]:

@@ -95,6 +95,7 @@ class Environment:
     maestroFlowPaths: list[str] = field(default_factory=list)
     apkBuildPath: str = ""
     alertChannels: list[str] = field(default_factory=list)
+    requiredTags: list[str] = field(default_factory=list)  # validation.require_tags: each flow carried one
 
 
 @dataclass

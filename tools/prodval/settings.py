@@ -25,6 +25,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import math
+import os
 import re
 import shlex
 from collections.abc import Callable, Iterable, Mapping
@@ -55,6 +56,7 @@ class Setting:
     metavar: str = ""  # how the docs show the flag's value, e.g. I/N
     shown: str = ""  # the default as people read it, when the raw default does not say it (markdown)
     merge: bool = False  # NAME=VALUE pairs: each layer adds to the ones below instead of replacing them
+    path: bool = False  # text that is a path (a Path value is one anyway): relative from the project root
     key: str = ""  # the key in invoke.yaml (default: the field's name)
     section: str = ""
     field: str = ""
@@ -98,11 +100,11 @@ _MISSING: Any = object()
 
 def setting(default: Any, parse: Callable[..., Any], help: str, *, flag: str | bool = False,
             tasks: Iterable[str] = (), metavar: str = "", shown: str = "", merge: bool = False, key: str = "",
-            value: Any = _MISSING) -> Any:
+            value: Any = _MISSING, path: bool = False) -> Any:
     """A dataclass field declaring one setting. `flag=True` names the flag after the key. The field's own
     default is the parsed declared default (or `value`, when it depends on other settings)."""
     declared = Setting(default=default, parse=parse, help=help, flag=flag if isinstance(flag, str) else "",
-                       tasks=tuple(tasks), metavar=metavar, shown=shown, merge=merge, key=key)
+                       tasks=tuple(tasks), metavar=metavar, shown=shown, merge=merge, key=key, path=path)
     if flag is True:
         declared = dataclasses.replace(declared, flag="\0")  # the key, filled in by `declarations`
     if value is _MISSING:
@@ -158,16 +160,48 @@ def given(value: Any) -> bool:
     return value is not None and not (isinstance(value, (dict, list, tuple)) and not value)
 
 
+def project_root(config: Any) -> Path | None:
+    """Where invoke found the project (tasks.py, invoke.yaml): its configured paths' root (`from_project`)."""
+    prefix = getattr(config, "_project_prefix", None)
+    return Path(prefix) if isinstance(prefix, str) and prefix else None
+
+
+def project_base(root: Path | None) -> Path | None:
+    """Where the configuration's relative paths resolve from, when not from the current folder: the project root
+    (the folder of tasks.py and invoke.yaml) when the current folder is below it. None (the current folder) when
+    they are the same, or when invoke runs the project from elsewhere (`invoke --search-root PROJECT` in a
+    workspace folder: the paths are that folder's)."""
+    if root is None:
+        return None
+    cwd, project = Path.cwd().resolve(), root.resolve()
+    return project if project in cwd.parents else None
+
+
+def from_project(value: Any, s: Setting, origin: str, base: Path | None) -> Any:
+    """A relative path from the defaults, invoke.yaml or INVOKE_* resolved from the project root (`base`), as
+    a path relative to the current folder (`../.maestro` from android/); one typed on the command line is the
+    current folder's, as with any command."""
+    if base is None or origin == "command line":
+        return value
+    if isinstance(value, Path) and str(value) and not value.is_absolute():
+        return Path(os.path.relpath(base / value))
+    if s.path and isinstance(value, str) and value and not os.path.isabs(value):
+        return os.path.relpath(base / value)
+    return value
+
+
 def resolve(cls: type[Section], section: Mapping[str, Any] | None, flags: Mapping[str, Any],
-            keys: Iterable[str] | None = None, environ: Mapping[str, str] | None = None) -> dict[str, Any]:
+            keys: Iterable[str] | None = None, environ: Mapping[str, str] | None = None,
+            root: Path | None = None) -> dict[str, Any]:
     """The values of `cls`'s settings (by field) from the cascade: declared default < `section` (invoke.yaml <
     INVOKE_*, as invoke merged them) < the raw INVOKE_<SECTION>_<KEY> text of `environ` < `flags` (the task's
     parameters; None, an empty list and an unset switch do not override). The environment is read again
     because invoke casts a variable to the type of the invoke.yaml value it overrides (`wipe: true` in
     invoke.yaml and INVOKE_EMULATOR_WIPE=false would be True). Unknown keys in the section are refused with a
     did-you-mean; `keys` limits the resolution to some settings (another section's results folder, say) and
-    then checks nothing else."""
+    then checks nothing else. `root` is the project root: see `from_project`."""
     declared = declarations(cls)
+    base = project_base(root)
     layer = {key: value for key, value in (section or {}).items() if given(value)}
     variables = env_layer(cls, environ) if environ is not None else {}
     if keys is None:
@@ -190,7 +224,7 @@ def resolve(cls: type[Section], section: Mapping[str, Any] | None, flags: Mappin
             values[s.field] = tuple(sorted(pairs.items()))
         else:
             value, origin = present[-1] if present else (s.default, "default")
-            values[s.field] = s.parse(value, s, origin)
+            values[s.field] = from_project(s.parse(value, s, origin), s, origin, base)
     return values
 
 
@@ -399,9 +433,15 @@ class Settings(Section):
                                       "comma-separated", flag=True, tasks=("validate",),
                                       shown="(the single booted device)")
     include_tags: tuple[str, ...] = setting("", _tags, "run only flows with one of these tags (comma-separated; "
-                                            "adds to config.yaml)", flag=True, tasks=FLOW_TASKS)
+                                            "adds to config.yaml's `includeTags`, as in Maestro; with `require_tags` "
+                                            "it narrows: a flow needs one of these and a required one)", flag=True,
+                                            tasks=FLOW_TASKS)
     exclude_tags: tuple[str, ...] = setting("", _tags, "skip flows with any of these tags (comma-separated; adds "
                                             "to config.yaml)", flag=True, tasks=FLOW_TASKS)
+    require_tags: tuple[str, ...] = setting("", _tags, "the production guard: every flow a run selects must carry "
+                                            "one of these tags (comma-separated); unlike Maestro's tags nothing "
+                                            "widens it: `--include-tags` only narrows within it, and a flows path "
+                                            "of one file must carry it too. No flag")
     config: Path | None = setting("", optional_path, "Maestro workspace config (`flows`, tags, "
                                   "`executionOrder`)", flag=True, tasks=FLOW_TASKS,
                                   shown="the flows folder's `config.yaml`, then `config.yml`")
@@ -446,15 +486,17 @@ DEFAULTS: dict[str, Any] = defaults(Settings)
 INVOKE_DEFAULTS: dict[str, Any] = invoke_defaults(Settings)
 
 
-def load(section: Mapping[str, Any], cli: Mapping[str, Any], environ: Mapping[str, str] | None = None) -> Settings:
+def load(section: Mapping[str, Any], cli: Mapping[str, Any], environ: Mapping[str, str] | None = None,
+         root: Path | None = None) -> Settings:
     """Settings from the merged invoke `validation` section and the task's flags (None: not given)."""
-    return Settings(**resolve(Settings, section, cli, environ=environ))
+    return Settings(**resolve(Settings, section, cli, environ=environ, root=root))
 
 
-def _validation(validation: Mapping[str, Any], cli: Mapping[str, Any], environ: Mapping[str, str] | None) -> dict[str, Any]:
+def _validation(validation: Mapping[str, Any], cli: Mapping[str, Any], environ: Mapping[str, str] | None,
+                root: Path | None = None) -> dict[str, Any]:
     """What another section's task takes from `validation:`: the results folder (--results-dir) and the
     names of more secrets; the rest of `validation:` is validate's to check."""
-    return resolve(Settings, validation, cli, keys=("results_dir", "secret_env"), environ=environ)
+    return resolve(Settings, validation, cli, keys=("results_dir", "secret_env"), environ=environ, root=root)
 
 
 # ---- `invoke build-apk`: the `build:` section ---------------------------------------------------------
@@ -503,7 +545,7 @@ class BuildSettings(Section):
     command: tuple[str, ...] = setting("", words, "the build command instead of Gradle's (e.g. an EAS local build)",
                                        flag=True, tasks=("build-apk",), shown="`./gradlew :<module>:assemble<Variant>`")
     output: str = setting("", text(), "path or glob of the APK a custom command writes (from the repository root)",
-                          flag=True, tasks=("build-apk",), shown="Gradle's outputs")
+                          flag=True, tasks=("build-apk",), shown="Gradle's outputs", path=True)
     abi: str = setting("x86_64", text(), "which ABI split to take when the build splits APKs by ABI", flag=True,
                        tasks=("build-apk",))
     properties: tuple[tuple[str, str], ...] = setting(
@@ -524,9 +566,10 @@ BUILD_INVOKE_DEFAULTS: dict[str, Any] = invoke_defaults(BuildSettings)
 
 
 def load_build(section: Mapping[str, Any], validation: Mapping[str, Any], cli: Mapping[str, Any],
-               environ: Mapping[str, str] | None = None) -> BuildSettings:
+               environ: Mapping[str, str] | None = None, root: Path | None = None) -> BuildSettings:
     """BuildSettings from the merged `build:` section, the `validation:` section (results folder) and flags."""
-    return BuildSettings(**resolve(BuildSettings, section, cli, environ=environ), **_validation(validation, cli, environ))
+    return BuildSettings(**resolve(BuildSettings, section, cli, environ=environ, root=root),
+                         **_validation(validation, cli, environ, root))
 
 
 # --- `invoke notify` ------------------------------------------------------------------------------
@@ -587,11 +630,12 @@ NOTIFY_INVOKE_DEFAULTS: dict[str, Any] = invoke_defaults(NotifySettings)
 
 
 def load_notify(section: Mapping[str, Any], validation: Mapping[str, Any], cli: Mapping[str, Any],
-                environ: Mapping[str, str] | None = None) -> NotifySettings:
+                environ: Mapping[str, str] | None = None, root: Path | None = None) -> NotifySettings:
     """NotifySettings from the merged `notify:` section, `validation.results_dir` and the task's flags
     (--previous, --test and --dry-run are the run's own, not settings)."""
     previous = _text(cli.get("previous"))
-    return NotifySettings(**resolve(NotifySettings, section, cli, environ=environ), **_validation(validation, cli, environ),
+    return NotifySettings(**resolve(NotifySettings, section, cli, environ=environ),
+                          **_validation(validation, cli, environ, root),
                           previous=Path(previous) if previous else None, test=bool(cli.get("test")),
                           dry_run=bool(cli.get("dry_run")))
 

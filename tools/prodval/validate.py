@@ -25,7 +25,7 @@ from .devices import Adb
 from .doctor import BOOT_NEEDS, VALIDATE_NEEDS, check, maestro_version, require
 from .emulator import StartedEmulator, capture_logcat, start_emulators, stop_emulators, stop_orphans
 from .errors import BuildFailed, DeviceError, Interrupted, RequirementsMissing, ValidationError, signals_ignored
-from .flows import Flow, discover, shell_variables
+from .flows import Flow, discover, required_text, shell_variables
 from .maestro import (
     DRIVER_PACKAGES,
     ERROR,
@@ -414,8 +414,9 @@ def run_validation(settings: Settings, environ: Mapping[str, str], console: Cons
             adb = Adb(tools["adb"], console, environ)
             variables = {**shell_variables(environ), "SKIP_DATA_CLEANUP": "true", "VALIDATION_RUN_ID": record.runId,
                          **settings.flow_env}  # what each flow gets: appId is evaluated with them
+            record.environment.requiredTags = list(settings.require_tags)
             selection = discover(settings.flows, settings.include_tags, settings.exclude_tags, settings.config,
-                                 variables)
+                                 variables, settings.require_tags)
             check_execution_order(selection.sequence, settings.shard, settings.devices)
             timings = _timings(settings)
             selected = select_flows(settings, selection.flows, timings)
@@ -428,7 +429,9 @@ def run_validation(settings: Settings, environ: Mapping[str, str], console: Cons
             record.environment.maestroFlowPaths = [relative_display(f.path) for f in selected]
             record.flows = [FlowResult(flowFileName=f.file_name, name=f.name, tags=list(f.tags)) for f in selected]
             console.info(f"{len(selected)} flow(s) selected from {relative_display(settings.flows)}"
-                         + (f"; {len(selection.filtered_out)} filtered out by tags" if selection.filtered_out else ""))
+                         + (f"; {len(selection.filtered_out)} filtered out by tags" if selection.filtered_out else "")
+                         + (f"; {len(selection.lacking_required)} never run in production: no required tag "
+                            f"({required_text(selection)})" if selection.lacking_required else ""))
             writer.save(record)
             build = record.stages.get(BUILD_STAGE)
             if build is not None and build.outcome == Verdict.ERROR and not settings.apk:  # this run's build
