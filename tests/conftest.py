@@ -150,7 +150,7 @@ class World:
             (self.bin / tool).symlink_to(FAKES / tool)
         self.devices: dict[str, dict[str, Any]] = {}
         # The project's invoke.yaml requires the `production` tag (validation.require_tags); most tests' flows
-        # carry no tags, so the guard is off here: tests/test_flags_and_config.py runs with the project's own.
+        # carry no tags, so the guard is off here: tests/e2e/test_flags_and_config.py runs with the project's own.
         self.extra_env: dict[str, str] = {"INVOKE_VALIDATION_REQUIRE_TAGS": ""}
         self.started: list[subprocess.Popen[str]] = []  # killed at the end of the test, whatever happened
 

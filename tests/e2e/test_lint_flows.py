@@ -217,7 +217,7 @@ def test_guarded_cleanup_and_device_resets_pass(flows: Path, commands: str) -> N
 
 
 def test_cleanup_in_flows_no_production_run_selects_is_allowed(flows: Path) -> None:
-    # every flow a run selects is checked, whatever its tags (tests/test_flags_and_config.py); one the
+    # every flow a run selects is checked, whatever its tags (tests/e2e/test_flags_and_config.py); one the
     # workspace's includeTags leave out never runs against production
     write(flows / "config.yaml", "includeTags: [production]\n")
     write(flows / "prod.yaml", HEADER + "tags: [production]\n---\n- launchApp\n")
