@@ -302,10 +302,14 @@ def _record() -> RunRecord:
 def test_dry_run_refuses_a_plain_http_url_as_a_real_send_does(world: World, variable: str, value: str) -> None:
     world.results.mkdir(parents=True)
     (world.results / "results.json").write_text(json.dumps(_record().to_json()))
-    env = {"SLACK_WEBHOOK_URL": "https://hooks.slack.com/services/T0/B0/httpsSecret2",
-           "PAGERDUTY_ROUTING_KEY": "R0UT1NGKEY0123456789abcdefR0UT1N",
-           "GITHUB_TOKEN": "ghs_SecretInstallationToken0123456789", "GITHUB_REPOSITORY": "acme/app",
-           "GITHUB_SHA": "0123456789abcdef0123456789abcdef01234567", variable: value}
+    # only the channel under test is configured: its real send is refused before any request, and no other
+    # channel reaches for the network (there is none here)
+    companions = {"SLACK_WEBHOOK_URL": {},
+                  "PAGERDUTY_EVENTS_URL": {"PAGERDUTY_ROUTING_KEY": "R0UT1NGKEY0123456789abcdefR0UT1N"},
+                  "GITHUB_API_URL": {"GITHUB_TOKEN": "ghs_SecretInstallationToken0123456789",
+                                     "GITHUB_REPOSITORY": "acme/app",
+                                     "GITHUB_SHA": "0123456789abcdef0123456789abcdef01234567"}}
+    env = {**companions[variable], variable: value}
     refusal = f"{variable} must be an https URL (plain http is only allowed to 127.0.0.1 or localhost)"
     dry = world.invoke("notify", "--dry-run", **env)
     assert dry.returncode == 0, dry.stderr  # as a real send: a refused channel does not change notify's exit
