@@ -191,3 +191,21 @@ def test_a_re_run_shard_installs_the_apk_of_the_first_attempts_build(project: Wo
     assert rerun["shard"]["attempt"] == 2 and rerun["apk"]["packageName"] == "com.example.exerciselog"
     installs = [c for c in project.adb_calls() if "install" in c]
     assert sorted(Path(c[-1]).parent.name for c in installs) == ["shard-1", "shard-2", "shard-2-attempt-2"]
+
+
+def test_a_bad_setting_of_validate_is_recorded_so_notify_never_reports_the_last_runs_pass(
+        project: World, http: HttpServer) -> None:
+    """The folder's last run passed; this run's validate stops on a bad flag before its stage starts. The
+    record must say error (and the gate's output too), or notify would alert about the old pass."""
+    first = project.invoke("validate", "--retries", "0")
+    assert first.returncode == 0 and project.record()["verdict"] == "pass", first.stderr
+    output = project.root / "github-output"
+    chain = project.invoke("validate", "--retries", "abc", "notify", "--on", "always",
+                           GITHUB_ACTIONS="true", GITHUB_OUTPUT=str(output))
+    assert chain.returncode == 2, chain.stdout + chain.stderr
+    record = project.record()
+    assert record["verdict"] == "error"
+    assert "validation.retries" in record["stages"]["validate"]["error"]
+    assert "verdict=error" in output.read_text() and "verdict=pass" not in output.read_text()
+    [post] = posts(http)[-1:]
+    assert "PASS" not in json.dumps(post) and "ERROR" in json.dumps(post), post

@@ -13,7 +13,9 @@ from typing import Any
 import pytest
 from conftest import World
 from invoke.config import Config
+from invoke.exceptions import Exit
 from prodval import cli
+from prodval.boundary import run_task
 from prodval.errors import ConfigError
 from prodval.settings import (
     SECTIONS,
@@ -204,11 +206,19 @@ def test_every_task_reports_a_bad_setting_once_with_secrets_masked(task: str, ca
     config = {"validation": {"results_dir": str(tmp_path), "devices": SECRET}, "build": {"timeout": SECRET},
               "notify": {"timeout": SECRET}, "emulator": {"count": SECRET}}
     flags = {"shards": str(tmp_path)} if task == "merge-results" else {}
-    assert cli.TASKS[task](config, flags, environ) == 2
+    if task in cli.VERDICT_TASKS:  # raised for the chain's boundary, which records it (as invoke runs it)
+        with pytest.raises(Exit) as stopped:
+            run_task(task, lambda: cli.TASKS[task](config, flags, environ), results_dir=tmp_path,
+                     deployed_sha=None, environ=environ)
+        assert stopped.value.code == 2
+        assert json.loads((tmp_path / "results.json").read_text())["verdict"] == "error"
+        assert "verdict=error" in (tmp_path / "out").read_text()
+    else:
+        assert cli.TASKS[task](config, flags, environ) == 2
     out = capsys.readouterr()
     text = "\n".join(line for line in (out.out + out.err).splitlines() if not line.startswith("::add-mask::"))
     assert SECRET not in text and "got '***'" in text
-    assert f"title={task}::" in text
+    assert f"title={task} stopped::" in text if task in cli.VERDICT_TASKS else f"title={task}::" in text
 
 
 def test_errors_inside_the_stage_are_left_to_the_chain_boundary(capsys: pytest.CaptureFixture[str]) -> None:

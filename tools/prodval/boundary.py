@@ -39,6 +39,7 @@ from invoke.exceptions import Exit, ParseError
 from invoke.parser import Parser
 from invoke.program import Program
 
+from .cli import VERDICT_TASKS  # tasks whose step must end with a verdict output
 from .console import redacting_console, relative_display
 from .errors import EXIT_ERROR, ConfigError, Interrupted, ValidationError, signals_ignored, sigterm_raises
 from .outcomes import Status, Verdict
@@ -81,7 +82,6 @@ from .settings import declarations as cls_declarations
 
 # Tasks that write the run record, and the record's stage each one owns.
 RECORD_STAGES = {"build-apk": "build", "validate": "validate", "merge-results": "validate", "notify": "notify"}
-VERDICT_TASKS = ("build-apk", "validate", "merge-results")  # tasks whose step must end with a verdict output
 DEBUG_VAR = "PRODVAL_DEBUG"
 DEFAULT_RESULTS_DIR = str(DEFAULTS["results_dir"])  # the one declared in settings.py
 
@@ -557,7 +557,7 @@ def _invoke_failed(error: ConfigError, argv: Sequence[str], task_names: Sequence
             with contextlib.suppress(Exception):
                 flags = parser(list(argv[list(argv).index("notify"):]))
         console.info("chain: going on to `notify`, so the failure is reported")
-        from . import cli  # noqa: PLC0415 (cli imports this module)
+        from . import cli  # noqa: PLC0415 (only here: the notify task of a chain invoke could not start)
 
         flags = {"results_dir": None, "on": None, "previous": None, "test": False, "dry_run": False, **flags}
         with contextlib.suppress(Exit):

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 from .console import Console, redacting_console
 from .errors import EXIT_ERROR, EXIT_PASS, Interrupted, ValidationError
 from .results import VERDICT_EXIT, RunRecord
-from .runlock import hold_folder
+from .runlock import FolderInUse, hold_folder
 from .settings import (
     BUILD_SECTION,
     EMULATOR_SECTION,
@@ -115,8 +115,15 @@ Task = Callable[..., int]
 TASKS: dict[str, Task] = {}  # invoke's task name -> the entry point tasks.py calls
 
 
+# Tasks that decide a verdict: whatever stops them, a bad setting before their stage included, is recorded (by
+# `boundary.run_task`) with verdict `error`, so a chain's `notify` and the gate never read an older run's verdict.
+VERDICT_TASKS = ("build-apk", "validate", "merge-results")
+
+
 def entry(name: str) -> Callable[[Callable[[Call], int]], Task]:
-    """The one error boundary of a task's own: a `ValidationError` is one message and its exit code."""
+    """The one error boundary of a task's own: a `ValidationError` is one message and its exit code. For the
+    tasks that decide a verdict it is raised instead, for the chain's boundary to record, unless the results
+    folder is another run's (FolderInUse: that run's record is not ours to touch)."""
 
     def wrap(body: Callable[[Call], int]) -> Task:
         @functools.wraps(body)
@@ -127,7 +134,7 @@ def entry(name: str) -> Callable[[Callable[[Call], int]], Task]:
             try:
                 return body(call)
             except ValidationError as exc:
-                if call.recording:
+                if call.recording or (name in VERDICT_TASKS and not isinstance(exc, FolderInUse)):
                     raise
                 call.console.error(str(exc), title=name)
                 return exc.exit_code
