@@ -277,6 +277,24 @@ def test_configured_paths_resolve_from_the_project_root_when_run_from_a_subfolde
     assert (own_project.root / "out" / "env" / "results.json").is_file()
 
 
+def test_build_apk_from_the_android_folder_runs_its_gradlew(own_project: World) -> None:
+    """From android/ the build's project folder is '.': its ./gradlew is that file, not a `gradlew` on PATH."""
+    android = own_project.root / "android"
+    shutil.copy2(FAKES / "gradlew", android / "gradlew")
+    scenario = own_project.root / "gradle-scenario.json"
+    scenario.write_text(json.dumps({"fail": "compile"}))  # the build runs and fails: gradlew was found
+    run = invoke_in(own_project, android, "build-apk", FAKE_GRADLE_SCENARIO=str(scenario))
+    assert run.returncode == 2, run.stdout + run.stderr
+    assert "Couldn't find 'gradlew'" not in run.stderr and "What went wrong" in own_project.record()["stages"][
+        "build"]["error"], run.stderr
+
+
+def test_help_after_a_task_is_the_tasks_help(one_flow: World) -> None:
+    for args in (("validate", "--help"), ("build-apk", "-h")):
+        shown = one_flow.invoke(*args)
+        assert shown.returncode == 0 and "Usage: inv[oke]" in shown.stdout, shown.stderr
+
+
 def test_paths_typed_on_the_command_line_are_the_current_folders(own_project: World) -> None:
     android = own_project.root / "android"
     (android / "flows").mkdir()

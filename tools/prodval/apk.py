@@ -428,7 +428,8 @@ def collapse_frames(text: str) -> str:
 def resolve_executable(plan: BuildPlan) -> Path:
     first = plan.argv[0]
     if os.sep in first:
-        candidate = Path(first) if Path(first).is_absolute() else plan.cwd / first
+        # absolute: from android/ the project folder is '.', and Path('.') / './gradlew' is 'gradlew' (a PATH lookup)
+        candidate = Path(first) if Path(first).is_absolute() else (plan.cwd / first).absolute()
         return find_tool(Path(first).name, [(relative_display(candidate), candidate)],
                          GRADLEW_HINT if plan.gradle else "set build.command to an executable that exists")
     return find_tool(first, [("PATH", first)], GRADLEW_HINT if plan.gradle else f"install {first}, or set build.command")

@@ -333,7 +333,8 @@ def core_flag_after_task(program: Any) -> ConfigError | None:
             current = word
             continue
         flag = word.split("=", 1)[0]
-        if current is None or not flag.startswith("-") or flag in contexts[current] or flag not in core_names:
+        if current is None or not flag.startswith("-") or flag in contexts[current] or flag not in core_names \
+                or flag in ("-h", "--help"):  # `invoke validate --help`: invoke shows the task's help
             continue
         long = next((f"--{a.name.replace('_', '-')}" for a in core if flag.lstrip("-") in a.names), flag)
         letters = sorted(f for f in contexts[current] if len(f) == 2)
