@@ -162,10 +162,7 @@ def _email(environ: Mapping[str, str], warnings: list[str], configured: bool) ->
     if port_text and not (port_text.isdigit() and 0 < int(port_text) < 65536):
         return Misconfigured("email", f"SMTP_PORT must be a port number, got {port_text!r}",
                              "set SMTP_PORT to e.g. 587 (starttls) or 465 (ssl)")
-    sender = environ.get("ALERT_EMAIL_FROM", "").strip()
-    if not sender:
-        return Misconfigured("email", "email is half configured: ALERT_EMAIL_FROM is not set",
-                             f"set ALERT_EMAIL_FROM to the sender address (email needs {_and(REQUIRED_VARS)})")
+    sender = environ.get("ALERT_EMAIL_FROM", "").strip()  # set: `configured` needs every REQUIRED_VARS
     recipients = tuple(r.strip() for r in to.split(",") if r.strip())
     return Email(host=host, port=int(port_text) if port_text else DEFAULT_PORT[security], security=security,
                  sender=sender, recipients=recipients, username=environ.get("SMTP_USERNAME", ""),

@@ -209,7 +209,7 @@ def simulated_mark(record: RunRecord) -> str:
 # the rest of each channel's settings).
 CHANNEL_VARS = {
     "slack": ("SLACK_WEBHOOK_URL",),
-    "email": ("SMTP_HOST", "ALERT_EMAIL_TO"),
+    "email": ("SMTP_HOST", "ALERT_EMAIL_TO", "ALERT_EMAIL_FROM"),
     "pagerduty": ("PAGERDUTY_ROUTING_KEY",),
     "github-status": ("GITHUB_TOKEN", "GITHUB_REPOSITORY"),
 }

@@ -17,11 +17,12 @@ from email.message import EmailMessage
 from email.utils import formatdate, make_msgid
 
 from ..errors import DeliveryFailed
+from ..results import CHANNEL_VARS
 from . import Delivery, RetryPolicy, Transient, is_loopback, with_retries
 from .message import Alert, html_body, text_body
 
 SECURITY = ("starttls", "ssl", "none")
-REQUIRED_VARS = ("SMTP_HOST", "ALERT_EMAIL_TO", "ALERT_EMAIL_FROM")  # email needs every one of them
+REQUIRED_VARS = CHANNEL_VARS["email"]  # email needs every one of them (the one rule: results.CHANNEL_VARS)
 OPTIONAL_VARS = ("SMTP_PORT", "SMTP_SECURITY", "SMTP_USERNAME", "SMTP_PASSWORD")
 DEFAULT_PORT = {"starttls": 587, "ssl": 465, "none": 25}
 
