@@ -293,6 +293,8 @@ def test_help_after_a_task_is_the_tasks_help(one_flow: World) -> None:
     for args in (("validate", "--help"), ("build-apk", "-h")):
         shown = one_flow.invoke(*args)
         assert shown.returncode == 0 and "Usage: inv[oke]" in shown.stdout, shown.stderr
+    # a repeatable flag says what it takes (invoke shows no value for it)
+    assert "KEY=VALUE (repeatable)" in " ".join(one_flow.invoke("validate", "--help").stdout.split())
 
 
 def test_paths_typed_on_the_command_line_are_the_current_folders(own_project: World) -> None:

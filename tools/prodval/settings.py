@@ -88,7 +88,9 @@ class Setting:
         """The flag's --help: the help, and the default unless the flag is a switch or there is none."""
         text = (self.help[:1].upper() + self.help[1:]).replace("`", "")
         default = self.shown_default().replace("`", "")
-        if self.switch or self.merge or default == "(none)":
+        if self.merge:  # invoke shows no value for a repeatable flag: say what it takes
+            return f"{self.metavar} (repeatable): {text}"
+        if self.switch or default == "(none)":
             return text
         if self.shown:  # words, not a value
             return f"{text} (default: {default.removeprefix('(').removesuffix(')')})"
@@ -561,8 +563,6 @@ class BuildSettings(Section):
 
 
 BUILD_SECTION = BuildSettings.SECTION
-BUILD_DEFAULTS: dict[str, Any] = defaults(BuildSettings)
-BUILD_INVOKE_DEFAULTS: dict[str, Any] = invoke_defaults(BuildSettings)
 
 
 def load_build(section: Mapping[str, Any], validation: Mapping[str, Any], cli: Mapping[str, Any],
@@ -748,8 +748,6 @@ class EmulatorSettings(Section):
 
 
 EMULATOR_SECTION = EmulatorSettings.SECTION
-EMULATOR_DEFAULTS: dict[str, Any] = defaults(EmulatorSettings)
-EMULATOR_INVOKE_DEFAULTS: dict[str, Any] = invoke_defaults(EmulatorSettings)
 
 
 def load_emulator(section: Mapping[str, Any], cli: Mapping[str, Any],
