@@ -80,8 +80,12 @@ def test_every_artifact_and_message_of_the_demo_says_simulated(
     run, results = demo
     record = json.loads((results / "results.json").read_text())
     assert record["job"]["simulated"] is True
-    assert "**SIMULATED: 1 of 4 flows failed against production**" in (results / "summary.md").read_text()
+    summary = (results / "summary.md").read_text()
+    assert summary.startswith("## SIMULATED: Production Validation: fail")
+    assert "**SIMULATED: 1 of 4 flows failed against production**" in summary
     page = (results / "report.html").read_text()
+    assert "<title>SIMULATED: Production Validation: fail" in page
+    assert "Notifying: SIMULATED: verdict FAIL" in run.stdout + run.stderr
     assert '<p class="headline">SIMULATED: 1 of 4 flows failed against production</p>' in page
     suite = ET.parse(results / "junit.xml").getroot().find("testsuite")
     assert suite is not None

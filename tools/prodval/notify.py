@@ -49,6 +49,7 @@ from .results import (
     deployed_commit,
     load_record,
     run_url,
+    simulated_mark,
     unwritten_record,
 )
 from .secrets import Redactor
@@ -284,7 +285,7 @@ def run_notify(settings: NotifySettings, environ: Mapping[str, str], console: Co
 
     verdict = record.verdict or Verdict.ERROR
     ctx = context(settings, environ, record)
-    console.step(f"Notifying: verdict {verdict.upper()} (run {record.runId})")
+    console.step(f"Notifying: {simulated_mark(record)}verdict {verdict.upper()} (run {record.runId})")
     if not channels:
         console.warning(f"no alert channel is configured ({NO_CHANNEL_FIX})", title="notify")
     needs_previous = verdict == Verdict.PASS and any(c.name in MESSAGE_CHANNELS for c in channels)

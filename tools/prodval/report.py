@@ -44,6 +44,7 @@ from .results import (
     headline,
     not_run_reason,
     order_flows,
+    simulated_mark,
 )
 
 OUTPUT_TAIL_LINES = 40
@@ -238,7 +239,7 @@ def render_report(record: RunRecord, results_dir: Path, redact: Callable[[str], 
         "style-src 'unsafe-inline'\">",
         '<meta name="viewport" content="width=device-width, initial-scale=1">',
         '<link rel="icon" href="data:,">',
-        f"<title>{esc(record.job.workflow)}: {esc(verdict)} · {esc(record.runId)}</title>",
+        f"<title>{esc(simulated_mark(record))}{esc(record.job.workflow)}: {esc(verdict)} · {esc(record.runId)}</title>",
         f"<style>{_CSS}</style>",
         "</head>",
         f'<body class="verdict-{esc(verdict)}">',

@@ -421,7 +421,7 @@ def _cell(text: str) -> str:
 
 
 def summary_markdown(record: RunRecord) -> str:
-    lines = [f"## {WORKFLOW_NAME}: {record.verdict or RUNNING}", "", f"**{_cell(headline(record))}**", ""]
+    lines = [f"## {simulated_mark(record)}{WORKFLOW_NAME}: {record.verdict or RUNNING}", "", f"**{_cell(headline(record))}**", ""]
     counts = record.counts()
     lines.append(" · ".join(f"{_ICONS[s]} {n} {STATUS_LABEL[s]}" for s, n in counts.items() if n))
     lines += ["", f"Run `{record.runId}`" + (f" · [workflow run]({record.job.url})" if record.job.url else "")
