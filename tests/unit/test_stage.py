@@ -16,13 +16,14 @@ from hypothesis import given
 from hypothesis import strategies as st
 from prodval import cli
 from prodval.alerts import message
-from prodval.alerts.message import AlertContext, Kind, build_alert
+from prodval.alerts.message import AlertContext, build_alert
 from prodval.apkcheck import check_flows_match_apk
 from prodval.apkfile import require_apk
 from prodval.console import Console
 from prodval.devices import Adb
 from prodval.errors import ConfigError, DeviceError, Interrupted
 from prodval.notify import configure_channels, context
+from prodval.outcomes import Kind
 from prodval.results import (
     CHANNEL_VARS,
     RECORD_NAME,

@@ -42,7 +42,7 @@ from invoke.program import Program
 from .cli import VERDICT_TASKS  # tasks whose step must end with a verdict output
 from .console import redacting_console, relative_display
 from .errors import EXIT_ERROR, ConfigError, Interrupted, ValidationError, signals_ignored, sigterm_raises
-from .outcomes import Status, Verdict
+from .outcomes import JobStatus, Status, Verdict
 from .results import (
     JUNIT_NAME,
     RECORD_NAME,
@@ -233,7 +233,7 @@ def finish_record(results_dir: Path, stage_name: str, error: ValidationError, en
         if flow.status == Status.NOT_RUN and not flow.errorSummary:
             flow.errorSummary = f"not run: {error.message.splitlines()[0]}"
     record.verdict = Verdict.ERROR
-    record.job.status, record.job.endTime = "failure", now
+    record.job.status, record.job.endTime = JobStatus.FAILURE, now
     record.job.startTime = record.job.startTime or now
     try:
         writer = RecordWriter(results_dir, redact)

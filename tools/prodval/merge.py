@@ -9,7 +9,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from .errors import ConfigError
-from .outcomes import Verdict
+from .outcomes import JobStatus, Verdict
 from .results import (
     RECORD_NAME,
     RUNNING,
@@ -46,7 +46,7 @@ def no_records(out_dir: Path, environ: Mapping[str, str]) -> RunRecord:
     # the deployed commit as the workflow passes it to invoke (notify.deployed_sha), else GITHUB_SHA
     job = job_from_env(environ, environ.get("INVOKE_NOTIFY_DEPLOYED_SHA"))
     job.startTime = job.endTime = now_iso()
-    job.status = "failure"
+    job.status = JobStatus.FAILURE
     record = RunRecord(runId=new_run_id(environ), job=job, verdict=Verdict.ERROR)
     record.environment.alertChannels = alert_channels(environ)
     record.stages[VALIDATE_STAGE] = Stage(Verdict.ERROR, job.startTime, job.endTime,
@@ -127,7 +127,7 @@ def merge(paths: list[Path], out_dir: Path, environ: Mapping[str, str] | None = 
     if errors and verdict == Verdict.PASS:
         verdict = Verdict.ERROR
     merged.verdict = validate.outcome = verdict
-    merged.job.status = "success" if verdict == Verdict.PASS else "failure"
+    merged.job.status = JobStatus.SUCCESS if verdict == Verdict.PASS else JobStatus.FAILURE
     return merged
 
 

@@ -31,13 +31,13 @@ from . import runlock
 from .alerts import Channel, Delivery, RetryPolicy
 from .alerts.email import DEFAULT_PORT, OPTIONAL_VARS, REQUIRED_VARS, SECURITY, Email
 from .alerts.github import CommitStatus, origin_repository, previous_verdict
-from .alerts.message import Alert, AlertContext, Kind, build_alert, make_test_alert, masked
+from .alerts.message import Alert, AlertContext, build_alert, make_test_alert, masked
 from .alerts.pagerduty import DEFAULT_EVENTS_URL, PagerDuty, dedup_key
 from .alerts.slack import Slack
 from .commands import die_with_parent
 from .console import Console, relative_display
 from .errors import DeliveryFailed, NotifyError
-from .outcomes import Verdict
+from .outcomes import Kind, Verdict
 from .results import (
     NOTIFY_STAGE,
     RECORD_NAME,

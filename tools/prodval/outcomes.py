@@ -1,7 +1,8 @@
-"""What a flow and a run can come to: the record's statuses and verdicts, one vocabulary for every layer.
+"""What a flow, a run and its alerts can come to: statuses, verdicts, job statuses and alert kinds, one
+vocabulary for every layer.
 
 `StrEnum`s, so the record's JSON holds the plain values (`"passed"`, `"fail"`); `results` builds the record
-from them, `maestro` classifies an attempt with them.
+from them, `maestro` classifies an attempt with them, `alerts` say them.
 """
 
 from __future__ import annotations
@@ -27,3 +28,21 @@ class Verdict(StrEnum):
     PASS = "pass"  # noqa: S105 (a verdict, not a password)
     FAIL = "fail"
     ERROR = "error"
+
+
+class Kind(StrEnum):
+    """What an alert says: the run's verdict, a recovery (a pass after a failed run), or a --test alert."""
+
+    FAIL = Verdict.FAIL.value
+    ERROR = Verdict.ERROR.value
+    RECOVERY = "recovery"
+    PASS = Verdict.PASS.value
+    TEST = "test"
+
+
+class JobStatus(StrEnum):
+    """The job's status in the record (GitHub's words): running until its stage ends."""
+
+    RUNNING = "running"
+    SUCCESS = "success"
+    FAILURE = "failure"

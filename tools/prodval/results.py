@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import EXIT_ERROR, EXIT_FAIL, EXIT_PASS, ConfigError
-from .outcomes import Status, Verdict
+from .outcomes import JobStatus, Kind, Status, Verdict
 from .runlock import note_run_id
 from .secrets import Redactor
 
@@ -33,7 +33,7 @@ SUMMARY_NAME = "summary.md"
 REPORT_NAME = "report.html"  # written by prodval.report, from the stage finisher (`stage.write_files`)
 
 
-RUNNING = "running"  # a stage's outcome, and the job's status, until it ends
+RUNNING = JobStatus.RUNNING.value  # a stage's outcome, and the job's status, until it ends
 BUILD_STAGE, VALIDATE_STAGE, NOTIFY_STAGE = "build", "validate", "notify"  # the record's stages
 FLOW_STATUSES: tuple[str, ...] = tuple(Status)
 # Failed and flaky flows first (summary, report): what a person came to see.
@@ -400,7 +400,7 @@ def _headline(record: RunRecord, kind: str | None, environment: str) -> str:
         if broken:
             return f"Validation could not run: {broken} of {total} flows hit infrastructure errors"
         return "Validation could not run: it did not finish"
-    if kind == "recovery":
+    if kind == Kind.RECOVERY:
         return f"Recovered: all {total} flows pass against {environment} again{flaky}"
     return f"All {total} flows passed against {environment}{flaky}"
 

@@ -22,7 +22,7 @@ from datetime import UTC, datetime
 
 from .console import MAX_ANNOTATIONS, Console, relative_display
 from .errors import Interrupted, ValidationError, sigterm_raises
-from .outcomes import Status, Verdict
+from .outcomes import JobStatus, Status, Verdict
 from .report import write_report
 from .results import (
     JUNIT_NAME,
@@ -118,7 +118,7 @@ def stage(writer: RecordWriter, name: str, console: Console, environ: Mapping[st
         entry.outcome = Verdict.ERROR if entry.error else Verdict.PASS
     if owned:
         record.job.endTime = entry.endTime
-        record.job.status = "success" if entry.outcome == Verdict.PASS else "failure"
+        record.job.status = JobStatus.SUCCESS if entry.outcome == Verdict.PASS else JobStatus.FAILURE
     if verdict is None:
         writer.save(record)
     elif paths is None:

@@ -24,9 +24,9 @@ from urllib.parse import urlsplit
 from .. import commands
 from ..console import Console
 from ..errors import CommandFailed, ToolNotFound
-from ..outcomes import Verdict
+from ..outcomes import Kind, Verdict
 from . import Delivery, RetryPolicy, check_url, request
-from .message import Alert, Kind, clip
+from .message import Alert, clip
 
 API_VERSION = "2022-11-28"
 MAX_DESCRIPTION = 140  # GitHub refuses longer descriptions with 422

@@ -13,21 +13,9 @@ import html
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
-from enum import StrEnum
 
-from ..outcomes import Status, Verdict
+from ..outcomes import Kind, Status
 from ..results import BROKEN, RunRecord, duration_text, headline, stage_error
-
-
-class Kind(StrEnum):
-    """What an alert says: the run's verdict, a recovery (a pass after a failed run), or a --test alert."""
-
-    FAIL = Verdict.FAIL.value
-    ERROR = Verdict.ERROR.value
-    RECOVERY = "recovery"
-    PASS = Verdict.PASS.value
-    TEST = "test"
-
 
 KINDS: tuple[str, ...] = tuple(Kind)
 TITLE_PREFIX: dict[str, str] = {kind: "RECOVERED" if kind == Kind.RECOVERY else kind.upper() for kind in Kind}

@@ -13,8 +13,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from ..outcomes import Kind
 from . import Delivery, RetryPolicy, check_url, request
-from .message import Alert, FlowLine, Kind, clip, take
+from .message import Alert, FlowLine, clip, take
 
 DEFAULT_EVENTS_URL = "https://events.pagerduty.com/v2/enqueue"
 MAX_SUMMARY = 1024

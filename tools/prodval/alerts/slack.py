@@ -14,8 +14,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..errors import DeliveryFailed
+from ..outcomes import Kind
 from . import Delivery, RetryPolicy, check_url, request
-from .message import Alert, Fact, FlowLine, Kind, clip, take
+from .message import Alert, Fact, FlowLine, clip, take
 
 MAX_BLOCKS = 50
 MAX_SECTION_TEXT = 3000
