@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
@@ -166,3 +167,25 @@ def test_redactor_masks_secret_env_and_flow_variables() -> None:
                                {"LOGIN_PASSWORD": "hunter2!", "USER": "bob"})
     text = redact("post https://hooks.slack.test/T000/B000/XXXX with hunter2! as bob from /root")
     assert text == "post *** with *** as bob from /root"
+
+
+def test_the_defaults_invoke_yaml_shows_in_comments_are_the_declared_ones() -> None:
+    """invoke.yaml's commented `# key: value` lines show defaults (settings declared once, issue 14); a line
+    whose own comment says 'default ...' or 'e.g.' describes one instead."""
+    import yaml
+    from prodval.settings import SECTIONS, defaults
+
+    declared = {cls.SECTION: defaults(cls) for cls in SECTIONS}
+    section, shown = "", 0
+    for line in (Path(__file__).resolve().parents[2] / "invoke.yaml").read_text().splitlines():
+        if re.match(r"^[a-z_]+:", line):
+            section = line.split(":")[0]
+        found = re.match(r"^  # ([a-z_]+): (.*?)(\s+#\s*(.*))?$", line)
+        if not found or section not in declared or found[1] not in declared[section]:
+            continue
+        if found[4] and ("default" in found[4] or found[4].startswith("e.g.")):
+            continue
+        value, default = yaml.safe_load(found[2]), declared[section][found[1]]
+        assert str(value if value is not None else "") == str(default), (section, found[1], value, default)
+        shown += 1
+    assert shown >= 10
