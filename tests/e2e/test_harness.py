@@ -6,6 +6,7 @@ import os
 import signal
 import subprocess
 import sys
+from pathlib import Path
 
 from conftest import MARKER_VAR, alive, leftovers
 
@@ -23,8 +24,13 @@ def test_a_process_a_test_started_is_found_by_its_marker_and_not_after_it_is_gon
 
 
 def test_a_child_starts_with_sigint_at_its_default_even_when_the_suite_ignores_it() -> None:
-    # a suite started in the background inherits SIGINT ignored; tests/conftest.py installs a handler instead
-    assert signal.getsignal(signal.SIGINT) is not signal.SIG_IGN
-    shown = subprocess.run([sys.executable, "-c", "import signal; print(signal.getsignal(signal.SIGINT))"],
-                           capture_output=True, text=True, check=True).stdout
-    assert "default_int_handler" in shown
+    """A suite started in the background inherits SIGINT ignored; tests/conftest.py installs a handler instead,
+    so what a test starts gets SIGINT at its default. Checked in a process that starts with SIGINT ignored and
+    loads conftest.py, as such a suite does."""
+    tests = Path(__file__).resolve().parents[1]
+    grandchild = "import signal; print(signal.getsignal(signal.SIGINT))"
+    code = (f"import subprocess, sys; sys.path.insert(0, {str(tests)!r}); import conftest; "
+            f"print(subprocess.run([sys.executable, '-c', {grandchild!r}], capture_output=True, text=True).stdout)")
+    shown = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60,
+                           preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN)).stdout
+    assert "default_int_handler" in shown, shown
