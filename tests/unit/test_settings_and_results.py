@@ -189,3 +189,15 @@ def test_the_defaults_invoke_yaml_shows_in_comments_are_the_declared_ones() -> N
         assert str(value if value is not None else "") == str(default), (section, found[1], value, default)
         shown += 1
     assert shown >= 10
+
+
+def test_a_what_went_wrong_block_cut_off_at_the_end_of_stdout_does_not_swallow_stderr(tmp_path: Path) -> None:
+    from prodval.apk import gradle_failure
+
+    out, err = tmp_path / "stdout.txt", tmp_path / "stderr.txt"
+    out.write_text("FAILURE: Build failed with an exception.\n\n* What went wrong:\nExecution failed for task ':app:x'.\n")
+    err.write_text('Exception in thread "main" java.net.UnknownHostException: services.gradle.org\n'
+                   "\tat java.base/java.net.Socket.connect(Socket.java:1)\n")
+    found = gradle_failure(out, err)
+    assert found.what_went_wrong == ("Execution failed for task ':app:x'.",)
+    assert found.exception == "java.net.UnknownHostException: services.gradle.org"
