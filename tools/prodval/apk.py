@@ -284,7 +284,6 @@ def build_errors(*logs: Path, limit: int = 10) -> list[str]:
     read line by line: they sit in the middle of a long build's output."""
     found: list[str] = []
     for log in logs:
-        in_block = False  # a block cut off at the end of one log does not swallow the next log's lines
         with open(log, encoding="utf-8", errors="replace") as fh:
             found += [line.rstrip() for line in fh if _COMPILER_ERROR.match(line)][:limit - len(found)]
     return found
