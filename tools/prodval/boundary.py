@@ -66,7 +66,6 @@ from .results import (
 from .secrets import Redactor
 from .settings import (
     BUILD_SECTION,
-    DEFAULTS,
     EMULATOR_SECTION,
     NOTIFY_INVOKE_DEFAULTS,
     NOTIFY_SECTION,
@@ -74,16 +73,16 @@ from .settings import (
     SECTIONS,
     NotifySettings,
     Settings,
+    configured_deployed_sha,
     env_layer,
-    project_base,
     project_root,
+    results_folder,
 )
 from .settings import declarations as cls_declarations
 
 # Tasks that write the run record, and the record's stage each one owns.
 RECORD_STAGES = {"build-apk": "build", "validate": "validate", "merge-results": "validate", "notify": "notify"}
 DEBUG_VAR = "PRODVAL_DEBUG"
-DEFAULT_RESULTS_DIR = str(DEFAULTS["results_dir"])  # the one declared in settings.py
 
 
 def debugging(environ: Mapping[str, str]) -> bool:
@@ -537,16 +536,14 @@ def _invoke_failed(error: ConfigError, argv: Sequence[str], task_names: Sequence
         after_task = list(argv)[next((i for i, w in enumerate(argv) if w in task_names), len(argv)):]  # -r before
         # the first task is invoke's --search-root
         given = _flag(argv, "--results-dir") or _flag(after_task, "-r")
-        results_dir = Path(given or str(validation.get("results_dir") or DEFAULT_RESULTS_DIR))
-        base = None if given else project_base(root)  # configured: from the project root, as the tasks do
-        results_dir = Path(os.path.relpath(base / results_dir)) if base is not None else results_dir
+        results_dir = results_folder(given, validation.get("results_dir"), root)
         validation["results_dir"] = str(results_dir)
-        deployed = notify_section.get("deployed_sha")
+        deployed = configured_deployed_sha(notify_section)
         console = redacting_console(environ)
         note = ""
         verdict_step = any(t in VERDICT_TASKS for t in tasks)
         if verdict_step:
-            note = finish_record(results_dir, "config", error, environ, None if deployed is None else str(deployed),
+            note = finish_record(results_dir, "config", error, environ, deployed,
                                  new=True)
         console.error(str(error) + note, title="invoke")
         if verdict_step:
@@ -564,7 +561,7 @@ def _invoke_failed(error: ConfigError, argv: Sequence[str], task_names: Sequence
         with contextlib.suppress(Exit):
             run_task("notify", lambda: cli.notify({SECTION: validation, NOTIFY_SECTION: notify_section}, flags),
                      results_dir=results_dir,
-                     deployed_sha=None if deployed is None else str(deployed))
+                     deployed_sha=deployed)
     raise Exit(code=EXIT_ERROR)
 
 

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -24,9 +23,9 @@ from invoke.exceptions import Exit, UnexpectedExit
 from invoke.executor import Executor
 from invoke.parser.context import ParserContext
 
-from .boundary import DEFAULT_RESULTS_DIR, _invoke_failed, _sections, run_task
+from .boundary import _invoke_failed, _sections, run_task
 from .errors import ConfigError
-from .settings import NOTIFY_SECTION, SECTION, project_base, project_root, task_flags
+from .settings import NOTIFY_SECTION, SECTION, configured_deployed_sha, project_root, results_folder, task_flags
 
 Task = str | tuple[str, dict[str, Any]] | ParserContext
 
@@ -84,18 +83,14 @@ class ChainExecutor(Executor):
     def _results_dir(self, task: Task) -> Path:
         """Where the task's run record is: its --results-dir, else validation.results_dir."""
         given = task.args["results-dir"].value if isinstance(task, ParserContext) and "results-dir" in task.args else None
-        if given:
-            return Path(str(given))  # typed: from the current folder
+        configured = None
         with contextlib.suppress(Exception):
-            given = self.config.get(SECTION, {}).get("results_dir")
-        base = project_base(project_root(self.config))  # configured: from the project root, as the task does
-        folder = Path(str(given or DEFAULT_RESULTS_DIR))
-        return Path(os.path.relpath(base / folder)) if base else folder
+            configured = self.config.get(SECTION, {}).get("results_dir")
+        return results_folder(given, configured, project_root(self.config))
 
     def _deployed_sha(self) -> str | None:
         with contextlib.suppress(Exception):
-            value = (self.config.get(NOTIFY_SECTION) or {}).get("deployed_sha")
-            return None if value is None else str(value)
+            return configured_deployed_sha(self.config.get(NOTIFY_SECTION))
         return None
 
 

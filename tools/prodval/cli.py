@@ -33,6 +33,7 @@ from .settings import (
     EmulatorSettings,
     NotifySettings,
     Settings,
+    configured_deployed_sha,
     load,
     load_build,
     load_emulator,
@@ -90,8 +91,7 @@ class Call:
     @property
     def deployed_sha(self) -> str | None:
         """notify.deployed_sha (invoke.yaml or INVOKE_NOTIFY_DEPLOYED_SHA): the commit every stage records."""
-        value = self.section(NOTIFY_SECTION).get("deployed_sha")
-        return None if value is None else str(value)
+        return configured_deployed_sha(self.section(NOTIFY_SECTION))
 
     def holding(self, folder: Path, *, required: bool = True) -> contextlib.AbstractContextManager[Any]:
         """The results folder, for this task alone (FolderInUse when another run holds it)."""

@@ -168,6 +168,24 @@ def project_root(config: Any) -> Path | None:
     return Path(prefix) if isinstance(prefix, str) and prefix else None
 
 
+def results_folder(given: Any, configured: Any, root: Path | None) -> Path:
+    """The results folder before the settings are loaded (the chain's boundary, invoke's own errors), as the
+    tasks resolve it: a typed --results-dir from the current folder, else validation.results_dir (or its
+    default) from the project root."""
+    if given:
+        return Path(str(given))
+    folder = Path(str(configured or DEFAULTS["results_dir"]))
+    base = project_base(root)
+    return Path(os.path.relpath(base / folder)) if base is not None else folder
+
+
+def configured_deployed_sha(notify_section: Mapping[str, Any] | None) -> str | None:
+    """notify.deployed_sha as configured (invoke.yaml or INVOKE_NOTIFY_DEPLOYED_SHA): the commit every stage
+    records (`results.deployed_commit` falls back to GITHUB_SHA)."""
+    value = (notify_section or {}).get("deployed_sha")
+    return None if value is None else str(value)
+
+
 def project_base(root: Path | None) -> Path | None:
     """Where the configuration's relative paths resolve from, when not from the current folder: the project root
     (the folder of tasks.py and invoke.yaml) when the current folder is below it. None (the current folder) when
