@@ -199,13 +199,14 @@ def test_a_bad_setting_of_validate_is_recorded_so_notify_never_reports_the_last_
     record must say error (and the gate's output too), or notify would alert about the old pass."""
     first = project.invoke("validate", "--retries", "0")
     assert first.returncode == 0 and project.record()["verdict"] == "pass", first.stderr
+    first_run = project.record()["runId"]
     output = project.root / "github-output"
     chain = project.invoke("validate", "--retries", "abc", "notify", "--on", "always",
                            GITHUB_ACTIONS="true", GITHUB_OUTPUT=str(output))
     assert chain.returncode == 2, chain.stdout + chain.stderr
     record = project.record()
-    assert record["verdict"] == "error"
-    assert "validation.retries" in record["stages"]["validate"]["error"]
+    assert record["verdict"] == "error" and record["runId"] != first_run  # its own record, not the last run's
+    assert record["flows"] == [] and "validation.retries" in record["stages"]["validate"]["error"]
     assert "verdict=error" in output.read_text() and "verdict=pass" not in output.read_text()
     [post] = posts(http)[-1:]
     assert "PASS" not in json.dumps(post) and "ERROR" in json.dumps(post), post

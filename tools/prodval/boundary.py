@@ -42,9 +42,10 @@ from invoke.program import Program
 from .cli import VERDICT_TASKS  # tasks whose step must end with a verdict output
 from .console import redacting_console, relative_display
 from .errors import EXIT_ERROR, ConfigError, Interrupted, ValidationError, signals_ignored, sigterm_raises
-from .outcomes import JobStatus, Status, Verdict
+from .outcomes import JobStatus, Verdict
 from .results import (
     JUNIT_NAME,
+    NOTIFY_STAGE,
     RECORD_NAME,
     REPORT_NAME,
     RUNNING,
@@ -60,6 +61,7 @@ from .results import (
     keep_unwritten,
     load_record,
     now_iso,
+    say_why_not_run,
     summary_markdown,
     unwritten_record,
 )
@@ -220,6 +222,9 @@ def finish_record(results_dir: Path, stage_name: str, error: ValidationError, en
             record = load_record(results_dir / RECORD_NAME)
         except RecordUnreadable:  # not a folder, a loop, corrupt: nothing to continue, a new record says why
             record = None
+        if record is not None and stage_name != NOTIFY_STAGE and record.runId != new_run_id(environ):
+            # an older run's record: this run's error is its own record (notify only reports on the run it finds)
+            record, new = None, True
     if record is None:
         record = RunRecord(runId=new_run_id(environ), job=job_from_env(environ, deployed_sha))
         record.environment.alertChannels = alert_channels(environ)
@@ -228,9 +233,7 @@ def finish_record(results_dir: Path, stage_name: str, error: ValidationError, en
     stage.outcome, stage.endTime = Verdict.ERROR, now
     stage.error = f"{stage.error}\n{cause}" if stage.error and cause not in stage.error else cause
     record.stages[stage_name] = stage
-    for flow in record.flows:
-        if flow.status == Status.NOT_RUN and not flow.errorSummary:
-            flow.errorSummary = f"not run: {error.message.splitlines()[0]}"
+    say_why_not_run(record, error.message)
     record.verdict = Verdict.ERROR
     record.job.status, record.job.endTime = JobStatus.FAILURE, now
     record.job.startTime = record.job.startTime or now

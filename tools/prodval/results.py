@@ -348,6 +348,14 @@ def order_flows(flows: Sequence[FlowResult]) -> list[FlowResult]:
 NOT_RUN_PREFIX = "not run: "  # how a flow that never started says why, in its errorSummary
 
 
+def say_why_not_run(record: RunRecord, cause: str) -> None:
+    """The flows that never started (and say nothing yet) did not because of `cause` (its first line): the one
+    place a stopped stage (stage.py) or a stopped task (boundary.py) writes it."""
+    for flow in record.flows:
+        if flow.status == Status.NOT_RUN and not flow.errorSummary:
+            flow.errorSummary = NOT_RUN_PREFIX + (cause.splitlines() or [""])[0]
+
+
 def not_run_reason(flow: FlowResult) -> str:
     """Why a flow did not run, without the "not run: " of its errorSummary: every view that shows it beside
     the status (`not_run`) says "not run" once."""

@@ -38,6 +38,7 @@ from .results import (
     not_run_groups,
     not_run_line,
     now_iso,
+    say_why_not_run,
     start_new_record,
     start_record,
     summary_markdown,
@@ -107,9 +108,7 @@ def stage(writer: RecordWriter, name: str, console: Console, environ: Mapping[st
             raise
         entry.error = str(exc)
         console.error(str(exc), title=f"{title or name} stopped ({exc.stage})")
-        for flow in record.flows:
-            if flow.status == Status.NOT_RUN and not flow.errorSummary:
-                flow.errorSummary = f"not run: {exc.message.splitlines()[0]}"
+        say_why_not_run(record, exc.message)
     entry.endTime = now_iso()
     verdict = decide(record, entry)
     if verdict is not None:
