@@ -16,7 +16,8 @@ from invoke.config import Config
 from invoke.exceptions import Exit
 from prodval import cli
 from prodval.boundary import run_task
-from prodval.errors import ConfigError
+from prodval.errors import ConfigError, Interrupted
+from prodval.runlock import FolderInUse
 from prodval.settings import (
     SECTIONS,
     BuildSettings,
@@ -221,24 +222,35 @@ def test_every_task_reports_a_bad_setting_once_with_secrets_masked(task: str, ca
     assert f"title={task} stopped::" in text if task in cli.VERDICT_TASKS else f"title={task}::" in text
 
 
-def test_errors_inside_the_stage_are_left_to_the_chain_boundary(capsys: pytest.CaptureFixture[str]) -> None:
-    """Before the stage: a message and the exit code. Inside `call.recorded()`: raised, for boundary.run_task
-    to record."""
-    def before(call: cli.Call) -> int:
-        raise ConfigError("bad before the stage", fix="fix it")
+def test_what_the_chain_boundary_records_is_raised_the_rest_is_a_message(capsys: pytest.CaptureFixture[str],
+                                                                           tmp_path: Path) -> None:
+    """A task's own error is a message and its exit code; a signal, and any error of a task that decides a
+    verdict (but another run's folder lock), is raised for boundary.run_task to record."""
+    def bad(call: cli.Call) -> int:
+        raise ConfigError("bad setting", fix="fix it")
 
-    def inside(call: cli.Call) -> int:
-        with call.recorded():
-            raise ConfigError("bad inside the stage")
+    def interrupted(call: cli.Call) -> int:
+        raise Interrupted("SIGTERM")
+
+    def locked(call: cli.Call) -> int:
+        raise FolderInUse("another run holds the folder", fix="wait")
 
     try:
-        assert cli.entry("test-before")(before)({}, {}, {}) == 2
-        assert "bad before the stage\n  fix: fix it" in capsys.readouterr().err
-        with pytest.raises(ConfigError, match="bad inside the stage"):
-            cli.entry("test-inside")(inside)({}, {}, {})
+        assert cli.entry("test-bad")(bad)({}, {}, {}) == 2
+        assert "bad setting\n  fix: fix it" in capsys.readouterr().err
+        with pytest.raises(Interrupted):
+            cli.entry("test-interrupted")(interrupted)({}, {}, {})
     finally:
-        cli.TASKS.pop("test-before", None)
-        cli.TASKS.pop("test-inside", None)
+        cli.TASKS.pop("test-bad", None)
+        cli.TASKS.pop("test-interrupted", None)
+    saved = cli.TASKS["validate"]
+    try:
+        with pytest.raises(ConfigError, match="bad setting"):
+            cli.entry("validate")(bad)({}, {}, {})
+        assert cli.entry("validate")(locked)({}, {}, {}) == 2
+        assert "another run holds the folder" in capsys.readouterr().err
+    finally:
+        cli.TASKS["validate"] = saved
 
 
 def test_a_bad_invoke_variable_over_an_invoke_yaml_value_is_a_setting_error(world: World) -> None:

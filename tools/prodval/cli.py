@@ -2,10 +2,10 @@
 
 Each task here is a function of one `Call` (its name, the invoke configuration, its flags, the environment
 and a console that masks secrets), wrapped by `entry`, the one place where a `ValidationError` becomes a
-message and an exit code. That covers what a task finds before its stage runs: a bad setting, a results folder
-another run holds, a missing record or tool. Inside `with call.recorded():` the error is the stage's: it
-escapes to `boundary.run_task` (the chain's boundary, around every task), which finishes the run record with
-it, as it does with anything else that escapes (a bug, a full disk, a signal). So a task is called as
+message and an exit code, except what the chain's boundary (`boundary.run_task`, around every task) must
+record: a signal, and whatever stops a task that decides a verdict (`VERDICT_TASKS`), a bad setting before its
+stage included; run_task finishes the run record with it, as it does with anything else that escapes (a bug, a
+full disk). So a task is called as
 
     cli.TASKS["validate"](c.config, {"retries": "2", ...})    # or cli.validate(...): exit code 0, 1 or 2
 """
@@ -15,7 +15,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import os
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -56,7 +56,6 @@ class Call:
     flags: Mapping[str, Any]
     environ: Mapping[str, str]
     console: Console
-    recording: bool = False  # inside the stage: its errors are the boundary's to record
 
     def section(self, name: str) -> Mapping[str, Any]:
         """A section of the configuration as invoke merged it (invoke.yaml < INVOKE_<SECTION>_*)."""
@@ -97,13 +96,6 @@ class Call:
         """The results folder, for this task alone (FolderInUse when another run holds it)."""
         return hold_folder(folder, self.name, required=required)
 
-    @contextlib.contextmanager
-    def recorded(self) -> Iterator[None]:
-        """The stage itself: an error from here on is left to `boundary.run_task`, which records it."""
-        self.recording = True
-        yield
-        self.recording = False
-
 
 def exit_code(record: RunRecord, stage: str) -> int:
     """A stage's outcome as the exit code (only here): its verdict's (0 pass, 1 fail, 2 error)."""
@@ -121,9 +113,9 @@ VERDICT_TASKS = ("build-apk", "validate", "merge-results")
 
 
 def entry(name: str) -> Callable[[Callable[[Call], int]], Task]:
-    """The one error boundary of a task's own: a `ValidationError` is one message and its exit code. For the
-    tasks that decide a verdict it is raised instead, for the chain's boundary to record, unless the results
-    folder is another run's (FolderInUse: that run's record is not ours to touch)."""
+    """The one error boundary of a task's own: a `ValidationError` is one message and its exit code. A signal,
+    and for the tasks that decide a verdict any error, is raised instead, for the chain's boundary to record;
+    not a results folder another run holds (FolderInUse: that run's record is not ours to touch)."""
 
     def wrap(body: Callable[[Call], int]) -> Task:
         @functools.wraps(body)
@@ -134,8 +126,8 @@ def entry(name: str) -> Callable[[Callable[[Call], int]], Task]:
             try:
                 return body(call)
             except ValidationError as exc:
-                if call.recording or (name in VERDICT_TASKS and not isinstance(exc, FolderInUse)):
-                    raise
+                if isinstance(exc, Interrupted) or (name in VERDICT_TASKS and not isinstance(exc, FolderInUse)):
+                    raise  # boundary.run_task records it
                 call.console.error(str(exc), title=name)
                 return exc.exit_code
 
@@ -151,7 +143,7 @@ def validate(call: Call) -> int:
 
     settings = call.validation()
     emulators = call.emulator()
-    with call.holding(settings.results_dir), call.recorded():
+    with call.holding(settings.results_dir):
         record = run_validation(settings, call.environ, call.console, emulators, deployed_sha=call.deployed_sha)
     return exit_code(record, "validate")
 
@@ -170,14 +162,13 @@ def merge_results(call: Call) -> int:
         console.step(f"Merging {len(paths)} shard record(s) into {settings.results_dir}")
         merged = merge(paths, settings.results_dir)
         note_run_id(settings.results_dir, merged.runId)
-        with call.recorded():
-            writer = RecordWriter(settings.results_dir, console.redact)
-            repo_paths = merged.environment.maestroFlowPaths
-            finish(merged, writer, console, {
-                f.flowFileName: next((p for p in repo_paths if p == f.flowFileName or p.endswith("/" + f.flowFileName)),
-                                     f.flowFileName)
-                for f in merged.flows
-            })
+        writer = RecordWriter(settings.results_dir, console.redact)
+        repo_paths = merged.environment.maestroFlowPaths
+        finish(merged, writer, console, {
+            f.flowFileName: next((p for p in repo_paths if p == f.flowFileName or p.endswith("/" + f.flowFileName)),
+                                 f.flowFileName)
+            for f in merged.flows
+        })
     return exit_code(merged, "validate")
 
 
@@ -238,7 +229,7 @@ def build_apk(call: Call) -> int:
     """`invoke build-apk`: a new run record with the build stage; 0, or 2 when the build failed."""
     from .apk import run_build
     settings = call.build()
-    with call.holding(settings.results_dir), call.recorded():
+    with call.holding(settings.results_dir):
         # SIGTERM raises Interrupted inside run_build's stage, which records it
         record = run_build(settings, call.environ, call.console, deployed_sha=call.deployed_sha)
     return exit_code(record, "build")
@@ -252,13 +243,8 @@ def notify(call: Call) -> int:
 
     settings = call.notify()
     # never alert on a run still writing its record; a folder that takes no lock file still alerts
-    try:
-        with call.holding(settings.results_dir, required=False):
-            notified = run_notify(settings, call.environ, call.console)
-    except Interrupted:
-        with call.recorded():  # the boundary (boundary.run_task) says which task it stopped and records it
-            raise
-    # other errors (the folder in use, no run record or a corrupt one, --test without channels) are entry's
+    with call.holding(settings.results_dir, required=False):
+        notified = run_notify(settings, call.environ, call.console)
     return EXIT_ERROR if notified.test and not notified.delivered else EXIT_PASS
 
 
