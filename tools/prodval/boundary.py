@@ -276,8 +276,8 @@ def install_invoke_hooks(task_names: Sequence[str]) -> None:
         except ParseError as exc:
             error = usage_error(exc, names)
         if error is not None:
-            config = _sections(self.config)
-            _invoke_failed(error, self.argv[1:], names, config, parser=lambda argv: _parse_notify(self, argv),
+            config = config_sections(self.config)
+            invoke_failed(error, self.argv[1:], names, config, parser=lambda argv: _parse_notify(self, argv),
                            root=project_root(self.config))
 
     Program.parse_tasks = checked_parse_tasks  # type: ignore[method-assign]
@@ -294,7 +294,7 @@ def install_invoke_hooks(task_names: Sequence[str]) -> None:
             except Exception as exc:  # the YAML error types are invoke's vendored ones or PyYAML's
                 problem = _config_error(self, _which, exc)
             if problem is not None:
-                _invoke_failed(problem, sys.argv[1:], list(task_names), {}, parser=None, root=project_root(self))
+                invoke_failed(problem, sys.argv[1:], list(task_names), {}, parser=None, root=project_root(self))
 
         setattr(Config, method, checked_load)
 
@@ -506,7 +506,7 @@ def _non_string_key(data: Any, keys: tuple[str, ...]) -> tuple[tuple[str, ...], 
     return None
 
 
-def _sections(config: Any) -> dict[str, dict[str, Any]]:
+def config_sections(config: Any) -> dict[str, dict[str, Any]]:
     sections: dict[str, dict[str, Any]] = {}
     for name in (SECTION, NOTIFY_SECTION):
         with contextlib.suppress(Exception):
@@ -522,7 +522,7 @@ def _parse_notify(program: Any, argv: list[str]) -> dict[str, Any]:
     return dict(parsed[0].as_kwargs) if parsed else {}
 
 
-def _invoke_failed(error: ConfigError, argv: Sequence[str], task_names: Sequence[str],
+def invoke_failed(error: ConfigError, argv: Sequence[str], task_names: Sequence[str],
                    config: Mapping[str, Mapping[str, Any]], parser: Callable[[list[str]], dict[str, Any]] | None,
                    root: Path | None = None) -> None:
     """Invoke could not start the tasks: message, record, verdict output; then `notify` when asked for. Exit 2."""

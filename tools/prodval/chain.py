@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +24,7 @@ from invoke.exceptions import Exit, UnexpectedExit
 from invoke.executor import Executor
 from invoke.parser.context import ParserContext
 
-from .boundary import _invoke_failed, _sections, run_task
+from .boundary import config_sections, invoke_failed, run_task
 from .errors import ConfigError
 from .settings import NOTIFY_SECTION, SECTION, configured_deployed_sha, project_root, results_folder, task_flags
 
@@ -76,7 +77,7 @@ class ChainExecutor(Executor):
         """The chain does not start: one message, the record and the verdict output say `error`, `notify` runs."""
         names = [str(c.name) for c in contexts]
         notify = next((c for c in contexts if c.name == "notify"), None)
-        _invoke_failed(error, sys.argv[1:], names, _sections(self.config),
+        invoke_failed(error, sys.argv[1:], names, config_sections(self.config),
                        parser=lambda argv: dict(notify.as_kwargs) if notify is not None else {},
                        root=project_root(self.config))
 
@@ -94,7 +95,8 @@ class ChainExecutor(Executor):
         return None
 
 
-def share_flags(contexts: list[ParserContext], refuse: Any) -> list[str]:
+def share_flags(contexts: list[ParserContext],
+                refuse: Callable[[ConfigError, list[ParserContext]], None]) -> list[str]:
     """A setting's flag given once in a chain applies to every task of the chain that takes it.
 
     Invoke gives a flag to the task it follows only: `invoke build-apk validate notify --results-dir X` sent only
