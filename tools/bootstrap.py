@@ -44,8 +44,10 @@ def missing_venv_support() -> str:
 
 
 def stamp_text() -> str:
+    """What .venv holds: nox's pin and the package's pyproject.toml. Not the Python running this: .venv keeps the
+    interpreter it was made with (one that is gone makes it anew), whichever python3 runs this command."""
     pyproject = (ROOT / "tools" / "pyproject.toml").read_bytes()
-    return f"{NOX}\n{hashlib.sha256(pyproject).hexdigest()}\n{sys.version_info[:2]}\n"
+    return f"{NOX}\n{hashlib.sha256(pyproject).hexdigest()}\n"
 
 
 class CannotBootstrap(Exception):
