@@ -50,8 +50,8 @@ class Channel(Protocol):
 
     def check(self) -> None:
         """Raise DeliveryFailed for what `send` refuses before it sends anything (a plain-http URL, credentials
-        over an unencrypted connection, a half-set channel): `send` calls it first, and so does --dry-run,
-        so a dry run accepts only what a real send would."""
+        over an unencrypted connection, a half-set channel), with the words `send` uses (`request` checks every
+        URL with the same `check_url`): --dry-run calls it, so a dry run accepts only what a real send would."""
         ...
 
     def send(self, alert: Alert, policy: RetryPolicy) -> Delivery:

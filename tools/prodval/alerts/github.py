@@ -115,7 +115,6 @@ class CommitStatus:
         check_url(self.api_url, "GITHUB_API_URL")
 
     def send(self, alert: Alert, policy: RetryPolicy) -> Delivery:
-        self.check()
         url = f"{self.api_url.rstrip('/')}/repos/{self.repository}/statuses/{self.sha}"
         body = self.body(alert)
         answer = request("POST", url, what="GitHub commit status API", policy=policy, payload=body,

@@ -106,7 +106,6 @@ class PagerDuty:
         check_url(self.events_url, "PAGERDUTY_EVENTS_URL")
 
     def send(self, alert: Alert, policy: RetryPolicy) -> Delivery:
-        self.check()
         attempts = 0
         actions = []
         status = None

@@ -132,7 +132,6 @@ class Slack:
         check_url(self.webhook_url, "SLACK_WEBHOOK_URL")
 
     def send(self, alert: Alert, policy: RetryPolicy) -> Delivery:
-        self.check()
         answer = request("POST", self.webhook_url, what="Slack webhook", policy=policy, payload=payload(alert),
                          explain=explain, setting="SLACK_WEBHOOK_URL", ok_statuses=(200,))
         if answer.body.strip() != "ok":  # Slack answers `ok`; a 200 with anything else is not Slack
