@@ -205,10 +205,12 @@ class History:
 
     # ---- writing --------------------------------------------------------------------------------------------
 
-    def append(self, record: RunRecord) -> None:
+    def append(self, record: RunRecord, *, redact: Callable[[str], str] | None = None) -> None:
         """Store the run and its flows in one transaction, replacing an earlier copy of the same runId (a
-        GitHub re-run must not count twice), then keep only the `keep` newest runs."""
+        GitHub re-run must not count twice), then keep only the `keep` newest runs. `redact` masks what
+        tools said (the errorSummary), as results.json is masked."""
         apk = record.apk or {}
+        mask = redact or (lambda text: text)
         with self._write() as db:
             old = [row[0] for row in db.execute("SELECT seq FROM runs WHERE run_id = ?", (record.runId,))]
             for seq in old:
@@ -224,7 +226,7 @@ class History:
             db.executemany(
                 "INSERT OR REPLACE INTO flows (seq, flow, name, status, attempts, duration, device, error_summary, "
                 "quarantined) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                [(seq, f.flowFileName, f.name, f.status, len(f.attempts), f.duration, f.device, f.errorSummary,
+                [(seq, f.flowFileName, f.name, f.status, len(f.attempts), f.duration, f.device, mask(f.errorSummary),
                   int(bool(getattr(f, "quarantined", False)))) for f in record.flows])
             row = db.execute("SELECT seq FROM runs ORDER BY seq DESC LIMIT 1 OFFSET ?", (self.keep - 1,)).fetchone()
             if row is not None:
@@ -499,7 +501,7 @@ def remember(record: RunRecord, settings: HistorySettings, warn: Callable[[str],
         try:
             history = History.open(settings.path, once, keep=settings.keep, busy_timeout=busy_timeout)
             annotate(record, history, settings)
-            history.append(RunRecord.from_json(redact.mask_tree(record.to_json())) if redact else record)
+            history.append(record, redact=redact)
             return
         except HistoryUnusable as exc:
             problem = f"history not kept: {exc.message}"
