@@ -150,7 +150,7 @@ class History:
         self.path = path
         self.connection = connection
         self.keep = keep
-        self.note = note  # what happened on opening ("history unreadable: set aside as X; started fresh")
+        self.note = note  # what happened on opening ("<path> is corrupt (...): set aside as X; started fresh")
 
     # ---- opening ------------------------------------------------------------------------------------------
 
@@ -178,8 +178,8 @@ class History:
         except OSError as exc:
             raise HistoryUnusable(f"{problem.message}, and it cannot be set aside: {exc.strerror or exc}",
                                   fix=f"remove {path} (a new one is started)") from None
-        note = f"history {problem.reason.split('-')[0]}: {problem.message}; set aside as {aside.name}; started fresh"
-        warn(f"{note} (the old runs are in {aside})")
+        note = f"{problem.message}: set aside as {aside.name}; started fresh"
+        warn(note)
         return cls(path, _connect(path, busy_timeout), keep=keep, note=note)
 
     def close(self) -> None:
@@ -502,6 +502,8 @@ def remember(record: RunRecord, settings: HistorySettings, warn: Callable[[str],
             history = History.open(settings.path, once, keep=settings.keep, busy_timeout=busy_timeout)
             annotate(record, history, settings)
             history.append(record, redact=redact)
+            if said and record.history is not None and not record.history["note"]:
+                record.history["note"] = said[0]  # set aside mid-way: the fresh file's note is empty
             return
         except HistoryUnusable as exc:
             problem = f"history not kept: {exc.message}"
@@ -512,7 +514,7 @@ def remember(record: RunRecord, settings: HistorySettings, warn: Callable[[str],
                 history = None
                 with contextlib.suppress(OSError):
                     aside = set_aside(settings.path, why)
-                    once(f"history {why}: {settings.path} ({exc}); set aside as {aside.name}; started fresh")
+                    once(f"{settings.path} is {why} ({exc}): set aside as {aside.name}; started fresh")
                     continue
             problem = f"history not kept: {settings.path}: {exc}"
         except OSError as exc:
