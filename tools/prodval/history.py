@@ -24,6 +24,7 @@ import json
 import math
 import os
 import sqlite3
+import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -39,6 +40,7 @@ from .settings import HistorySettings
 HISTORY_SCHEMA = 3  # the current schema version (`PRAGMA user_version`); version 1 was the first
 DEFAULT_KEEP = 1000
 BUSY_TIMEOUT = 30.0  # seconds a writer waits for another one's transaction before giving up
+BUSY_RETRY = 0.02  # seconds between tries to open a file another process is checkpointing
 MIN_SAMPLES = 5  # passing durations needed before a run can be called slow
 FAILING: tuple[str, ...] = (Status.FAILED, Status.ERROR, Status.TIMED_OUT)
 PASSING: tuple[str, ...] = (Status.PASSED, Status.FLAKY)
@@ -343,29 +345,44 @@ def _connect(path: Path, busy_timeout: float) -> sqlite3.Connection:
     if existed and not os.access(path, os.R_OK | os.W_OK):
         raise HistoryUnusable(f"{path} cannot be read and written (permissions)", reason="unreadable",
                               fix=f"fix the permissions of {path}, or remove it")
-    try:
-        db = sqlite3.connect(path, timeout=busy_timeout, isolation_level=None)
-    except sqlite3.Error as exc:
-        raise _unusable(path, exc) from None
-    try:
-        version = int(db.execute("PRAGMA user_version").fetchone()[0])
-        _check_version(path, version)
+    deadline = time.monotonic() + busy_timeout
+    while True:
+        try:
+            db = sqlite3.connect(path, timeout=busy_timeout, isolation_level=None)
+        except sqlite3.Error as exc:
+            raise _unusable(path, exc) from None
+        try:
+            _setup(db, path, existed)
+            return db
+        except sqlite3.OperationalError as exc:
+            db.close()
+            # Switching to WAL, or finding it while the last connection of another process checkpoints and
+            # removes the -wal file, answers SQLITE_BUSY at once, without the busy handler: wait and retry.
+            if not _error_name(exc).startswith(("SQLITE_BUSY", "SQLITE_LOCKED")) or time.monotonic() > deadline:
+                raise _unusable(path, exc) from None
+            time.sleep(BUSY_RETRY)
+        except HistoryUnusable:
+            db.close()
+            raise
+        except sqlite3.Error as exc:
+            db.close()
+            raise _unusable(path, exc) from None
+
+
+def _setup(db: sqlite3.Connection, path: Path, existed: bool) -> None:
+    """WAL mode, the schema migrated to HISTORY_SCHEMA, and (for a file that was there) a quick check."""
+    version = int(db.execute("PRAGMA user_version").fetchone()[0])
+    _check_version(path, version)
+    if db.execute("PRAGMA journal_mode").fetchone()[0] != "wal":  # kept in the file once set
         db.execute("PRAGMA journal_mode = WAL")
-        db.execute("PRAGMA synchronous = NORMAL")  # WAL: durable at checkpoints, never corrupt on a crash
-        if version < HISTORY_SCHEMA:
-            _migrate(db, path)
-        if existed:  # a damaged page is found now, not half-way through a run's write
-            problem = db.execute("PRAGMA quick_check(1)").fetchone()[0]
-            if problem != "ok":
-                raise HistoryUnusable(f"{path} is corrupt ({problem})", reason="corrupt",
-                                      fix=f"remove {path} (a new one is started)")
-    except HistoryUnusable:
-        db.close()
-        raise
-    except sqlite3.Error as exc:
-        db.close()
-        raise _unusable(path, exc) from None
-    return db
+    db.execute("PRAGMA synchronous = NORMAL")  # WAL: durable at checkpoints, never corrupt on a crash
+    if version < HISTORY_SCHEMA:
+        _migrate(db, path)
+    if existed:  # a damaged page is found now, not half-way through a run's write
+        problem = db.execute("PRAGMA quick_check(1)").fetchone()[0]
+        if problem != "ok":
+            raise HistoryUnusable(f"{path} is corrupt ({problem})", reason="corrupt",
+                                  fix=f"remove {path} (a new one is started)")
 
 
 def _unusable(path: Path, exc: sqlite3.Error) -> HistoryUnusable:
