@@ -161,7 +161,8 @@ class History:
              busy_timeout: float = BUSY_TIMEOUT, repair: bool = True) -> History:
         """The store at `path`: created (folders too) when missing, migrated to HISTORY_SCHEMA when older.
         A corrupt, unreadable or newer-schema file is set aside (`set_aside`), `warn` is called once, and a
-        fresh file is used; with `repair=False` (a command that only reads) HistoryUnusable is raised instead.
+        fresh file is used; with `repair=False` (a command that only reads) HistoryUnusable is raised instead,
+        and the file is not checked page by page first (a damaged page then fails the query that meets it).
         A folder that cannot be written, or a file another writer holds past `busy_timeout`, raise
         HistoryUnusable."""
         try:
@@ -170,7 +171,7 @@ class History:
             raise HistoryUnusable(f"the history folder {path.parent} cannot be created: {exc.strerror or exc}",
                                   fix="set history.path to a writable place") from None
         try:
-            return cls(path, _connect(path, busy_timeout), keep=keep)
+            return cls(path, _connect(path, busy_timeout, check=repair), keep=keep)
         except HistoryUnusable as exc:
             if not repair or not exc.reason:
                 raise
@@ -272,10 +273,18 @@ class History:
                 "device", "errorSummary", "quarantined")
         return [{**dict(zip(keys, row, strict=True)), "quarantined": bool(row[-1])} for row in rows]
 
-    def flow_names(self) -> dict[str, str]:
-        """Every stored flow's file name and its newest name."""
-        rows = self.connection.execute("SELECT flow, name FROM flows ORDER BY seq").fetchall()
-        return {flow: name for flow, name in rows}
+    def flows(self) -> list[str]:
+        """Every stored flow's file name (from the index, not the table)."""
+        return [row[0] for row in self.connection.execute("SELECT DISTINCT flow FROM flows ORDER BY flow")]
+
+    def find_flow(self, wanted: str) -> str | None:
+        """The stored flow `wanted` names: its file name, that name without .yaml/.yml, or its `name:`."""
+        db = self.connection
+        for flow in (wanted, f"{wanted}.yaml", f"{wanted}.yml"):
+            if db.execute("SELECT 1 FROM flows WHERE flow = ? LIMIT 1", (flow,)).fetchone():
+                return flow
+        row = db.execute("SELECT flow FROM flows WHERE name = ? ORDER BY seq DESC LIMIT 1", (wanted,)).fetchone()
+        return None if row is None else str(row[0])
 
     def last_alert(self, kinds: Sequence[str]) -> dict[str, Any] | None:
         """The newest alert of one of `kinds` (any kind when empty): {"runId", "kind", "channel", "at"}."""
@@ -292,17 +301,21 @@ class History:
             (exclude or "", size)).fetchall()
         return [(int(r[0]), str(r[1]), str(r[2]), str(r[3])) for r in reversed(rows)]
 
-    def window_flows(self, seqs: Sequence[int]) -> dict[str, list[tuple[int, str, int]]]:
-        """Every flow's (seq, status, duration) in the runs `seqs`, oldest first."""
+    def window_flows(self, seqs: Sequence[int], names: dict[str, str] | None = None,
+                     ) -> dict[str, list[tuple[int, str, int]]]:
+        """Every flow's (seq, status, duration) in the runs `seqs`, oldest first; `names` gets each flow's
+        newest `name:` in them."""
         found: dict[str, list[tuple[int, str, int]]] = {}
         if not seqs:
             return found
         wanted = set(seqs)
-        rows = self.connection.execute("SELECT flow, seq, status, duration FROM flows WHERE seq >= ? ORDER BY seq",
-                                       (min(seqs),))
-        for flow, seq, status, duration in rows:
+        rows = self.connection.execute(
+            "SELECT flow, seq, status, duration, name FROM flows WHERE seq >= ? ORDER BY seq", (min(seqs),))
+        for flow, seq, status, duration, name in rows:
             if seq in wanted:
                 found.setdefault(flow, []).append((int(seq), str(status), int(duration)))
+                if names is not None:
+                    names[flow] = name
         return found
 
     def last_status(self, flow: str, exclude: str | None = None) -> str | None:
@@ -336,8 +349,9 @@ class History:
         return {"runId": start[1], "commit": start[2], "startTime": start[3], "runsAgo": int(later)}
 
 
-def _connect(path: Path, busy_timeout: float) -> sqlite3.Connection:
-    """A connection to `path` in WAL mode at HISTORY_SCHEMA (migrated in one transaction when older)."""
+def _connect(path: Path, busy_timeout: float, *, check: bool = True) -> sqlite3.Connection:
+    """A connection to `path` in WAL mode at HISTORY_SCHEMA (migrated in one transaction when older); with
+    `check`, a file that was there is checked first (`PRAGMA quick_check`)."""
     existed = path.exists()
     if existed and not path.is_file():
         raise HistoryUnusable(f"{path} is not a file", reason="unreadable",
@@ -352,7 +366,7 @@ def _connect(path: Path, busy_timeout: float) -> sqlite3.Connection:
         except sqlite3.Error as exc:
             raise _unusable(path, exc) from None
         try:
-            _setup(db, path, existed)
+            _setup(db, path, existed and check)
             return db
         except sqlite3.OperationalError as exc:
             db.close()
@@ -369,7 +383,7 @@ def _connect(path: Path, busy_timeout: float) -> sqlite3.Connection:
             raise _unusable(path, exc) from None
 
 
-def _setup(db: sqlite3.Connection, path: Path, existed: bool) -> None:
+def _setup(db: sqlite3.Connection, path: Path, check: bool) -> None:
     """WAL mode, the schema migrated to HISTORY_SCHEMA, and (for a file that was there) a quick check."""
     version = int(db.execute("PRAGMA user_version").fetchone()[0])
     _check_version(path, version)
@@ -378,7 +392,7 @@ def _setup(db: sqlite3.Connection, path: Path, existed: bool) -> None:
     db.execute("PRAGMA synchronous = NORMAL")  # WAL: durable at checkpoints, never corrupt on a crash
     if version < HISTORY_SCHEMA:
         _migrate(db, path)
-    if existed:  # a damaged page is found now, not half-way through a run's write
+    if check:  # a damaged page is found now, not half-way through a run's write
         problem = db.execute("PRAGMA quick_check(1)").fetchone()[0]
         if problem != "ok":
             raise HistoryUnusable(f"{path} is corrupt ({problem})", reason="corrupt",
@@ -566,8 +580,8 @@ class FlowSummary:
 def flow_summaries(history: History, last: int) -> list[FlowSummary]:
     """Every flow seen in the `last` newest stored runs: its rates, p50/p95 (passed runs) and failing since."""
     runs = history.window(last)
-    by_flow = history.window_flows([seq for seq, *_ in runs])
-    names = history.flow_names()
+    names: dict[str, str] = {}
+    by_flow = history.window_flows([seq for seq, *_ in runs], names)
     found = []
     for flow in sorted(by_flow):
         ran = [(status, duration) for _, status, duration in by_flow[flow] if status != Status.NOT_RUN]
