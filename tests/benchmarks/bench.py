@@ -34,7 +34,7 @@ FAKES = REPO / "tests" / "fakes"
 sys.path.insert(0, str(REPO / "tools"))
 
 from prodval.flows import Flow  # noqa: E402
-from prodval.history import History  # noqa: E402
+from prodval.history import History, flow_summaries, render_summary  # noqa: E402
 from prodval.results import Attempt, FlowResult, Job, RunRecord  # noqa: E402
 from prodval.schedule import shard_loads  # noqa: E402
 
@@ -298,6 +298,10 @@ def bench_history(runs: int, stored: int = 1000, flows: int = 100) -> list[Figur
                 cpus.append(after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime)
             cpu[" ".join(args)] = statistics.median(cpus)
             return statistics.median(walls)
+        def in_process() -> None:  # what the task does after start-up: open, the table's queries, the text
+            with History.open(path, print, repair=False) as store:
+                render_summary(path, store.run_count(), 20, flow_summaries(store, 20), 0.2)
+        ours = statistics.median(timed(in_process) for _ in range(runs * 3))
         listing = run("--list")
         table_s, as_json, one_flow = run("history"), run("history", "--json"), run("history", "--flow", "flow-017.yaml",
                                                                                    "--last", "50")
@@ -305,13 +309,13 @@ def bench_history(runs: int, stored: int = 1000, flows: int = 100) -> list[Figur
     finally:
         shutil.rmtree(root, ignore_errors=True)
     worst = max(table_s, as_json, one_flow)
-    own_cpu = max(value for key, value in cpu.items() if key != "--list") - cpu["--list"]
+    slowest_cpu = max(value for key, value in cpu.items() if key != "--list")
     return [Figure(f"History: invoke history on {stored} runs x {flows} flows ({size_mb:.0f} MB)",
                    f"table {table_s * 1000:.0f} ms, --json {as_json * 1000:.0f} ms, --flow {one_flow * 1000:.0f} ms",
                    f"invoke --list {listing * 1000:.0f} ms (CPU {cpu['--list'] * 1000:.0f} ms)",
-                   f"{(worst - listing) * 1000:.0f} ms of our own (CPU {own_cpu * 1000:.0f} ms); append of one run "
-                   f"{append_ms:.1f} ms; load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs", "< 1 s",
-                   worst < 1.0)]
+                   f"{ours * 1000:.0f} ms of our own in-process (open, queries, table); CPU of the slowest "
+                   f"{slowest_cpu * 1000:.0f} ms; append of one run {append_ms:.1f} ms; load average "
+                   f"{os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs", "< 1 s", worst < 1.0)]
 
 
 BENCHES: dict[str, Callable[[bool], list[Figure]]] = {
