@@ -29,6 +29,7 @@ from urllib.parse import urlsplit
 
 from . import runlock
 from .alerts import Channel, Delivery, RetryPolicy
+from .alerts.cadence import Turn
 from .alerts.email import DEFAULT_PORT, OPTIONAL_VARS, REQUIRED_VARS, SECURITY, Email
 from .alerts.github import CommitStatus, origin_repository, previous_verdict
 from .alerts.message import Alert, AlertContext, build_alert, make_test_alert, masked
@@ -61,11 +62,16 @@ T = TypeVar("T")
 FAILED = (Verdict.FAIL, Verdict.ERROR)
 
 
-def plan(verdict: str, previous: str | None, on: str, channels: Sequence[str]) -> list[tuple[str, str]]:
+def plan(verdict: str, previous: str | None, on: str, channels: Sequence[str],
+         turn: Turn | None = None) -> list[tuple[str, str]]:
     """(channel, alert kind) for every channel that gets an alert; kinds: fail error recovery pass.
 
-    `--test` plans nothing: every configured channel gets the test alert (`_run_test`).
+    `turn` is a scheduled run's (alerts/cadence.py: it speaks on a change of state and a reminder only);
+    None for a deployment or a manual run. `--test` plans nothing: every configured channel gets the test
+    alert (`_run_test`).
     """
+    if turn is not None:
+        return _plan_scheduled(verdict, previous, on, channels, turn)
     planned = []
     for name in channels:
         if verdict in FAILED:
@@ -76,6 +82,30 @@ def plan(verdict: str, previous: str | None, on: str, channels: Sequence[str]) -
             planned.append((name, Kind.RECOVERY))
         elif on == "always":
             planned.append((name, Verdict.PASS))
+    return planned
+
+
+def _plan_scheduled(verdict: str, previous: str | None, on: str, channels: Sequence[str],
+                    turn: Turn) -> list[tuple[str, str]]:
+    """The table of alerts/cadence.py: the commit status every run (under its own context), PagerDuty on a
+    change and a recovery (and a pass after an unknown run), Slack and email on a change, a reminder and a
+    recovery, or every run with `--on always`."""
+    kind = verdict if verdict in FAILED else Verdict.PASS
+    planned = []
+    for name in channels:
+        if name not in MESSAGE_CHANNELS and name != "pagerduty":
+            planned.append((name, kind))
+        elif name == "pagerduty":
+            if turn is Turn.CHANGE:
+                planned.append((name, kind))
+            elif turn is Turn.RECOVERY or (kind == Verdict.PASS and previous is None):
+                planned.append((name, Verdict.PASS))
+        elif turn in (Turn.CHANGE, Turn.REMINDER):
+            planned.append((name, kind))
+        elif turn is Turn.RECOVERY:
+            planned.append((name, Kind.RECOVERY))
+        elif on == "always":
+            planned.append((name, kind))
     return planned
 
 

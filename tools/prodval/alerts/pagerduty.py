@@ -46,6 +46,8 @@ def trigger_event(alert: Alert, routing_key: str, key: str, source: str) -> dict
         details["failed_flows"] = _listed(alert.failed)
     if alert.flaky:
         details["flaky_flows"] = _listed(alert.flaky)
+    if alert.quarantined:  # listed apart: they did not count in the verdict that pages
+        details["quarantined_flows"] = _listed(alert.quarantined)
     return {
         "routing_key": routing_key,
         "event_action": "trigger",
