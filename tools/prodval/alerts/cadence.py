@@ -35,6 +35,7 @@ from typing import Any
 from ..outcomes import Kind, Verdict
 
 SCHEDULE = "schedule"  # job.trigger of a scheduled run (deploy | schedule | manual)
+SCHEDULED_CONTEXT = "/scheduled"  # a scheduled run's commit status context: `<check name>/scheduled`
 FAILING = (Verdict.FAIL, Verdict.ERROR)
 REMINDER = "reminder"  # the kind a reminder is recorded under in the history's alerts
 FAILURE_ALERTS = (Kind.FAIL.value, Kind.ERROR.value, REMINDER)

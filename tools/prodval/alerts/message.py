@@ -183,9 +183,9 @@ def build_alert(record: RunRecord, kind: str, ctx: AlertContext, reminder: str =
         links=links(ctx),
         quarantined=tuple(flow_line(f, f.status) for f in sorted(record.flows, key=lambda f: f.flowFileName)
                           if is_quarantined(f) and f.status in (*BROKEN, Status.FLAKY)),
-        trigger=str(getattr(record.job, "trigger", "") or ""),
+        trigger=record.job.trigger,
         reminder=reminder,
-        history=str((getattr(record, "history", None) or {}).get("note") or ""),
+        history=str((record.history or {}).get("note") or ""),
     )
 
 
@@ -195,7 +195,7 @@ def is_quarantined(flow: FlowResult) -> bool:
 
 def flow_line(flow: FlowResult, status: str) -> FlowLine:
     """One flow as an alert lists it, with what its history says (`flow.history`) and its quarantine."""
-    facts = getattr(flow, "history", None) or {}
+    facts = flow.history or {}
     since = facts.get("failingSince") or {}
     state = str(facts.get("state") or "") if status in BROKEN else ""
     begun = str(since.get("commit") or "")[:SHORT_SHA] or (f"run {since['runId']}" if since.get("runId") else "")
