@@ -33,6 +33,7 @@ from typing import Any
 from .errors import ConfigError
 from .outcomes import Status
 from .results import RunRecord
+from .secrets import Redactor
 from .settings import HistorySettings
 
 HISTORY_SCHEMA = 3  # the current schema version (`PRAGMA user_version`); version 1 was the first
@@ -481,10 +482,11 @@ def annotate(record: RunRecord, history: History, settings: HistorySettings) -> 
 
 
 def remember(record: RunRecord, settings: HistorySettings, warn: Callable[[str], None], *,
-             busy_timeout: float = BUSY_TIMEOUT) -> None:
+             redact: Redactor | None = None, busy_timeout: float = BUSY_TIMEOUT) -> None:
     """Annotate the record from the history and append it: what a finished run (not a shard) does once, after
     its verdict and before its files are written. History trouble never stops the run: it is said once
-    (`warn`) and in `record.history["note"]`; a file found corrupt mid-way is set aside and started afresh."""
+    (`warn`) and in `record.history["note"]`; a file found corrupt mid-way is set aside and started afresh.
+    What is stored is masked by `redact` (an errorSummary may quote a secret), as results.json is."""
     said: list[str] = []
 
     def once(text: str) -> None:
@@ -497,7 +499,7 @@ def remember(record: RunRecord, settings: HistorySettings, warn: Callable[[str],
         try:
             history = History.open(settings.path, once, keep=settings.keep, busy_timeout=busy_timeout)
             annotate(record, history, settings)
-            history.append(record)
+            history.append(RunRecord.from_json(redact.mask_tree(record.to_json())) if redact else record)
             return
         except HistoryUnusable as exc:
             problem = f"history not kept: {exc.message}"
