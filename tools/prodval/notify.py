@@ -326,9 +326,11 @@ class Notified:
         return all(d.ok for d in self.deliveries)
 
 
-def run_notify(settings: NotifySettings, environ: Mapping[str, str], console: Console) -> Notified:
+def run_notify(settings: NotifySettings, environ: Mapping[str, str], console: Console,
+               history: Path | None = None) -> Notified:
     """Send the alerts for the run in `settings.results_dir`. A delivery failure is reported, never raised;
-    ValidationError when notify itself cannot run (no record, a corrupt one, --test without channels)."""
+    ValidationError when notify itself cannot run (no record, a corrupt one, --test without channels).
+    `history` is the run history's file (history.path), when the record has one (`record.history`)."""
     console.redact = redactor(environ, settings.secret_env)
     run_end = time.monotonic() + settings.deadline
     policy = RetryPolicy(timeout=settings.timeout, retries=settings.retries, backoff=settings.retry_backoff,
@@ -358,7 +360,7 @@ def run_notify(settings: NotifySettings, environ: Mapping[str, str], console: Co
     turn, reminder = None, ""
     if scheduled:
         now, every = clock(environ), timedelta(hours=settings.remind_every)
-        last = _streak_alert(record, console)
+        last = _streak_alert(_history_path(record, history), console)
         turn = cadence.turn(verdict, previous, last, now, every)
         console.info(cadence.explain(turn, previous, last, every))
         if turn is Turn.REMINDER:
@@ -384,20 +386,23 @@ def run_notify(settings: NotifySettings, environ: Mapping[str, str], console: Co
         record.alerts.extend(d.to_json() for d in deliveries)
         record.environment.alertChannels = [c.name for c in channels]
         record.stages[NOTIFY_STAGE].outcome = Verdict.PASS if all(d.ok for d in deliveries) else Verdict.ERROR
-    _remember_alerts(record, deliveries, bool(reminder), clock(environ), console)
+    _remember_alerts(record, _history_path(record, history), deliveries, bool(reminder), clock(environ), console)
     _summarise(console, deliveries, verdict)
     return Notified(tuple(deliveries))
 
 
-def _history_path(record: RunRecord) -> Path | None:
-    path = str((record.history or {}).get("path") or "")
+def _history_path(record: RunRecord, configured: Path | None) -> Path | None:
+    """The run's history file: none when the run kept no history; else history.path as notify resolves it
+    (from its own folder), else the path the run recorded."""
+    if record.history is None:
+        return None
+    path = configured or str(record.history.get("path") or "")
     return Path(path) if path else None
 
 
-def _streak_alert(record: RunRecord, console: Console) -> datetime | None:
+def _streak_alert(path: Path | None, console: Console) -> datetime | None:
     """When the current failing streak last alerted (from the run history); None when it has not, or when
     there is no history to ask (then a failing scheduled run reminds: better once too often than never)."""
-    path = _history_path(record)
     if path is None:
         return None
     try:
@@ -409,11 +414,10 @@ def _streak_alert(record: RunRecord, console: Console) -> datetime | None:
         return None
 
 
-def _remember_alerts(record: RunRecord, deliveries: Sequence[Delivery], reminder: bool, now: datetime,
-                     console: Console) -> None:
+def _remember_alerts(record: RunRecord, path: Path | None, deliveries: Sequence[Delivery], reminder: bool,
+                     now: datetime, console: Console) -> None:
     """Record in the run history the alerts people got (Slack, email, PagerDuty; delivered only): the next
     scheduled run times its reminder from them. Trouble is said, never raised: the alerts went out."""
-    path = _history_path(record)
     sent = [d for d in deliveries if d.ok and d.channel in PEOPLE_CHANNELS]
     if path is None or not sent:
         return
