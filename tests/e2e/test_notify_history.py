@@ -162,3 +162,34 @@ def test_a_failing_scheduled_run_with_no_history_counts_as_a_change(runs: Runs, 
     evicted = runs.run("fail", "schedule", T0 + timedelta(hours=6))
     assert len(evicted["slack"]) == 1 and evicted["pagerduty"] == [("trigger", DEDUP)]
     assert "the previous run is unknown (no history)" in evicted["console"]
+
+
+def test_a_deployment_s_recovery_is_read_from_the_history(runs: Runs) -> None:
+    runs.run("fail", "deploy", T0)
+    fixed = runs.run("pass", "deploy", T0 + timedelta(hours=2), sha=NEXT_SHA)
+    [text] = fixed["slack"]
+    assert text.startswith("[production-validation] RECOVERED:")
+    assert fixed["pagerduty"] == [("resolve", DEDUP)] and fixed["status"] == [("success", "production-validation")]
+    assert "previous run (from the history): fail" in fixed["console"]
+
+
+def test_a_history_notify_cannot_read_never_stops_the_alerts(runs: Runs, project: World, tmp_path: Path) -> None:
+    runs.run("fail", "schedule", T0)
+    runs.run("fail", "schedule", T0 + timedelta(hours=6))  # quiet: alerted 6 hours ago
+    # the file is damaged after validate wrote it: notify says so and reminds rather than stay silent
+    (tmp_path / "history.sqlite").write_bytes(b"not a database" * 100)
+    notify = project.invoke("notify", PRODVAL_NOW=(T0 + timedelta(hours=7)).isoformat(), PRODVAL_TRIGGER="schedule",
+                            INVOKE_NOTIFY_DEPLOYED_SHA=SHA)
+    assert notify.returncode == 0, notify.stdout + notify.stderr
+    assert "could not read the last alert from the history" in notify.stdout + notify.stderr
+    assert "the alerts sent were not remembered in the history" in notify.stdout + notify.stderr
+    assert len([r for r in runs.http.requests[runs.seen:] if r.path == WEBHOOK]) == 1
+
+
+def test_a_clock_that_is_not_a_time_stops_notify_before_anything_is_sent(runs: Runs, project: World) -> None:
+    runs.run("fail", "schedule", T0)
+    sent = len(runs.http.requests)
+    notify = project.invoke("notify", PRODVAL_NOW="tomorrow", INVOKE_NOTIFY_DEPLOYED_SHA=SHA)
+    assert notify.returncode == 2
+    assert "PRODVAL_NOW='tomorrow' is not an ISO 8601 time" in notify.stdout + notify.stderr
+    assert len(runs.http.requests) == sent

@@ -349,6 +349,7 @@ def run_notify(settings: NotifySettings, environ: Mapping[str, str], console: Co
                           fix=f"run `invoke validate` first, or pass --results-dir where it wrote {RECORD_NAME}")
 
     verdict = record.verdict or Verdict.ERROR
+    now = clock(environ)  # before anything is sent: a bad PRODVAL_NOW stops notify here, not half-way
     ctx = context(settings, environ, record)
     console.step(f"Notifying: {simulated_mark(record)}verdict {verdict.upper()} (run {record.runId})")
     if not channels:
@@ -359,7 +360,7 @@ def run_notify(settings: NotifySettings, environ: Mapping[str, str], console: Co
     previous = find_previous(settings, environ, policy, console, record) if needs_previous else None
     turn, reminder = None, ""
     if scheduled:
-        now, every = clock(environ), timedelta(hours=settings.remind_every)
+        every = timedelta(hours=settings.remind_every)
         last = _streak_alert(_history_path(record, history), console)
         turn = cadence.turn(verdict, previous, last, now, every)
         console.info(cadence.explain(turn, previous, last, every))
@@ -386,7 +387,7 @@ def run_notify(settings: NotifySettings, environ: Mapping[str, str], console: Co
         record.alerts.extend(d.to_json() for d in deliveries)
         record.environment.alertChannels = [c.name for c in channels]
         record.stages[NOTIFY_STAGE].outcome = Verdict.PASS if all(d.ok for d in deliveries) else Verdict.ERROR
-    _remember_alerts(record, _history_path(record, history), deliveries, bool(reminder), clock(environ), console)
+    _remember_alerts(record, _history_path(record, history), deliveries, bool(reminder), now, console)
     _summarise(console, deliveries, verdict)
     return Notified(tuple(deliveries))
 
