@@ -4,17 +4,22 @@ decision table of alerts/cadence.py, with the clock passed in)."""
 
 from __future__ import annotations
 
+import io
 import json
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
-from prodval.alerts import cadence, pagerduty, slack
+from prodval.alerts import RetryPolicy, cadence, pagerduty, slack
 from prodval.alerts.cadence import Turn
 from prodval.alerts.message import AlertContext, build_alert, history_note, masked, text_body
+from prodval.console import Console
 from prodval.errors import NotifyError
-from prodval.notify import clock, plan
-from prodval.results import Attempt, FlowResult, Job, RunRecord, headline
+from prodval.notify import clock, find_previous, plan
+from prodval.results import Attempt, FlowResult, Job, RecordWriter, RunRecord, headline
+from prodval.secrets import Redactor
+from prodval.settings import load_notify
 
 EVERY = ("slack", "email", "pagerduty", "github-status")
 SHA_A = "abc1234def5678abc1234def5678abc1234def56"
@@ -239,3 +244,23 @@ def test_the_clock_is_injected_through_one_variable() -> None:
     with pytest.raises(NotifyError, match="PRODVAL_NOW='noon' is not an ISO 8601 time") as caught:
         clock({"PRODVAL_NOW": "noon"})
     assert "it is for tests" in caught.value.fix
+
+
+def test_the_previous_verdict_comes_from_the_flag_then_the_history(tmp_path: Path) -> None:
+    record = run(flow("a.yaml", "passed"), verdict="pass")
+    record.history = {"path": "h.sqlite", "runs": 4, "note": "",
+                      "previous": {"runId": "r-8", "verdict": "fail", "commit": SHA_A, "trigger": "schedule",
+                                   "endTime": "2026-05-01T00:00:00Z"}}
+    out = io.StringIO()
+    console = Console({}, out=out, err=out)
+    settings = load_notify({}, {}, {})
+    assert find_previous(settings, {}, RetryPolicy(), console, record) == "fail"  # no flag, no API
+    assert "previous run (from the history): fail (run r-8, schedule)" in out.getvalue()
+    # --previous, when given, is what was asked for
+    earlier = run(flow("a.yaml", "passed"), verdict="pass")
+    RecordWriter(tmp_path, Redactor()).save(earlier)
+    flagged = load_notify({}, {}, {"previous": str(tmp_path / "results.json")})
+    assert find_previous(flagged, {}, RetryPolicy(), console, record) == "pass"
+    # a fresh history (no previous run) outside Actions: unknown
+    record.history = {**record.history, "previous": None}
+    assert find_previous(settings, {}, RetryPolicy(), console, record) is None
