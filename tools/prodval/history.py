@@ -150,7 +150,7 @@ class History:
         self.path = path
         self.connection = connection
         self.keep = keep
-        self.note = note  # what happened on opening ("history unreadable: set aside as X; started fresh")
+        self.note = note  # what happened on opening ("<path> is corrupt (...): set aside as X; started fresh")
 
     # ---- opening ------------------------------------------------------------------------------------------
 
@@ -178,8 +178,8 @@ class History:
         except OSError as exc:
             raise HistoryUnusable(f"{problem.message}, and it cannot be set aside: {exc.strerror or exc}",
                                   fix=f"remove {path} (a new one is started)") from None
-        note = f"history {problem.reason.split('-')[0]}: {problem.message}; set aside as {aside.name}; started fresh"
-        warn(f"{note} (the old runs are in {aside})")
+        note = f"{problem.message}: set aside as {aside.name}; started fresh"
+        warn(note)
         return cls(path, _connect(path, busy_timeout), keep=keep, note=note)
 
     def close(self) -> None:
@@ -205,10 +205,12 @@ class History:
 
     # ---- writing --------------------------------------------------------------------------------------------
 
-    def append(self, record: RunRecord) -> None:
+    def append(self, record: RunRecord, *, redact: Callable[[str], str] | None = None) -> None:
         """Store the run and its flows in one transaction, replacing an earlier copy of the same runId (a
-        GitHub re-run must not count twice), then keep only the `keep` newest runs."""
+        GitHub re-run must not count twice), then keep only the `keep` newest runs. `redact` masks what
+        tools said (the errorSummary), as results.json is masked."""
         apk = record.apk or {}
+        mask = redact or (lambda text: text)
         with self._write() as db:
             old = [row[0] for row in db.execute("SELECT seq FROM runs WHERE run_id = ?", (record.runId,))]
             for seq in old:
@@ -224,7 +226,7 @@ class History:
             db.executemany(
                 "INSERT OR REPLACE INTO flows (seq, flow, name, status, attempts, duration, device, error_summary, "
                 "quarantined) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                [(seq, f.flowFileName, f.name, f.status, len(f.attempts), f.duration, f.device, f.errorSummary,
+                [(seq, f.flowFileName, f.name, f.status, len(f.attempts), f.duration, f.device, mask(f.errorSummary),
                   int(bool(getattr(f, "quarantined", False)))) for f in record.flows])
             row = db.execute("SELECT seq FROM runs ORDER BY seq DESC LIMIT 1 OFFSET ?", (self.keep - 1,)).fetchone()
             if row is not None:
@@ -499,7 +501,9 @@ def remember(record: RunRecord, settings: HistorySettings, warn: Callable[[str],
         try:
             history = History.open(settings.path, once, keep=settings.keep, busy_timeout=busy_timeout)
             annotate(record, history, settings)
-            history.append(RunRecord.from_json(redact.mask_tree(record.to_json())) if redact else record)
+            history.append(record, redact=redact)
+            if said and record.history is not None and not record.history["note"]:
+                record.history["note"] = said[0]  # set aside mid-way: the fresh file's note is empty
             return
         except HistoryUnusable as exc:
             problem = f"history not kept: {exc.message}"
@@ -510,7 +514,7 @@ def remember(record: RunRecord, settings: HistorySettings, warn: Callable[[str],
                 history = None
                 with contextlib.suppress(OSError):
                     aside = set_aside(settings.path, why)
-                    once(f"history {why}: {settings.path} ({exc}); set aside as {aside.name}; started fresh")
+                    once(f"{settings.path} is {why} ({exc}): set aside as {aside.name}; started fresh")
                     continue
             problem = f"history not kept: {settings.path}: {exc}"
         except OSError as exc:
