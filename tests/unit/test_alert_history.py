@@ -43,9 +43,12 @@ def flow(name: str, status: str, *, state: str = "", failing_since: dict[str, An
     return result
 
 
-def run(*flows: FlowResult, verdict: str = "fail", trigger: str = "") -> RunRecord:
+def run(*flows: FlowResult, verdict: str = "fail", trigger: str = "", stored: int = 5) -> RunRecord:
+    """A record; with flows that have history, the run's own `history` says `stored` runs came before."""
     record = RunRecord(runId="r-9", job=Job(jobId="9/validate", commit=SHA_B, trigger=trigger), flows=list(flows))
     record.verdict = verdict
+    if any(f.history for f in flows):
+        record.history = {"path": "h.sqlite", "runs": stored, "note": "", "previous": None}
     return record
 
 
@@ -84,6 +87,14 @@ def test_mixed_new_and_old_failures_and_several_streaks() -> None:
     error = build_alert(record, "error", AlertContext())
     assert error.headline == (f"{headline(record, 'error')} (1 new failure; 2 still failing, the oldest since "
                               "abc1234 (5 runs))")
+
+
+def test_a_history_with_no_earlier_run_claims_nothing_new() -> None:
+    """A fresh history (the first run, or the cache evicted) calls every failure new: it cannot know."""
+    record = run(flow("a.yaml", "failed", state="new", failing_since=since(SHA_B, 0)), *passing(2), stored=0)
+    alert = build_alert(record, "fail", AlertContext())
+    assert alert.headline == headline(record, "fail") == "1 of 3 flows failed against production"
+    assert alert.failed[0].detail() == "failed (1 attempt): Element not found: Save"
 
 
 def test_a_streak_without_a_commit_names_its_first_run() -> None:
@@ -145,7 +156,7 @@ def test_quarantined_flows_are_listed_apart_and_never_in_what_pages() -> None:
 
 def test_trigger_reminder_and_history_note_are_facts() -> None:
     record = run(flow("a.yaml", "failed", state="still failing", failing_since=since(SHA_A, 3)), trigger="schedule")
-    record.history = {"path": "h.sqlite", "runs": 0, "previous": None,
+    record.history = {"path": "h.sqlite", "runs": 4, "previous": None,
                       "note": "history corrupt: set aside as h.sqlite.corrupt-1; started fresh"}
     alert = build_alert(record, "fail", AlertContext(), reminder="still failing; said again every 24h")
     facts = {fact.label: fact.value for fact in alert.facts}

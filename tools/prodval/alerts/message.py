@@ -164,7 +164,9 @@ def build_alert(record: RunRecord, kind: str, ctx: AlertContext, reminder: str =
     broken = [f for f in record.flows if f.status in BROKEN and not is_quarantined(f)]
     broken.sort(key=lambda f: (BROKEN.index(f.status), f.flowFileName))
     end = record.job.endTime or max((s.endTime for s in record.stages.values() if s.endTime), default="")
-    failed = tuple(flow_line(f, f.status) for f in broken)
+    # a history with no run before this one (new, or the cache evicted) cannot tell new from old
+    known = bool((record.history or {}).get("runs"))
+    failed = tuple(flow_line(f, f.status, known) for f in broken)
     return Alert(
         kind=kind,
         headline=history_headline(record, kind, ctx.environment, failed),
@@ -181,7 +183,7 @@ def build_alert(record: RunRecord, kind: str, ctx: AlertContext, reminder: str =
         not_run=record.counts()[Status.NOT_RUN],
         stage_error=stage_error(record).strip() if kind == Kind.ERROR else "",
         links=links(ctx),
-        quarantined=tuple(flow_line(f, f.status) for f in sorted(record.flows, key=lambda f: f.flowFileName)
+        quarantined=tuple(flow_line(f, f.status, known) for f in sorted(record.flows, key=lambda f: f.flowFileName)
                           if is_quarantined(f) and f.status in (*BROKEN, Status.FLAKY)),
         trigger=record.job.trigger,
         reminder=reminder,
@@ -193,11 +195,12 @@ def is_quarantined(flow: FlowResult) -> bool:
     return bool(getattr(flow, "quarantined", False))
 
 
-def flow_line(flow: FlowResult, status: str) -> FlowLine:
-    """One flow as an alert lists it, with what its history says (`flow.history`) and its quarantine."""
+def flow_line(flow: FlowResult, status: str, known: bool = True) -> FlowLine:
+    """One flow as an alert lists it, with what its history says (`flow.history`) and its quarantine;
+    `known`: the history held runs before this one (else new and old cannot be told apart)."""
     facts = flow.history or {}
     since = facts.get("failingSince") or {}
-    state = str(facts.get("state") or "") if status in BROKEN else ""
+    state = str(facts.get("state") or "") if status in BROKEN and known else ""
     begun = str(since.get("commit") or "")[:SHORT_SHA] or (f"run {since['runId']}" if since.get("runId") else "")
     runs_ago = since.get("runsAgo")
     quarantine = ""
