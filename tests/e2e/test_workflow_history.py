@@ -150,8 +150,10 @@ def test_the_history_is_restored_before_the_run_and_saved_after_it_whatever_happ
     key = "prodval-history-${{ github.run_id }}-${{ github.run_attempt }}"
     assert restore["with"]["key"] == save["with"]["key"] == key
     assert restore["with"]["restore-keys"] == "prodval-history-" and key.startswith(restore["with"]["restore-keys"])
-    # saved whatever the verdict, a cancel too; only when there is a file to save
-    assert save["if"] == "${{ always() && hashFiles('" + history_path + "') != '' }}"
+    # saved whatever the verdict, a cancel too; only when there is a file to save, and only when the
+    # restore ran: a history the failure path started afresh must not become the newest copy
+    assert save["if"] == ("${{ always() && steps." + restore["id"] + ".outcome == 'success' && hashFiles('"
+                          + history_path + "') != '' }}")
     assert "if" not in restore
     # the restore sub-action is pinned to the same commit of actions/cache as the save
     pins = {CACHE_PIN.match(s["uses"]).group(2) for s in (restore, save)}  # type: ignore[union-attr]
