@@ -367,3 +367,69 @@ def test_annotate_leaves_an_old_record_loadable(tmp_path: Path) -> None:
         annotate(record, store, settings(tmp_path))
     again = RunRecord.from_json(record.to_json())
     assert again.history == record.history and again.flows[0].history == record.flows[0].history
+
+
+def test_a_file_found_corrupt_half_way_is_set_aside_once_and_the_run_stored_afresh(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Damage the page check does not see shows up in a query: the run still lands, in a fresh file."""
+    import prodval.history as history_module
+
+    config = settings(tmp_path)
+    remember(make_record("r1", {"a.yaml": "failed"}), config, never)
+    real = history_module.annotate
+    calls: list[int] = []
+
+    def annotate_once_broken(record: RunRecord, store: History, values: HistorySettings) -> None:
+        calls.append(1)
+        if len(calls) == 1:
+            raise sqlite3.DatabaseError("database disk image is malformed")
+        real(record, store, values)
+
+    monkeypatch.setattr(history_module, "annotate", annotate_once_broken)
+    said: list[str] = []
+    record = make_record("r2", {"a.yaml": "failed"})
+    remember(record, config, said.append)
+    assert len(calls) == 2 and len(said) == 1 and "is corrupt (database disk image is malformed)" in said[0]
+    assert record.history is not None and record.history["note"] == said[0] and record.history["runs"] == 0
+    assert _aside(config.path.parent, "corrupt")
+    with History.open(config.path, never) as store:
+        assert [r["runId"] for r in store.flow_runs("a.yaml", 5)] == ["r2"]
+
+
+def test_a_busy_file_is_said_once_and_the_run_goes_on(tmp_path: Path) -> None:
+    """Another writer holding the file past the busy timeout: the run is not stored, said once, not raised."""
+    config = settings(tmp_path)
+    remember(make_record("r1", {"a.yaml": "passed"}), config, never)
+    holder = sqlite3.connect(config.path, isolation_level=None)
+    try:
+        holder.execute("BEGIN EXCLUSIVE")
+        said: list[str] = []
+        record = make_record("r2", {"a.yaml": "passed"})
+        remember(record, config, said.append, busy_timeout=0.05)
+        assert len(said) == 1 and said[0].startswith("history not kept:") and "locked" in said[0]
+        assert record.history is not None and record.history["note"] == said[0]
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+    assert not _aside(config.path.parent, "corrupt") and not _aside(config.path.parent, "unreadable")
+    with History.open(config.path, never) as store:
+        assert store.run_count() == 1
+
+
+def test_a_version_2_file_gains_the_alerts_table(tmp_path: Path) -> None:
+    from prodval.history import MIGRATIONS, _script
+
+    path = tmp_path / "h.sqlite"
+    db = sqlite3.connect(path, isolation_level=None)
+    _script(db, _SCHEMA_1)
+    _script(db, MIGRATIONS[0])
+    db.execute("INSERT INTO runs (run_id, verdict) VALUES ('old', 'pass')")
+    db.execute("INSERT INTO flows (seq, flow, status, quarantined) VALUES (1, 'a.yaml', 'flaky', 1)")
+    db.execute("PRAGMA user_version = 2")
+    db.close()
+    with History.open(path, never) as store:
+        store.record_alert("old", "fail", "slack", "2026-01-01T00:00:00Z")
+        assert store.last_alert(["fail"]) == {"runId": "old", "kind": "fail", "channel": "slack",
+                                              "at": "2026-01-01T00:00:00Z"}
+        assert store.flow_runs("a.yaml", 1)[0]["quarantined"] is True
+        assert store.connection.execute("PRAGMA user_version").fetchone()[0] == HISTORY_SCHEMA
