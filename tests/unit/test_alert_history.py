@@ -78,14 +78,17 @@ def test_old_failures_say_since_which_commit_and_how_many_runs() -> None:
 def test_mixed_new_and_old_failures_and_several_streaks() -> None:
     record = run(flow("a.yaml", "failed", state="still failing", failing_since=since(SHA_A, 4)),
                  flow("b.yaml", "failed", state="still failing", failing_since=since(SHA_B, 1)),
-                 flow("c.yaml", "timed_out", state="new", failing_since=since(SHA_B, 0)), *passing(3),
+                 flow("c.yaml", "failed", state="new", failing_since=since(SHA_B, 0)),
+                 flow("d.yaml", "timed_out", state="new", failing_since=since(SHA_B, 0)), *passing(3),
                  verdict="fail")
     alert = build_alert(record, "fail", AlertContext())
+    # the `fail` headline counts assertion failures: its history note speaks of the same three flows
     assert alert.headline == ("1 new failure; 2 still failing, the oldest since abc1234 (5 runs): "
-                              "2 of 6 flows failed against production")
-    # an error run keeps its own headline; the history follows it
+                              "3 of 7 flows failed against production")
+    assert alert.failed[-1].detail().startswith("timed out (1 attempt), new")  # the line still says it
+    # an error run keeps its own headline; the history of every broken flow follows it
     error = build_alert(record, "error", AlertContext())
-    assert error.headline == (f"{headline(record, 'error')} (1 new failure; 2 still failing, the oldest since "
+    assert error.headline == (f"{headline(record, 'error')} (2 new failures; 2 still failing, the oldest since "
                               "abc1234 (5 runs))")
 
 

@@ -234,7 +234,9 @@ def history_headline(record: RunRecord, kind: str, environment: str, failed: Seq
     """The headline (results.headline), led by what the history says of a failure: "2 new failures: 2 of 9
     flows failed against production", "1 still failing since abc1234 (3 runs): 1 of 9 flows failed ..."."""
     text = headline(record, kind, environment)
-    note = history_note(failed) if kind in (Kind.FAIL, Kind.ERROR) else ""
+    # a `fail` headline counts the assertion failures: its note speaks of the same flows
+    counted = [f for f in failed if f.status == Status.FAILED] if kind == Kind.FAIL else list(failed)
+    note = history_note(counted) if kind in (Kind.FAIL, Kind.ERROR) else ""
     if not note:
         return text
     mark = simulated_mark(record)
