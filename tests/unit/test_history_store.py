@@ -77,6 +77,7 @@ def test_pass_fail_fail_flaky_pass(tmp_path: Path) -> None:
     assert fifth is not None and fifth["strip"] == ["passed", "failed", "failed", "flaky", "passed"]
     assert (fifth["passRate"], fifth["flakyRate"], fifth["failRate"]) == (0.4, 0.2, 0.4)
     assert fifth["runs"] == 4 and fifth["durations"] == [1000] * 5 and fifth["failingSince"] is None
+    assert [p.name for p in config.path.parent.iterdir()] == ["h.sqlite"]  # WAL folded back: one file to cache
 
 
 def test_the_strip_covers_the_window_and_failing_since_looks_beyond_it(tmp_path: Path) -> None:

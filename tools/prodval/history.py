@@ -202,7 +202,8 @@ class History:
         try:
             yield db
         except BaseException:
-            db.execute("ROLLBACK")
+            with contextlib.suppress(sqlite3.Error):  # the first error is the one to tell
+                db.execute("ROLLBACK")
             raise
         db.execute("COMMIT")
 
@@ -434,7 +435,8 @@ def _migrate(db: sqlite3.Connection, path: Path) -> None:
             _script(db, MIGRATIONS[step - 1])
         db.execute(f"PRAGMA user_version = {HISTORY_SCHEMA}")
     except BaseException:
-        db.execute("ROLLBACK")
+        with contextlib.suppress(sqlite3.Error):
+            db.execute("ROLLBACK")
         raise
     db.execute("COMMIT")
 
