@@ -98,7 +98,7 @@ def build_apk(
 
 @task(help=task_help(
     "notify",
-    previous="The previous run's results.json, to tell a recovery (in GitHub Actions the API says it)",
+    previous="The previous run's results.json, to tell a recovery (default: the run history, else in GitHub Actions the API)",
     test="Send a clearly marked test alert to every configured channel and report delivery per channel",
     dry_run="Print what would be sent, and to whom, with secrets masked; send nothing",
 ))

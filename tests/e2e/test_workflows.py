@@ -104,7 +104,8 @@ def test_runs_after_a_successful_deployment_and_on_demand(production: dict[str, 
                                                            validate_job: dict[str, Any]) -> None:
     on = triggers(production)
     assert on["workflow_run"] == {"workflows": ["Terraform Deploy"], "types": ["completed"], "branches": ["main"]}
-    assert PRODUCTION.read_text().count("Terraform Deploy") == 1, "the deployment workflow's name is in one place"
+    # the trigger, and the scheduled run's lookup of the deployed commit (test_workflow_history.py: they agree)
+    assert PRODUCTION.read_text().count("Terraform Deploy") == 2, "the deployment workflow's name is in two places"
     assert "github.event.workflow_run.conclusion == 'success'" in validate_job["if"]
     assert "github.event_name != 'workflow_run'" in validate_job["if"]  # dispatch and call still run
     assert "include-tags" in on["workflow_dispatch"]["inputs"]
@@ -653,7 +654,7 @@ def test_the_gradle_cache_is_saved_whatever_the_verdict(production: dict[str, An
     for name in ("validate", "build-apk"):
         steps = production["jobs"][name]["steps"]
         prepared = next(s for s in steps if s.get("uses") == "./.github/actions/prepare")
-        [save] = [s for s in steps if s.get("uses", "").startswith("actions/cache/save@")]
+        [save] = [s for s in steps if s.get("uses", "").startswith("actions/cache/save@") and "gradle" in s["with"]["path"]]
         assert save["if"].startswith("${{ always() && ")  # a failed or errored validation still saves it
         assert f"steps.{prepared['id']}.outputs.gradle-cache-hit != 'true'" in save["if"]
         assert save["with"]["key"] == f"${{{{ steps.{prepared['id']}.outputs.gradle-cache-key }}}}"
@@ -727,7 +728,7 @@ def test_the_readme_offers_only_gates_that_work() -> None:
 def test_a_lost_runner_or_a_job_timeout_is_reported_by_another_job(production: dict[str, Any]) -> None:
     """A lost runner or a job-level timeout runs no further step, so the failure path cannot run there."""
     job = production["jobs"]["report-unfinished"]
-    assert job["needs"] == ["validate", "merge-and-notify"]
+    assert job["needs"] == ["deployed-commit", "validate", "merge-and-notify"]  # deployed-commit: the commit
     condition = " ".join(job["if"].split())
     assert condition.startswith("always() && ")
     for needed in ("validate", "merge-and-notify"):

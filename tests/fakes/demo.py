@@ -54,6 +54,7 @@ def demo_env(work: Path, environ: dict[str, str]) -> dict[str, str]:
         "FAKE_MAESTRO_SCENARIO": str(SCENARIO),
         "PRODVAL_SIMULATED": "1",
         "INVOKE_VALIDATION_RESULTS_DIR": str(work / "validation"),
+        "INVOKE_HISTORY_PATH": str(work / "history.sqlite"),  # a simulated run never joins the real history
         "SLACK_WEBHOOK_URL": "https://hooks.slack.com/services/T000/B000/simulated-demo-secret",
         "SMTP_HOST": "smtp.example.invalid",
         "ALERT_EMAIL_FROM": "prodval@example.invalid",

@@ -248,12 +248,18 @@ def build_apk(call: Call) -> int:
 def notify(call: Call) -> int:
     """`invoke notify`: 0 once every alert was tried (delivery failures are reported, never the verdict);
     2 when there is no run record or the settings are wrong, or when a --test alert was not delivered."""
+    from .errors import ConfigError
     from .notify import run_notify
 
     settings = call.notify()
+    try:  # the run history times a scheduled run's reminders; a bad history setting must not stop the alerts
+        history: Path | None = call.history().path
+    except ConfigError as exc:
+        call.console.warning(f"{exc.message}; notify goes on without the run history", title="notify")
+        history = None
     # never alert on a run still writing its record; a folder that takes no lock file still alerts
     with call.holding(settings.results_dir, required=False):
-        notified = run_notify(settings, call.environ, call.console)
+        notified = run_notify(settings, call.environ, call.console, history)
     return EXIT_ERROR if notified.test and not notified.delivered else EXIT_PASS
 
 

@@ -1,13 +1,19 @@
 """`invoke notify`: from the run record to people (Slack, email, PagerDuty) and to the deployment gate.
 
-    plan      which channel gets which alert, from the verdict, the previous run and `--on` (pure)
+    plan      which channel gets which alert, from the verdict, the previous run and `--on` (pure); for a
+              scheduled run also from its turn (alerts/cadence.py: a change of state, or a reminder)
     run       build the alerts, deliver each channel on its own, report every delivery (console,
-              `::error::` in Actions, the step summary, the record's `alerts` section)
+              `::error::` in Actions, the step summary, the record's `alerts` section), and remember in
+              the run history what was sent (a scheduled run's reminders are timed from it)
 
 A delivery failure never changes the verdict and never stops the other channels. The commit status is
-posted for every run (it is the gate); PagerDuty resolves on every pass (idempotent thanks to the
-deterministic dedup key); Slack and email speak on fail and error, and on a pass only when it is a
-recovery (the previous run failed) or with `--on always`.
+posted for every run (it is the gate; a scheduled run posts under `<check name>/scheduled`); PagerDuty
+resolves on every pass (idempotent thanks to the deterministic dedup key); Slack and email speak on fail
+and error, and on a pass only when it is a recovery (the previous run failed) or with `--on always`.
+Scheduled runs speak on a change of state and remind every `notify.remind_every` hours (cadence.py).
+
+The previous run's verdict comes from `--previous`, else the run history (`record.history.previous`),
+else, in Actions, the GitHub API.
 """
 
 from __future__ import annotations
@@ -18,17 +24,20 @@ import multiprocessing
 import os
 import signal
 import socket
+import sqlite3
 import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 from . import runlock
-from .alerts import Channel, Delivery, RetryPolicy
+from .alerts import Channel, Delivery, RetryPolicy, cadence
+from .alerts.cadence import SCHEDULE, Turn
 from .alerts.email import DEFAULT_PORT, OPTIONAL_VARS, REQUIRED_VARS, SECURITY, Email
 from .alerts.github import CommitStatus, origin_repository, previous_verdict
 from .alerts.message import Alert, AlertContext, build_alert, make_test_alert, masked
@@ -37,6 +46,7 @@ from .alerts.slack import Slack
 from .commands import die_with_parent
 from .console import Console, relative_display
 from .errors import DeliveryFailed, NotifyError
+from .history import History, HistoryUnusable
 from .outcomes import Kind, Verdict
 from .results import (
     NOTIFY_STAGE,
@@ -57,15 +67,22 @@ from .settings import NotifySettings
 from .stage import stage
 
 MESSAGE_CHANNELS = ("slack", "email")
+PEOPLE_CHANNELS = (*MESSAGE_CHANNELS, "pagerduty")  # what the history remembers (the status tells nobody)
+NOW_VAR = "PRODVAL_NOW"  # for tests only: the time notify takes for now (ISO 8601); unset: the real clock
 T = TypeVar("T")
 FAILED = (Verdict.FAIL, Verdict.ERROR)
 
 
-def plan(verdict: str, previous: str | None, on: str, channels: Sequence[str]) -> list[tuple[str, str]]:
+def plan(verdict: str, previous: str | None, on: str, channels: Sequence[str],
+         turn: Turn | None = None) -> list[tuple[str, str]]:
     """(channel, alert kind) for every channel that gets an alert; kinds: fail error recovery pass.
 
-    `--test` plans nothing: every configured channel gets the test alert (`_run_test`).
+    `turn` is a scheduled run's (alerts/cadence.py: it speaks on a change of state and a reminder only);
+    None for a deployment or a manual run. `--test` plans nothing: every configured channel gets the test
+    alert (`_run_test`).
     """
+    if turn is not None:
+        return _plan_scheduled(verdict, previous, on, channels, turn)
     planned = []
     for name in channels:
         if verdict in FAILED:
@@ -76,6 +93,30 @@ def plan(verdict: str, previous: str | None, on: str, channels: Sequence[str]) -
             planned.append((name, Kind.RECOVERY))
         elif on == "always":
             planned.append((name, Verdict.PASS))
+    return planned
+
+
+def _plan_scheduled(verdict: str, previous: str | None, on: str, channels: Sequence[str],
+                    turn: Turn) -> list[tuple[str, str]]:
+    """The table of alerts/cadence.py: the commit status every run (under its own context), PagerDuty on a
+    change and a recovery (and a pass after an unknown run), Slack and email on a change, a reminder and a
+    recovery, or every run with `--on always`."""
+    kind = verdict if verdict in FAILED else Verdict.PASS
+    planned = []
+    for name in channels:
+        if name not in MESSAGE_CHANNELS and name != "pagerduty":
+            planned.append((name, kind))
+        elif name == "pagerduty":
+            if turn is Turn.CHANGE:
+                planned.append((name, kind))
+            elif turn is Turn.RECOVERY or (kind == Verdict.PASS and previous is None):
+                planned.append((name, Verdict.PASS))
+        elif turn in (Turn.CHANGE, Turn.REMINDER):
+            planned.append((name, kind))
+        elif turn is Turn.RECOVERY:
+            planned.append((name, Kind.RECOVERY))
+        elif on == "always":
+            planned.append((name, kind))
     return planned
 
 
@@ -111,8 +152,23 @@ def repository(environ: Mapping[str, str]) -> str:
     return environ.get("GITHUB_REPOSITORY", "") or origin_repository(folder, environ) or folder.name
 
 
-def configure_channels(settings: NotifySettings, environ: Mapping[str, str]) -> tuple[list[Channel], list[str]]:
-    """The channels the environment configures, and warnings about half-configured ones."""
+def clock(environ: Mapping[str, str]) -> datetime:
+    """Now: the one place PRODVAL_NOW is read. It exists for tests (a reminder is due `remind_every` after
+    the last alert); unset, the real clock."""
+    text = environ.get(NOW_VAR, "").strip()
+    if not text:
+        return datetime.now(UTC)
+    when = cadence.parse_time(text)
+    if when is None:
+        raise NotifyError(f"{NOW_VAR}={text!r} is not an ISO 8601 time",
+                          fix=f"unset {NOW_VAR} (it is for tests), or set it like 2026-05-01T12:00:00Z")
+    return when
+
+
+def configure_channels(settings: NotifySettings, environ: Mapping[str, str],
+                       trigger: str = "") -> tuple[list[Channel], list[str]]:
+    """The channels the environment configures, and warnings about half-configured ones. A scheduled run
+    (`trigger`) posts its commit status under `<check name>/scheduled`: it never moves the gate."""
     channels: list[Channel] = []
     warnings: list[str] = []
     configured = alert_channels(environ)  # the one rule of which channels are set up
@@ -135,7 +191,7 @@ def configure_channels(settings: NotifySettings, environ: Mapping[str, str]) -> 
             channels.append(CommitStatus(
                 api_url=environ.get("GITHUB_API_URL", "").strip() or "https://api.github.com",
                 repository=environ["GITHUB_REPOSITORY"].strip(), sha=sha, token=environ["GITHUB_TOKEN"].strip(),
-                context=settings.check_name,
+                context=settings.check_name + (cadence.SCHEDULED_CONTEXT if trigger == SCHEDULE else ""),
             ))
         else:
             channels.append(Misconfigured("github-status", "no deployed commit to put the status on",
@@ -211,8 +267,14 @@ def context(settings: NotifySettings, environ: Mapping[str, str], record: RunRec
 
 
 def find_previous(settings: NotifySettings, environ: Mapping[str, str], policy: RetryPolicy,
-                  console: Console) -> str | None:
-    """The previous run's verdict: from --previous, else (in Actions) from the GitHub API; None if unknown."""
+                  console: Console, record: RunRecord | None = None) -> str | None:
+    """The previous run's verdict: from --previous, else from the run history (`record.history.previous`),
+    else (in Actions) from the GitHub API; None if unknown."""
+    remembered = ((record.history if record else None) or {}).get("previous") or {}
+    if settings.previous is None and str(remembered.get("verdict") or "") in (*FAILED, Verdict.PASS):
+        console.info(f"previous run (from the history): {remembered['verdict']} "
+                     f"(run {remembered.get('runId') or '?'}, {remembered.get('trigger') or 'trigger unknown'})")
+        return str(remembered["verdict"])
     if settings.previous is not None:
         try:
             previous = load_record(settings.previous)
@@ -264,9 +326,11 @@ class Notified:
         return all(d.ok for d in self.deliveries)
 
 
-def run_notify(settings: NotifySettings, environ: Mapping[str, str], console: Console) -> Notified:
+def run_notify(settings: NotifySettings, environ: Mapping[str, str], console: Console,
+               history: Path | None = None) -> Notified:
     """Send the alerts for the run in `settings.results_dir`. A delivery failure is reported, never raised;
-    ValidationError when notify itself cannot run (no record, a corrupt one, --test without channels)."""
+    ValidationError when notify itself cannot run (no record, a corrupt one, --test without channels).
+    `history` is the run history's file (history.path), when the record has one (`record.history`)."""
     console.redact = redactor(environ, settings.secret_env)
     run_end = time.monotonic() + settings.deadline
     policy = RetryPolicy(timeout=settings.timeout, retries=settings.retries, backoff=settings.retry_backoff,
@@ -274,7 +338,8 @@ def run_notify(settings: NotifySettings, environ: Mapping[str, str], console: Co
     record_path = settings.results_dir / RECORD_NAME
     # a full disk still alerts (the record kept in memory); corrupt or of a newer schema: said so (exit 2)
     record = unwritten_record(settings.results_dir) or load_record(record_path)
-    channels, warnings = configure_channels(settings, environ)
+    trigger = record.job.trigger if record else ""
+    channels, warnings = configure_channels(settings, environ, trigger)
     for warning in warnings:
         console.warning(warning, title="notify")
     if settings.test:
@@ -284,17 +349,32 @@ def run_notify(settings: NotifySettings, environ: Mapping[str, str], console: Co
                           fix=f"run `invoke validate` first, or pass --results-dir where it wrote {RECORD_NAME}")
 
     verdict = record.verdict or Verdict.ERROR
+    now = clock(environ)  # before anything is sent: a bad PRODVAL_NOW stops notify here, not half-way
     ctx = context(settings, environ, record)
     console.step(f"Notifying: {simulated_mark(record)}verdict {verdict.upper()} (run {record.runId})")
     if not channels:
         console.warning(f"no alert channel is configured ({NO_CHANNEL_FIX})", title="notify")
-    needs_previous = verdict == Verdict.PASS and any(c.name in MESSAGE_CHANNELS for c in channels)
-    previous = find_previous(settings, environ, policy, console) if needs_previous else None
-    planned = plan(verdict, previous, settings.on, [c.name for c in channels])
+    scheduled = trigger == SCHEDULE
+    needs_previous = (verdict == Verdict.PASS and any(c.name in MESSAGE_CHANNELS for c in channels)) or (
+        scheduled and any(c.name in PEOPLE_CHANNELS for c in channels))
+    previous = find_previous(settings, environ, policy, console, record) if needs_previous else None
+    turn, reminder = None, ""
+    if scheduled:
+        every = timedelta(hours=settings.remind_every)
+        last = _streak_alert(_history_path(record, history), console)
+        turn = cadence.turn(verdict, previous, last, now, every)
+        console.info(cadence.explain(turn, previous, last, every))
+        if turn is Turn.REMINDER:
+            reminder = (f"still failing; said again every {settings.remind_every:g}h while scheduled runs fail "
+                        "(notify.remind_every)")
+    planned = plan(verdict, previous, settings.on, [c.name for c in channels], turn)
     by_name = {c.name: c for c in channels}
-    alerts = {kind: masked(build_alert(record, kind, ctx), console.redact) for kind in {kind for _, kind in planned}}
+    alerts = {kind: masked(build_alert(record, kind, ctx, reminder if kind in FAILED else ""), console.redact)
+              for kind in {kind for _, kind in planned}}
     quiet = sorted(set(by_name) - {name for name, _ in planned})
-    if quiet:
+    if quiet and turn is not None:
+        console.info(f"nothing to say on {', '.join(quiet)}: {turn} (a scheduled run speaks on a change of state)")
+    elif quiet:
         console.info(f"nothing to say on {', '.join(quiet)}: the run passed and the previous one did not fail "
                      "(--on always sends every run)")
     if settings.dry_run:
@@ -307,8 +387,55 @@ def run_notify(settings: NotifySettings, environ: Mapping[str, str], console: Co
         record.alerts.extend(d.to_json() for d in deliveries)
         record.environment.alertChannels = [c.name for c in channels]
         record.stages[NOTIFY_STAGE].outcome = Verdict.PASS if all(d.ok for d in deliveries) else Verdict.ERROR
+    _remember_alerts(record, _history_path(record, history), deliveries, bool(reminder), now, console)
     _summarise(console, deliveries, verdict)
     return Notified(tuple(deliveries))
+
+
+def _history_path(record: RunRecord, configured: Path | None) -> Path | None:
+    """The run's history file: none when the run kept no history; else history.path as notify resolves it
+    (from its own folder), else the path the run recorded."""
+    if record.history is None:
+        return None
+    path = configured or str(record.history.get("path") or "")
+    return Path(path) if path else None
+
+
+def _streak_alert(path: Path | None, console: Console) -> datetime | None:
+    """When the current failing streak last alerted (from the run history); None when it has not, or when
+    there is no history to ask (then a failing scheduled run reminds: better once too often than never)."""
+    if path is None:
+        return None
+    try:
+        with History.open(path, console.warning, repair=False) as history:
+            return cadence.streak_alert(history.last_alert(cadence.RECORDED_KINDS))
+    except (HistoryUnusable, sqlite3.Error, OSError) as exc:
+        console.warning(f"could not read the last alert from the history {path}: {_why(exc)}; a failing "
+                        "scheduled run reminds now", title="notify")
+        return None
+
+
+def _remember_alerts(record: RunRecord, path: Path | None, deliveries: Sequence[Delivery], reminder: bool,
+                     now: datetime, console: Console) -> None:
+    """Record in the run history the alerts people got (Slack, email, PagerDuty; delivered only): the next
+    scheduled run times its reminder from them. Trouble is said, never raised: the alerts went out."""
+    sent = [d for d in deliveries if d.ok and d.channel in PEOPLE_CHANNELS]
+    if path is None or not sent:
+        return
+    try:
+        with History.open(path, console.warning, repair=False) as history:
+            for delivery in sent:
+                kind = cadence.REMINDER if reminder and delivery.kind in FAILED else delivery.kind
+                history.record_alert(record.runId, kind, delivery.channel, cadence.iso(now))
+    except (HistoryUnusable, sqlite3.Error, OSError) as exc:
+        console.warning(f"the alerts sent were not remembered in the history {path}: {_why(exc)}; the next "
+                        "scheduled run may remind early", title="notify")
+
+
+def _why(exc: Exception) -> str:
+    if isinstance(exc, HistoryUnusable):
+        return exc.message
+    return str(exc.strerror or exc) if isinstance(exc, OSError) else str(exc)
 
 
 def _run_test(settings: NotifySettings, environ: Mapping[str, str], console: Console, channels: list[Channel],

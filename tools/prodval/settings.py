@@ -635,6 +635,8 @@ class NotifySettings(Section):
     deadline: float = setting(100, number(minimum=0.1, maximum=3600), "wall-clock seconds for all deliveries "
                               "together (and the previous-run lookup): a run with every channel hanging ends "
                               "within two minutes")
+    remind_every: float = setting(24, number(minimum=0), "hours between reminders while scheduled runs keep "
+                                  "failing (they alert on a change of state only); `0`: every failing scheduled run")
     results_dir: Path = Path(DEFAULTS["results_dir"])  # validation.results_dir, or --results-dir
     previous: Path | None = None
     test: bool = False

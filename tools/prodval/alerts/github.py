@@ -2,7 +2,9 @@
 
 The status (`POST /repos/{owner}/{repo}/statuses/{sha}`, context `production-validation`) is posted on
 the deployed commit for every run, pass or not: branch protection and the frontend deployment can require
-it. A `--test` alert uses the context `<check name>/test`, so it can never open the gate.
+it. A scheduled re-validation posts under `<context>/scheduled` instead (notify.configure_channels): it
+shows on the commit, and never moves the gate. A `--test` alert uses the context `<check name>/test`, so
+it can never open the gate.
 
 The previous run (for recovery messages) is the previous attempt of this run when it is a re-run, else
 the newest earlier completed run of the same workflow that passed or failed (cancelled runs say nothing).

@@ -4,6 +4,12 @@ The headline tells a regression ("2 of 9 flows failed against production") from 
 validate ("Validation could not run: emulator did not boot") from a recovery. Then the environment, the
 app version and the deployed commit, each failed flow with its `errorSummary` and attempt count, flaky
 flows apart, the duration, and links to the run, its artifacts and the HTML report where those exist.
+
+With the run's history (`flow.history`, filled by history.annotate) the headline also tells new failures
+from old ones ("2 new failures: ..." vs "2 still failing since abc1234 (3 runs): ..."), each failed flow
+says `new` or `still failing since <commit> (N runs)` (N: the failing streak, this run included) and
+`slow` when its time was over the window's p95; quarantined flows are listed apart (they do not count
+in the verdict, so they never page). Without history an alert reads as it always did.
 Building is pure: no I/O, so tests and --dry-run see exactly what would be sent.
 """
 
@@ -15,7 +21,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 
 from ..outcomes import Kind, Status
-from ..results import BROKEN, RunRecord, duration_text, headline, stage_error
+from ..results import BROKEN, FlowResult, RunRecord, duration_text, headline, simulated_mark, stage_error
 
 KINDS: tuple[str, ...] = tuple(Kind)
 TITLE_PREFIX: dict[str, str] = {kind: "RECOVERED" if kind == Kind.RECOVERY else kind.upper() for kind in Kind}
@@ -31,18 +37,35 @@ _WHAT: dict[str, str] = {Status.FAILED: "failed", Status.ERROR: "infrastructure 
                          Status.TIMED_OUT: "timed out", Status.FLAKY: "flaky"}
 
 
+SHORT_SHA = 7  # how a commit is named in a sentence ("still failing since abc1234"), as git abbreviates it
+
+
 @dataclass(frozen=True)
 class FlowLine:
     file: str
     status: str
     attempts: int
     summary: str
+    state: str = ""  # from the history: "new" | "still failing" | "" (no history, or it did not fail)
+    since: str = ""  # still failing: the commit (short) or run where the failing streak began
+    streak: int = 0  # still failing: the runs of the streak, this one included
+    slow: bool = False  # its time was over the window's p95 x history.slow_factor
+    quarantine: str = ""  # quarantined: "until 2026-12-31 (owner: reason)"
 
     def detail(self) -> str:
-        """What happened, without the file name: `failed (2 attempts): Element not found`."""
+        """What happened, without the file name: `failed (2 attempts), new, slow: Element not found`."""
         tries = f"{self.attempts} attempt{'s' if self.attempts != 1 else ''}"
         what = _WHAT.get(self.status, self.status)
-        return f"{what} ({tries})" + (f": {self.summary}" if self.summary else "")
+        notes = [self.history_note()] if self.state else []
+        notes += ["slow"] if self.slow else []
+        notes += [f"quarantined {self.quarantine}".rstrip()] if self.quarantine else []
+        return f"{what} ({tries})" + "".join(f", {n}" for n in notes) + (f": {self.summary}" if self.summary else "")
+
+    def history_note(self) -> str:
+        if self.state != "still failing":
+            return self.state
+        runs = f" ({self.streak} run{'s' if self.streak != 1 else ''})" if self.streak else ""
+        return f"still failing since {self.since}{runs}" if self.since else "still failing"
 
     def describe(self) -> str:
         return f"{self.file}: {self.detail()}"
@@ -87,10 +110,15 @@ class Alert:
     not_run: int = 0
     stage_error: str = ""
     links: tuple[Link, ...] = field(default=())
+    quarantined: tuple[FlowLine, ...] = ()  # quarantined flows that did not pass: shown apart, never counted
+    trigger: str = ""  # deploy | schedule | manual (job.trigger), "" when the record does not say
+    reminder: str = ""  # a scheduled run's reminder: why it speaks again (see alerts/cadence.py)
+    history: str = ""  # the history's own note (e.g. it was unreadable and started fresh)
 
     @property
     def title(self) -> str:
-        return f"[{self.check_name}] {TITLE_PREFIX[self.kind]}: {self.headline}"
+        reminder = " (reminder)" if self.reminder else ""
+        return f"[{self.check_name}] {TITLE_PREFIX[self.kind]}{reminder}: {self.headline}"
 
     @property
     def facts(self) -> list[Fact]:
@@ -101,8 +129,14 @@ class Alert:
             Fact("Deployed commit", self.commit[:12], self.commit_url),
             Fact("Duration", self.duration),
             Fact("Run", self.run_id),
+            Fact("Trigger", TRIGGER_TEXT.get(self.trigger, self.trigger)),
+            Fact("Reminder", self.reminder),
+            Fact("History", self.history),
         ]
         return [fact for fact in facts if fact.value]
+
+
+TRIGGER_TEXT = {"deploy": "deployment", "schedule": "scheduled re-validation", "manual": "manual run"}
 
 
 def _duration(start: str, end: str) -> str:
@@ -122,16 +156,20 @@ def app_version(record: RunRecord) -> str:
     return ", ".join(str(p) for p in (version, package) if p)
 
 
-def build_alert(record: RunRecord, kind: str, ctx: AlertContext) -> Alert:
-    """The alert for this run record; `kind` is fail, error, recovery or pass (see notify.plan)."""
+def build_alert(record: RunRecord, kind: str, ctx: AlertContext, reminder: str = "") -> Alert:
+    """The alert for this run record; `kind` is fail, error, recovery or pass (see notify.plan); `reminder`
+    says why a scheduled run that is still failing speaks again (alerts/cadence.py)."""
     if kind not in KINDS or kind == Kind.TEST:
         raise ValueError(f"unknown alert kind {kind!r}")
-    broken = [f for f in record.flows if f.status in BROKEN]
+    broken = [f for f in record.flows if f.status in BROKEN and not is_quarantined(f)]
     broken.sort(key=lambda f: (BROKEN.index(f.status), f.flowFileName))
     end = record.job.endTime or max((s.endTime for s in record.stages.values() if s.endTime), default="")
+    # a history with no run before this one (new, or the cache evicted) cannot tell new from old
+    known = bool((record.history or {}).get("runs"))
+    failed = tuple(flow_line(f, f.status, known) for f in broken)
     return Alert(
         kind=kind,
-        headline=headline(record, kind, ctx.environment),
+        headline=history_headline(record, kind, ctx.environment, failed),
         environment=ctx.environment,
         check_name=ctx.check_name,
         run_id=record.runId,
@@ -139,13 +177,72 @@ def build_alert(record: RunRecord, kind: str, ctx: AlertContext) -> Alert:
         commit=ctx.sha,
         commit_url=_commit_url(ctx),
         duration=_duration(record.job.startTime, end) if record.job.startTime and end else "",
-        failed=tuple(FlowLine(f.flowFileName, f.status, len(f.attempts), _one_line(f.errorSummary)) for f in broken),
-        flaky=tuple(FlowLine(f.flowFileName, Status.FLAKY, len(f.attempts), _one_line(f.errorSummary))
-                    for f in record.flows if f.status == Status.FLAKY),
+        failed=failed,
+        flaky=tuple(flow_line(f, Status.FLAKY) for f in record.flows if f.status == Status.FLAKY
+                    and not is_quarantined(f)),
         not_run=record.counts()[Status.NOT_RUN],
         stage_error=stage_error(record).strip() if kind == Kind.ERROR else "",
         links=links(ctx),
+        quarantined=tuple(flow_line(f, f.status, known) for f in sorted(record.flows, key=lambda f: f.flowFileName)
+                          if is_quarantined(f) and f.status in (*BROKEN, Status.FLAKY)),
+        trigger=record.job.trigger,
+        reminder=reminder,
+        history=str((record.history or {}).get("note") or ""),
     )
+
+
+def is_quarantined(flow: FlowResult) -> bool:
+    return bool(getattr(flow, "quarantined", False))
+
+
+def flow_line(flow: FlowResult, status: str, known: bool = True) -> FlowLine:
+    """One flow as an alert lists it, with what its history says (`flow.history`) and its quarantine;
+    `known`: the history held runs before this one (else new and old cannot be told apart)."""
+    facts = flow.history or {}
+    since = facts.get("failingSince") or {}
+    state = str(facts.get("state") or "") if status in BROKEN and known else ""
+    begun = str(since.get("commit") or "")[:SHORT_SHA] or (f"run {since['runId']}" if since.get("runId") else "")
+    runs_ago = since.get("runsAgo")
+    quarantine = ""
+    if is_quarantined(flow):
+        entry = getattr(flow, "quarantine", None) or {}
+        who = ": ".join(str(entry[k]) for k in ("owner", "reason") if entry.get(k))
+        quarantine = " ".join(part for part in (f"until {entry['until']}" if entry.get("until") else "",
+                                                f"({who})" if who else "") if part)
+    return FlowLine(flow.flowFileName, status, len(flow.attempts), _one_line(flow.errorSummary), state=state,
+                    since=begun if state == "still failing" else "",
+                    streak=runs_ago + 1 if state == "still failing" and isinstance(runs_ago, int) else 0,
+                    slow=bool(facts.get("slow")), quarantine=quarantine)
+
+
+def history_note(failed: Sequence[FlowLine]) -> str:
+    """"2 new failures; 1 still failing since abc1234 (3 runs)": what the history says of the failed flows
+    ("" without history). Several streaks: the oldest is named."""
+    new = [f for f in failed if f.state == "new"]
+    still = [f for f in failed if f.state == "still failing"]
+    parts = [f"{len(new)} new failure{'s' if len(new) != 1 else ''}"] if new else []
+    if still:
+        oldest = max(still, key=lambda f: f.streak)
+        since = oldest.history_note().removeprefix("still failing").strip()
+        several = len({f.since for f in still}) > 1
+        parts.append(f"{len(still)} still failing" + (f", the oldest {since}" if several and since else
+                                                       f" {since}" if since else ""))
+    return "; ".join(parts)
+
+
+def history_headline(record: RunRecord, kind: str, environment: str, failed: Sequence[FlowLine]) -> str:
+    """The headline (results.headline), led by what the history says of a failure: "2 new failures: 2 of 9
+    flows failed against production", "1 still failing since abc1234 (3 runs): 1 of 9 flows failed ..."."""
+    text = headline(record, kind, environment)
+    # a `fail` headline counts the assertion failures: its note speaks of the same flows
+    counted = [f for f in failed if f.status == Status.FAILED] if kind == Kind.FAIL else list(failed)
+    note = history_note(counted) if kind in (Kind.FAIL, Kind.ERROR) else ""
+    if not note:
+        return text
+    mark = simulated_mark(record)
+    if kind == Kind.FAIL:
+        return f"{mark}{note}: {text.removeprefix(mark)}"
+    return f"{text} ({note})"
 
 
 def make_test_alert(ctx: AlertContext, record: RunRecord | None = None) -> Alert:
@@ -172,6 +269,9 @@ def masked(alert: Alert, redact: Callable[[str], str]) -> Alert:
         stage_error=redact(alert.stage_error),
         failed=tuple(replace(f, file=redact(f.file), summary=redact(f.summary)) for f in alert.failed),
         flaky=tuple(replace(f, file=redact(f.file), summary=redact(f.summary)) for f in alert.flaky),
+        quarantined=tuple(replace(f, file=redact(f.file), summary=redact(f.summary), quarantine=redact(f.quarantine))
+                          for f in alert.quarantined),
+        history=redact(alert.history),
         links=tuple(replace(link, url=redact(link.url)) for link in alert.links),
     )
 
@@ -202,6 +302,13 @@ def take(items: Sequence[FlowLine], limit: int) -> tuple[list[FlowLine], int]:
 
 # Email and --dry-run render these two; Slack and PagerDuty have their own shapes.
 EMAIL_MAX_FLOWS = 100
+QUARANTINED_TITLE = "Quarantined flows (not counted, never page)"
+
+
+def sections(alert: Alert) -> tuple[tuple[str, tuple[FlowLine, ...]], ...]:
+    """The lists of flows an alert shows, titled, in order: failed, flaky, quarantined (apart)."""
+    return (("Failed flows", alert.failed), ("Flaky flows (passed on a retry)", alert.flaky),
+            (QUARANTINED_TITLE, alert.quarantined))
 
 
 def text_body(alert: Alert) -> str:
@@ -209,7 +316,7 @@ def text_body(alert: Alert) -> str:
     lines += [f"{fact.label}: {fact.value}" + (f" ({fact.url})" if fact.url else "") for fact in alert.facts]
     if alert.stage_error:
         lines += ["", "Why it could not run:", *[f"  {ln}" for ln in alert.stage_error.splitlines()[:20]]]
-    for title, flows in (("Failed flows", alert.failed), ("Flaky flows (passed on a retry)", alert.flaky)):
+    for title, flows in sections(alert):
         if flows:
             shown, hidden = take(flows, EMAIL_MAX_FLOWS)
             lines += ["", f"{title}:"] + [f"  - {clip(f.describe(), 500)}" for f in shown]
@@ -237,7 +344,7 @@ def html_body(alert: Alert) -> str:
     parts.append("</table>")
     if alert.stage_error:
         parts.append(f"<h3>Why it could not run</h3><pre>{esc(alert.stage_error)}</pre>")
-    for title, flows in (("Failed flows", alert.failed), ("Flaky flows (passed on a retry)", alert.flaky)):
+    for title, flows in sections(alert):
         if flows:
             shown, hidden = take(flows, EMAIL_MAX_FLOWS)
             parts.append(f"<h3>{esc(title)}</h3><ul>")

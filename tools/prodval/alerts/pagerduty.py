@@ -2,8 +2,11 @@
 
 The dedup key is built from the repository, the environment and the check name only, so a failing run
 triggers (or updates) the same incident every time and the next passing run resolves it, with no state
-kept between runs. A test alert (`--test`) triggers an `info` event under its own key and resolves it
-at once, so it reaches the integration without leaving an incident open.
+kept between runs. Deployments and scheduled re-validations share it: one incident, whoever saw the
+failure first; a scheduled run's reminder sends nothing here (alerts/cadence.py), so it never opens a
+second incident after someone resolved the first by hand. A test alert (`--test`) triggers an `info`
+event under its own key and resolves it at once, so it reaches the integration without leaving an
+incident open.
 """
 
 from __future__ import annotations
@@ -46,6 +49,8 @@ def trigger_event(alert: Alert, routing_key: str, key: str, source: str) -> dict
         details["failed_flows"] = _listed(alert.failed)
     if alert.flaky:
         details["flaky_flows"] = _listed(alert.flaky)
+    if alert.quarantined:  # listed apart: they did not count in the verdict that pages
+        details["quarantined_flows"] = _listed(alert.quarantined)
     return {
         "routing_key": routing_key,
         "event_action": "trigger",

@@ -16,7 +16,7 @@ from typing import Any
 from ..errors import DeliveryFailed
 from ..outcomes import Kind
 from . import Delivery, RetryPolicy, check_url, request
-from .message import Alert, Fact, FlowLine, clip, take
+from .message import QUARANTINED_TITLE, Alert, Fact, FlowLine, clip, take
 
 MAX_BLOCKS = 50
 MAX_SECTION_TEXT = 3000
@@ -87,6 +87,8 @@ def _payload(alert: Alert, failed_lines: int, flaky_lines: int, line_length: int
         blocks += _flow_sections("Failed flows", alert.failed, failed_lines, line_length)
     if alert.flaky:
         blocks += _flow_sections("Flaky flows (passed on a retry)", alert.flaky, flaky_lines, line_length)
+    if alert.quarantined:
+        blocks += _flow_sections(QUARANTINED_TITLE, alert.quarantined, flaky_lines, line_length)
     if alert.not_run:
         blocks.append(_section(f"{alert.not_run} flow(s) did not run."))
     if alert.links:
