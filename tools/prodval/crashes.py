@@ -1,0 +1,216 @@
+"""The app's own crash or ANR in a device's captured logcat, attributed to the attempt it happened in.
+
+`invoke validate` captures each device's `adb logcat -v threadtime` into
+`build/validation/devices/<serial>/logcat.txt` for the whole run (`emulator.capture_logcat`). An attempt
+owns the lines logged between its start and its end:
+
+- start: the capture file's size when the attempt starts. The previous attempt on the device waited for
+  its end mark (below), so the capture has caught up to the device by then, give or take the few
+  milliseconds between two attempts.
+- end: after maestro exits, `adb shell log -t prodval <mark>` writes a unique mark into the device's own
+  log, and we wait (bounded by `catch_up`, event by event as the capture writes) until the capture has
+  written it. The device orders its log, so everything the app logged before maestro exited is before the
+  mark, however late the capture writes it. When the mark cannot be logged (the device is gone) or does
+  not arrive in time, the attempt owns what the capture wrote so far.
+
+In that window, the app's package (`is_app_process`: the package, or one of its processes
+`package:name`) crashed when AndroidRuntime logged `FATAL EXCEPTION: <thread>` with `Process: <package>,
+PID: <pid>` (AOSP `RuntimeInit.logUncaught`: one entry per line of the message and the stack trace, from
+the crashing thread), or did not respond when ActivityManager logged `ANR in <package> (...)` (one
+multi-line entry from system_server: `PID:`, `Reason:`, ...). A block that starts in the window is read
+to its end even past the window. Crashes of other processes are not the app's: they stay in logcat.txt.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from .devices import Adb
+
+MARK_TAG = "prodval"
+CRASH_FILE = "crash.txt"
+CATCH_UP = 10.0  # seconds the capture gets to write the end mark after maestro exits
+POLL = 0.02  # seconds between two looks at the capture file while waiting for it
+MAX_BLOCK_LINES = 400  # a crash block longer than this (a deep recursion's trace) is cut
+
+# `logcat -v threadtime`: liblog's "%s %5d %5d %c %-8s: " prefix, the time as MM-DD HH:MM:SS.mmm
+_LINE = re.compile(r"^(?P<time>\d\d-\d\d \d\d:\d\d:\d\d\.\d{3})\s+(?P<pid>\d+)\s+(?P<tid>\d+) "
+                   r"(?P<level>[VDIWEFS]) (?P<tag>.*?)\s*: ?(?P<message>.*)$")
+_PROCESS = re.compile(r"^(?:Process: (?P<process>.+?), )?PID: (?P<pid>\d+)$")
+_ANR = re.compile(r"^ANR in (?P<process>\S+)(?: \((?P<component>.*)\))?$")
+
+
+@dataclass(frozen=True)
+class LogLine:
+    text: str
+    time: str
+    pid: int
+    tid: int
+    level: str
+    tag: str
+    message: str
+
+
+def parse_line(text: str) -> LogLine | None:
+    """One `threadtime` line, or None (a `--------- beginning of crash` divider, or anything else)."""
+    match = _LINE.match(text.rstrip("\r\n"))
+    if match is None:
+        return None
+    return LogLine(text.rstrip("\r\n"), match["time"], int(match["pid"]), int(match["tid"]), match["level"],
+                   match["tag"], match["message"])
+
+
+@dataclass(frozen=True)
+class Crash:
+    kind: str  # "crash" (FATAL EXCEPTION) or "anr"
+    process: str
+    summary: str  # the attempt's errorSummary: the exception line, or "ANR in <process>: <reason>"
+    lines: tuple[str, ...]  # the whole block, as logcat printed it
+
+    @property
+    def text(self) -> str:
+        return "\n".join(self.lines) + "\n"
+
+
+def is_app_process(process: str, package: str) -> bool:
+    """The app's own: its package's process or one of its named processes (`android:process=":sync"`)."""
+    return bool(package) and (process == package or process.startswith(package + ":"))
+
+
+def _lines(text: str) -> Iterator[tuple[int, str]]:
+    """(offset, line) for every line of `text`."""
+    offset = 0
+    for line in text.splitlines(keepends=True):
+        yield offset, line
+        offset += len(line)
+
+
+def find_crashes(text: str, package: str, *, start: int = 0, end: int | None = None) -> list[Crash]:
+    """The crashes and ANRs of `package` whose first line starts in text[start:end], in log order."""
+    end = len(text) if end is None else end
+    parsed = [(offset, parse_line(line)) for offset, line in _lines(text)]
+    found = []
+    for index, (offset, line) in enumerate(parsed):
+        if line is None or not start <= offset < end:
+            continue
+        if line.tag == "AndroidRuntime" and line.message.startswith("FATAL EXCEPTION: "):
+            crash = _fatal(line, [entry for _, entry in parsed[index + 1:]])
+        elif line.tag == "ActivityManager" and _ANR.match(line.message):
+            crash = _anr(line, [entry for _, entry in parsed[index + 1:]])
+        else:
+            continue
+        if is_app_process(crash.process, package):
+            found.append(crash)
+    return found
+
+
+def _fatal(head: LogLine, rest: list[LogLine | None]) -> Crash:
+    """AndroidRuntime's lines from the crashing thread after the header, until that thread logs anything
+    else (`Process: Sending signal`) or a new FATAL EXCEPTION; other threads' and processes' lines that
+    the log interleaves are left out."""
+    block = [head]
+    for line in rest:
+        if len(block) >= MAX_BLOCK_LINES:
+            break
+        if line is None or (line.pid, line.tid) != (head.pid, head.tid):
+            continue
+        if line.tag != "AndroidRuntime" or line.message.startswith("FATAL EXCEPTION: "):
+            break
+        block.append(line)
+    process, body = "", block[1:]
+    if body and (named := _PROCESS.match(body[0].message)):
+        process, body = named["process"] or "", body[1:]
+    exception = next((line.message.strip() for line in body if line.message.strip()), "")
+    summary = exception or f"FATAL EXCEPTION in {process or f'pid {head.pid}'}"
+    return Crash("crash", process, summary, tuple(line.text for line in block))
+
+
+def _anr(head: LogLine, rest: list[LogLine | None]) -> Crash:
+    """system_server's one multi-line entry: the lines right after it with the very same prefix."""
+    block = [head]
+    for line in rest:
+        same = line is not None and (line.time, line.pid, line.tid, line.level, line.tag) == \
+            (head.time, head.pid, head.tid, head.level, head.tag)
+        if not same or len(block) >= MAX_BLOCK_LINES:
+            break
+        assert line is not None
+        block.append(line)
+    match = _ANR.match(head.message)
+    process = match["process"] if match else ""
+    reason = next((line.message[len("Reason: "):].strip() for line in block if line.message.startswith("Reason: ")), "")
+    summary = f"ANR in {process}: {reason}" if reason else f"ANR in {process}"
+    return Crash("anr", process, summary, tuple(line.text for line in block))
+
+
+# --- an attempt's window of a device's capture ----------------------------------------------------------
+
+
+def capture_path(results_dir: Path, serial: str) -> Path:
+    """Where `invoke validate` captures a device's logcat for the whole run."""
+    return results_dir / "devices" / serial / "logcat.txt"
+
+
+def window_start(capture: Path) -> int:
+    """Where an attempt starts in the capture: its size now (0 when there is no capture yet)."""
+    try:
+        return capture.stat().st_size
+    except OSError:
+        return 0
+
+
+def _mark_text(label: str) -> tuple[str, str]:
+    """The message logged at an attempt's end and the unique token found again in the capture. Only
+    characters a device shell takes as they are: adb hands the words to `sh -c`."""
+    token = uuid.uuid4().hex
+    safe = re.sub(r"[^A-Za-z0-9._-]+", "_", label)[:80]
+    return f"end-of-attempt {safe} {token}", token
+
+
+def wait_for_text(path: Path, start: int, needle: bytes, *, timeout: float, poll: float = POLL,
+                  clock: Callable[[], float] = time.monotonic) -> bytes:
+    """The capture's bytes from `start`, read as the capture writes them, until they hold `needle` or
+    `timeout` seconds pass (then: what is there)."""
+    deadline = clock() + timeout
+    data = b""
+    while True:
+        try:
+            with open(path, "rb") as fh:
+                fh.seek(start + len(data))
+                data += fh.read()
+        except OSError:
+            return data
+        if needle in data or clock() >= deadline:
+            return data
+        time.sleep(poll)
+
+
+def attempt_log(adb: Adb, serial: str, capture: Path, start: int, label: str, *,
+                catch_up: float = CATCH_UP, poll: float = POLL) -> tuple[str, int]:
+    """(the capture from the attempt's start on, where the attempt ends in it): the end mark is logged on
+    the device and waited for; without it, the attempt ends where the capture is."""
+    if not capture.is_file():
+        return "", 0
+    message, token = _mark_text(label)
+    logged = adb.log(serial, MARK_TAG, message)
+    data = wait_for_text(capture, start, token.encode(), timeout=catch_up if logged else 0.0, poll=poll)
+    text = data.decode("utf-8", errors="replace")
+    at = text.find(token)
+    return text, (text.rfind("\n", 0, at) + 1 if at >= 0 else len(text))
+
+
+def attempt_crash(adb: Adb, serial: str, capture: Path, start: int, package: str, label: str, folder: Path,
+                  *, catch_up: float = CATCH_UP, poll: float = POLL) -> Crash | None:
+    """The app's first crash or ANR during the attempt, its block written to `folder/crash.txt` (every
+    block of the attempt, when there are several); None when the app did not crash."""
+    text, end = attempt_log(adb, serial, capture, start, label, catch_up=catch_up, poll=poll)
+    crashes = find_crashes(text, package, end=end)
+    if not crashes:
+        return None
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / CRASH_FILE).write_text("\n".join(crash.text for crash in crashes), encoding="utf-8")
+    return crashes[0]
