@@ -5,11 +5,14 @@ and whose adb streams it to the run's logcat capture as it is logged."""
 from __future__ import annotations
 
 import json
+import os
+import signal
 from pathlib import Path
 from typing import Any
 
 import pytest
 from conftest import World
+from test_killed_run import processes_of, wait_for
 from test_report import DevTools, card, chromium, parse, report  # noqa: F401 (chromium: a fixture)
 
 APP = "com.example.exerciselog"
@@ -196,3 +199,46 @@ def test_the_browser_shows_the_crash_on_the_card(shop: World, chromium: DevTools
     width, height, display, white_space = facts["shown"]
     assert width > 300 and height > 100 and display == "block" and white_space == "pre"
     assert facts["errorSummary"] == CRASH
+
+
+def test_each_device_log_is_its_own_attempts(world: World) -> None:
+    """Two devices at once: the crash on one device is that device's attempt's, never the flows running at
+    the same time on the other."""
+    for serial in ("emulator-5554", "emulator-5556"):
+        world.device(serial)
+    for name in ("a.yaml", "b.yaml", "c.yaml", "d.yaml"):
+        world.flow(name, commands=CART)
+    world.scenario(default="sleep:0.3", logcat={"b.yaml": {"crash": CRASH}})
+    run = world.invoke("validate", "--devices", "2", "--retries", "0")
+    assert run.returncode == 1, run.stdout[-3000:] + run.stderr
+    flows = {f["flowFileName"]: f for f in world.record()["flows"]}
+    assert {name: f["status"] for name, f in flows.items()} == {
+        "a.yaml": "passed", "b.yaml": "failed", "c.yaml": "passed", "d.yaml": "passed"}
+    assert flows["b.yaml"]["errorSummary"] == CRASH
+    assert crash_files(world) == ["flows/b.yaml/attempt-1/crash.txt"]
+    logs = {s: (world.results / "devices" / s / "logcat.txt").read_text() for s in ("emulator-5554", "emulator-5556")}
+    assert {s for s, text in logs.items() if "FATAL EXCEPTION" in text} == {flows["b.yaml"]["device"]}
+
+
+def test_a_capture_that_stopped_is_waited_for_once(world: World) -> None:
+    """The device's `adb logcat` dies mid-run: the end mark never reaches logcat.txt. One bounded wait, one
+    warning, then the rest of the run reads what was captured without waiting again."""
+    world.device()
+    for name in ("a.yaml", "b.yaml", "c.yaml"):
+        world.flow(name)
+    world.scenario({"a.yaml": "hang"})
+    proc = world.start("validate", "--retries", "0", "--flow-timeout", "3")
+    try:
+        wait_for(lambda: (world.state_dir / "hang-a.yaml.pids").is_file())
+        [capture] = processes_of(world, "logcat", "threadtime")
+        os.kill(capture, signal.SIGKILL)
+        out, err = proc.communicate(timeout=120)
+    finally:
+        proc.kill()
+        proc.wait()
+    assert proc.returncode == 2, out[-3000:] + err  # a.yaml timed out
+    assert {f["flowFileName"]: f["status"] for f in world.record()["flows"]} == {
+        "a.yaml": "timed_out", "b.yaml": "passed", "c.yaml": "passed"}
+    warned = [line for line in (out + err).splitlines() if "the logcat capture did not deliver" in line]
+    assert len(warned) == 1, warned
+    assert "emulator-5554" in warned[0] and "without waiting, for the rest of the run" in warned[0]

@@ -149,19 +149,21 @@ def test_the_attempt_window_ends_at_its_mark(tmp_path: Path) -> None:
     with open(capture, "a", encoding="utf-8") as fh:
         fh.write(APP_CRASH)
     adb = FakeAdb(capture)
-    text, end = attempt_log(adb, "emulator-5554", capture, start, "cart.yaml.1")  # type: ignore[arg-type]
+    log = attempt_log(adb, "emulator-5554", capture, start, "cart.yaml.1")  # type: ignore[arg-type]
+    text, end = log.text, log.end
+    assert log.logged and log.seen and not log.lost
     [(serial, tag, message)] = adb.calls
     assert (serial, tag) == ("emulator-5554", MARK_TAG) and message.startswith("end-of-attempt cart.yaml.1 ")
     assert text.startswith("--------- beginning of crash") and "earlier attempt" not in text
     assert text[end:].split("\n", 1)[0].endswith(message)
     # what is logged after the mark (the next attempt's) is not in this attempt's window
     folder = tmp_path / "attempt-1"
-    crash = attempt_crash(adb, "emulator-5554", capture, start, APP, "cart.yaml.1", folder)  # type: ignore[arg-type]
+    crash, _ = attempt_crash(adb, "emulator-5554", capture, start, APP, "cart.yaml.1", folder)  # type: ignore[arg-type]
     assert crash is not None and (folder / CRASH_FILE).read_text() == crash.text
     later = capture.stat().st_size
     with open(capture, "a", encoding="utf-8") as fh:
         fh.write(APP_CRASH.replace("FATAL EXCEPTION", "not fatal"))
-    assert attempt_crash(adb, "emulator-5554", capture, later, APP, "x", tmp_path / "a2") is None  # type: ignore[arg-type]
+    assert attempt_crash(adb, "emulator-5554", capture, later, APP, "x", tmp_path / "a2")[0] is None  # type: ignore[arg-type]
     assert not (tmp_path / "a2").exists()
 
 
@@ -169,9 +171,28 @@ def test_without_a_mark_the_window_is_what_the_capture_wrote(tmp_path: Path) -> 
     capture = tmp_path / "logcat.txt"
     capture.write_text(APP_CRASH)
     # catch_up is an hour: a wait for a mark that was never logged would hang the test
-    text, end = attempt_log(FakeAdb(None), "emulator-5554", capture, 0, "x", catch_up=3600)  # type: ignore[arg-type]
-    assert text == APP_CRASH and end == len(APP_CRASH)
-    assert attempt_log(FakeAdb(None), "emulator-5554", tmp_path / "none.txt", 0, "x") == ("", 0)  # type: ignore[arg-type]
+    log = attempt_log(FakeAdb(None), "emulator-5554", capture, 0, "x", catch_up=3600)  # type: ignore[arg-type]
+    assert (log.text, log.end, log.logged, log.lost) == (APP_CRASH, len(APP_CRASH), False, False)
+    none = attempt_log(FakeAdb(None), "emulator-5554", tmp_path / "none.txt", 0, "x")  # type: ignore[arg-type]
+    assert (none.text, none.end, none.logged) == ("", 0, False)
+
+
+class DeafCapture(FakeAdb):
+    """The device takes the mark, the capture never writes it (its `adb logcat` died)."""
+
+    def log(self, serial: str, tag: str, message: str) -> bool:
+        self.calls.append((serial, tag, message))
+        return True
+
+
+def test_a_capture_that_stopped_is_told_apart(tmp_path: Path) -> None:
+    capture = tmp_path / "logcat.txt"
+    capture.write_text(APP_CRASH)
+    log = attempt_log(DeafCapture(None), "emulator-5554", capture, 0, "x", catch_up=0.0)  # type: ignore[arg-type]
+    assert log.logged and not log.seen and log.lost and log.end == len(APP_CRASH)
+    crash, _ = attempt_crash(DeafCapture(None), "emulator-5554", capture, 0, APP, "x", tmp_path / "a",  # type: ignore[arg-type]
+                             catch_up=0.0)
+    assert crash is not None  # what it captured is still read
 
 
 def test_the_wait_follows_the_capture_as_it_writes(tmp_path: Path) -> None:

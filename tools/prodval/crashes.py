@@ -189,28 +189,41 @@ def wait_for_text(path: Path, start: int, needle: bytes, *, timeout: float, poll
         time.sleep(poll)
 
 
+@dataclass(frozen=True)
+class AttemptLog:
+    text: str  # the capture from the attempt's start on (blocks are read past `end`)
+    end: int  # where the attempt ends in `text`: its end mark, else the end of what was captured
+    logged: bool  # the end mark was written into the device's log
+    seen: bool  # ... and the capture wrote it in time
+
+    @property
+    def lost(self) -> bool:
+        """The device took the mark but the capture did not deliver it: the capture has stopped."""
+        return self.logged and not self.seen
+
+
 def attempt_log(adb: Adb, serial: str, capture: Path, start: int, label: str, *,
-                catch_up: float = CATCH_UP, poll: float = POLL) -> tuple[str, int]:
-    """(the capture from the attempt's start on, where the attempt ends in it): the end mark is logged on
-    the device and waited for; without it, the attempt ends where the capture is."""
+                catch_up: float = CATCH_UP, poll: float = POLL) -> AttemptLog:
+    """The attempt's part of the capture: the end mark is logged on the device and waited for (at most
+    `catch_up` seconds); without it, the attempt ends where the capture is."""
     if not capture.is_file():
-        return "", 0
+        return AttemptLog("", 0, logged=False, seen=False)
     message, token = _mark_text(label)
     logged = adb.log(serial, MARK_TAG, message)
     data = wait_for_text(capture, start, token.encode(), timeout=catch_up if logged else 0.0, poll=poll)
     text = data.decode("utf-8", errors="replace")
     at = text.find(token)
-    return text, (text.rfind("\n", 0, at) + 1 if at >= 0 else len(text))
+    return AttemptLog(text, text.rfind("\n", 0, at) + 1 if at >= 0 else len(text), logged=logged, seen=at >= 0)
 
 
 def attempt_crash(adb: Adb, serial: str, capture: Path, start: int, package: str, label: str, folder: Path,
-                  *, catch_up: float = CATCH_UP, poll: float = POLL) -> Crash | None:
-    """The app's first crash or ANR during the attempt, its block written to `folder/crash.txt` (every
-    block of the attempt, when there are several); None when the app did not crash."""
-    text, end = attempt_log(adb, serial, capture, start, label, catch_up=catch_up, poll=poll)
-    crashes = find_crashes(text, package, end=end)
+                  *, catch_up: float = CATCH_UP, poll: float = POLL) -> tuple[Crash | None, AttemptLog]:
+    """The app's first crash or ANR during the attempt (None when it did not crash), its block written to
+    `folder/crash.txt` (every block of the attempt, when there are several), and the attempt's log."""
+    log = attempt_log(adb, serial, capture, start, label, catch_up=catch_up, poll=poll)
+    crashes = find_crashes(log.text, package, end=log.end)
     if not crashes:
-        return None
+        return None, log
     folder.mkdir(parents=True, exist_ok=True)
     (folder / CRASH_FILE).write_text("\n".join(crash.text for crash in crashes), encoding="utf-8")
-    return crashes[0]
+    return crashes[0], log

@@ -21,7 +21,7 @@ from pathlib import Path
 from .apkcheck import check_flows_match_apk, recorded_apk
 from .commands import Cancelled, CancelScope, Streamed, display, stream
 from .console import Console, relative_display
-from .crashes import Crash, attempt_crash, capture_path, window_start
+from .crashes import CATCH_UP, Crash, attempt_crash, capture_path, window_start
 from .devices import Adb
 from .doctor import BOOT_NEEDS, VALIDATE_NEEDS, check, maestro_version, require
 from .emulator import StartedEmulator, capture_logcat, start_emulators, stop_emulators, stop_orphans
@@ -195,6 +195,7 @@ class _Runner:
                  env: Mapping[str, str], adb: Adb | None = None) -> None:
         self.plan, self.record, self.writer, self.console, self.env = plan, record, writer, console, env
         self.adb = adb  # marks each attempt's end in the device's log (crash detection); None: no detection
+        self.capture_lost: set[str] = set()  # devices whose logcat capture stopped delivering: no more waits
         self.live = len(plan.serials) == 1  # stream output live; with several devices print whole folds
         results = {result.flowFileName: result for result in record.flows}
         self.queue = _Queue([_Job(f, results[f.file_name]) for f in plan.flows], plan.serials)
@@ -365,8 +366,15 @@ class _Runner:
         if self.adb is None:
             return None
         package = str((self.record.apk or {}).get("packageName") or flow.app_id)
-        return attempt_crash(self.adb, serial, capture_path(self.plan.results_dir, serial), log_start, package,
-                             f"{flow.file_name}.{number}", folder)
+        lost = serial in self.capture_lost
+        crash, log = attempt_crash(self.adb, serial, capture_path(self.plan.results_dir, serial), log_start,
+                                   package, f"{flow.file_name}.{number}", folder, catch_up=0.0 if lost else CATCH_UP)
+        if log.lost and not lost:
+            self.capture_lost.add(serial)
+            self.console.warning(f"{serial}: the logcat capture did not deliver the end of attempt {number} of "
+                                 f"{flow.file_name} within {CATCH_UP:g}s; the app's crashes are read from what it "
+                                 "captured, without waiting, for the rest of the run")
+        return crash
 
     def _stream(self, argv: list[str], folder: Path, on_line: Callable[[str], None] | None) -> Streamed:
         return stream(argv, env=self.env, timeout=self.plan.timeout, stdout_path=folder / "stdout.log",
