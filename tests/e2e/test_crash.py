@@ -229,7 +229,7 @@ def test_a_capture_that_stopped_is_waited_for_once(world: World) -> None:
     world.scenario({"a.yaml": "hang"})
     proc = world.start("validate", "--retries", "0", "--flow-timeout", "3")
     try:
-        wait_for(lambda: (world.state_dir / "hang-a.yaml.pids").is_file())
+        wait_for((world.state_dir / "hang-a.yaml.pids").is_file)
         [capture] = processes_of(world, "logcat", "threadtime")
         os.kill(capture, signal.SIGKILL)
         out, err = proc.communicate(timeout=120)

@@ -127,19 +127,23 @@ def test_a_fatal_exception_without_a_message_line_still_names_the_process() -> N
     assert crash.summary == f"FATAL EXCEPTION in {APP}"
 
 
-class FakeAdb:
-    """Adb.log as a device would do it, into the capture file at once (the capture "caught up")."""
+class FakeMarks:
+    """A device's shell that logs each mark and a capture that writes it at once (it "caught up")."""
 
     def __init__(self, capture: Path | None) -> None:
         self.capture, self.calls = capture, []  # type: ignore[var-annotated]
+        self.open = capture is not None
 
-    def log(self, serial: str, tag: str, message: str) -> bool:
-        self.calls.append((serial, tag, message))
+    def mark(self, serial: str, message: str) -> bool:
+        self.calls.append((serial, MARK_TAG, message))
         if self.capture is None:
             return False  # the device is gone
         with open(self.capture, "a", encoding="utf-8") as fh:
-            fh.write(f"11-30 06:20:00.000  7000  7000 I {tag:<8}: {message}\n")
+            fh.write(f"11-30 06:20:00.000  7000  7000 I {MARK_TAG:<8}: {message}\n")
         return True
+
+    def alive(self, serial: str) -> bool:
+        return self.open
 
 
 def test_the_attempt_window_ends_at_its_mark(tmp_path: Path) -> None:
@@ -148,7 +152,7 @@ def test_the_attempt_window_ends_at_its_mark(tmp_path: Path) -> None:
     start = capture.stat().st_size
     with open(capture, "a", encoding="utf-8") as fh:
         fh.write(APP_CRASH)
-    adb = FakeAdb(capture)
+    adb = FakeMarks(capture)
     log = attempt_log(adb, "emulator-5554", capture, start, "cart.yaml.1")  # type: ignore[arg-type]
     text, end = log.text, log.end
     assert log.logged and log.seen and not log.lost
@@ -171,18 +175,26 @@ def test_without_a_mark_the_window_is_what_the_capture_wrote(tmp_path: Path) -> 
     capture = tmp_path / "logcat.txt"
     capture.write_text(APP_CRASH)
     # catch_up is an hour: a wait for a mark that was never logged would hang the test
-    log = attempt_log(FakeAdb(None), "emulator-5554", capture, 0, "x", catch_up=3600)  # type: ignore[arg-type]
+    log = attempt_log(FakeMarks(None), "emulator-5554", capture, 0, "x", catch_up=3600)  # type: ignore[arg-type]
     assert (log.text, log.end, log.logged, log.lost) == (APP_CRASH, len(APP_CRASH), False, False)
-    none = attempt_log(FakeAdb(None), "emulator-5554", tmp_path / "none.txt", 0, "x")  # type: ignore[arg-type]
+    none = attempt_log(FakeMarks(None), "emulator-5554", tmp_path / "none.txt", 0, "x")  # type: ignore[arg-type]
     assert (none.text, none.end, none.logged) == ("", 0, False)
 
 
-class DeafCapture(FakeAdb):
+class DeafCapture(FakeMarks):
     """The device takes the mark, the capture never writes it (its `adb logcat` died)."""
 
-    def log(self, serial: str, tag: str, message: str) -> bool:
-        self.calls.append((serial, tag, message))
+    def mark(self, serial: str, message: str) -> bool:
+        self.calls.append((serial, MARK_TAG, message))
+        self.open = True
         return True
+
+
+class ClosedShell(DeafCapture):
+    """The mark was written to a shell whose session then ended (the device went offline)."""
+
+    def alive(self, serial: str) -> bool:
+        return False
 
 
 def test_a_capture_that_stopped_is_told_apart(tmp_path: Path) -> None:
@@ -193,6 +205,14 @@ def test_a_capture_that_stopped_is_told_apart(tmp_path: Path) -> None:
     crash, _ = attempt_crash(DeafCapture(None), "emulator-5554", capture, 0, APP, "x", tmp_path / "a",  # type: ignore[arg-type]
                              catch_up=0.0)
     assert crash is not None  # what it captured is still read
+
+
+def test_a_shell_that_ended_took_the_mark_with_it(tmp_path: Path) -> None:
+    capture = tmp_path / "logcat.txt"
+    capture.write_text(APP_CRASH)
+    # catch_up is an hour: the wait ends because the shell is gone, not at the bound
+    log = attempt_log(ClosedShell(None), "emulator-5554", capture, 0, "x", catch_up=3600)  # type: ignore[arg-type]
+    assert not log.logged and not log.lost and log.text == APP_CRASH
 
 
 def test_the_wait_follows_the_capture_as_it_writes(tmp_path: Path) -> None:

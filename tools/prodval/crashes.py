@@ -7,11 +7,13 @@ owns the lines logged between its start and its end:
 - start: the capture file's size when the attempt starts. The previous attempt on the device waited for
   its end mark (below), so the capture has caught up to the device by then, give or take the few
   milliseconds between two attempts.
-- end: after maestro exits, `adb shell log -t prodval <mark>` writes a unique mark into the device's own
-  log, and we wait (bounded by `catch_up`, event by event as the capture writes) until the capture has
-  written it. The device orders its log, so everything the app logged before maestro exited is before the
-  mark, however late the capture writes it. When the mark cannot be logged (the device is gone) or does
-  not arrive in time, the attempt owns what the capture wrote so far.
+- end: after maestro exits, `log -t prodval <mark>` writes a unique mark into the device's own log, and we
+  wait (bounded by `catch_up`, event by event as the capture writes) until the capture has written it. The
+  marks go through one `adb -s SERIAL shell` per device kept open for the run (`Marks`: a line on its
+  stdin each, as `echo cmd | adb shell` runs them), so a mark costs no new process. The device orders its
+  log, so everything the app logged before maestro exited is before the mark, however late the capture
+  writes it. When the mark cannot be logged (the device is gone, its shell session ended) or does not
+  arrive in time, the attempt owns what the capture wrote so far.
 
 In that window, the app's package (`is_app_process`: the package, or one of its processes
 `package:name`) crashed when AndroidRuntime logged `FATAL EXCEPTION: <thread>` with `Process: <package>,
@@ -23,13 +25,19 @@ to its end even past the window. Crashes of other processes are not the app's: t
 
 from __future__ import annotations
 
+import contextlib
+import os
 import re
+import subprocess
+import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
+from .commands import WATCHDOG, die_with_parent, stop_process_group
 from .devices import Adb
 
 MARK_TAG = "prodval"
@@ -171,10 +179,77 @@ def _mark_text(label: str) -> tuple[str, str]:
     return f"end-of-attempt {safe} {token}", token
 
 
+class MarkWriter(Protocol):
+    def mark(self, serial: str, message: str) -> bool: ...  # written towards the device's log
+    def alive(self, serial: str) -> bool: ...  # the way to the device is still open
+
+
+class Marks:
+    """Attempts' end marks into the devices' own logs: one `adb -s SERIAL shell` per device, opened when
+    the `with` block starts (so the first mark waits for no start-up) and kept for the run, whose sh runs
+    each line we write on its stdin. A session that ended (the device went offline) is opened again at
+    the next mark. `close` (or the `with` block's end) ends them; they die with this process too."""
+
+    def __init__(self, adb: Adb, serials: Iterable[str] = ()) -> None:
+        self.adb, self.serials = adb, tuple(serials)
+        self._shells: dict[str, subprocess.Popen[bytes]] = {}
+        self._lock = threading.Lock()
+
+    def __enter__(self) -> Marks:
+        for serial in self.serials:
+            self._shell(serial)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _shell(self, serial: str) -> subprocess.Popen[bytes] | None:
+        with self._lock:
+            proc = self._shells.get(serial)
+            if proc is not None and proc.poll() is None:
+                return proc
+            if proc is not None:
+                stop_process_group(proc)
+            try:
+                proc = subprocess.Popen(
+                    [str(self.adb.path), "-s", serial, "shell"], stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
+                    stderr=subprocess.DEVNULL, env=dict(self.adb.env), start_new_session=True,
+                    preexec_fn=die_with_parent(os.getpid()))  # noqa: PLW1509
+            except OSError:
+                return None
+            WATCHDOG.guard(proc.pid)
+            self._shells[serial] = proc
+            return proc
+
+    def mark(self, serial: str, message: str) -> bool:
+        proc = self._shell(serial)
+        if proc is None or proc.stdin is None:
+            return False
+        try:
+            proc.stdin.write(f"log -t {MARK_TAG} {message}\n".encode())
+            proc.stdin.flush()
+        except OSError:  # the session ended meanwhile
+            return False
+        return True
+
+    def alive(self, serial: str) -> bool:
+        proc = self._shells.get(serial)
+        return proc is not None and proc.poll() is None
+
+    def close(self) -> None:
+        with self._lock:
+            shells, self._shells = list(self._shells.values()), {}
+        for proc in shells:
+            with contextlib.suppress(OSError):
+                if proc.stdin is not None:
+                    proc.stdin.close()  # end of input: the shell exits
+            stop_process_group(proc)
+
+
 def wait_for_text(path: Path, start: int, needle: bytes, *, timeout: float, poll: float = POLL,
-                  clock: Callable[[], float] = time.monotonic) -> bytes:
-    """The capture's bytes from `start`, read as the capture writes them, until they hold `needle` or
-    `timeout` seconds pass (then: what is there)."""
+                  clock: Callable[[], float] = time.monotonic, going: Callable[[], bool] = lambda: True) -> bytes:
+    """The capture's bytes from `start`, read as the capture writes them, until they hold `needle`,
+    `timeout` seconds pass or `going()` turns false (then: what is there)."""
     deadline = clock() + timeout
     data = b""
     while True:
@@ -184,7 +259,7 @@ def wait_for_text(path: Path, start: int, needle: bytes, *, timeout: float, poll
                 data += fh.read()
         except OSError:
             return data
-        if needle in data or clock() >= deadline:
+        if needle in data or clock() >= deadline or not going():
             return data
         time.sleep(poll)
 
@@ -202,25 +277,28 @@ class AttemptLog:
         return self.logged and not self.seen
 
 
-def attempt_log(adb: Adb, serial: str, capture: Path, start: int, label: str, *,
+def attempt_log(marks: MarkWriter, serial: str, capture: Path, start: int, label: str, *,
                 catch_up: float = CATCH_UP, poll: float = POLL) -> AttemptLog:
     """The attempt's part of the capture: the end mark is logged on the device and waited for (at most
-    `catch_up` seconds); without it, the attempt ends where the capture is."""
+    `catch_up` seconds, less when the way to the device closes); without it, the attempt ends where the
+    capture is."""
     if not capture.is_file():
         return AttemptLog("", 0, logged=False, seen=False)
     message, token = _mark_text(label)
-    logged = adb.log(serial, MARK_TAG, message)
-    data = wait_for_text(capture, start, token.encode(), timeout=catch_up if logged else 0.0, poll=poll)
+    written = marks.mark(serial, message)
+    data = wait_for_text(capture, start, token.encode(), timeout=catch_up if written else 0.0, poll=poll,
+                         going=lambda: marks.alive(serial))
     text = data.decode("utf-8", errors="replace")
     at = text.find(token)
+    logged = at >= 0 or (written and marks.alive(serial))  # a shell that ended took the mark with it
     return AttemptLog(text, text.rfind("\n", 0, at) + 1 if at >= 0 else len(text), logged=logged, seen=at >= 0)
 
 
-def attempt_crash(adb: Adb, serial: str, capture: Path, start: int, package: str, label: str, folder: Path,
-                  *, catch_up: float = CATCH_UP, poll: float = POLL) -> tuple[Crash | None, AttemptLog]:
+def attempt_crash(marks: MarkWriter, serial: str, capture: Path, start: int, package: str, label: str,
+                  folder: Path, *, catch_up: float = CATCH_UP, poll: float = POLL) -> tuple[Crash | None, AttemptLog]:
     """The app's first crash or ANR during the attempt (None when it did not crash), its block written to
     `folder/crash.txt` (every block of the attempt, when there are several), and the attempt's log."""
-    log = attempt_log(adb, serial, capture, start, label, catch_up=catch_up, poll=poll)
+    log = attempt_log(marks, serial, capture, start, label, catch_up=catch_up, poll=poll)
     crashes = find_crashes(log.text, package, end=log.end)
     if not crashes:
         return None, log

@@ -75,14 +75,6 @@ class Adb:
         self._run("-s", serial, "shell", "settings", "put", namespace, key, value, timeout=30,
                   what=f"could not set {namespace} {key} on {serial}")
 
-    def log(self, serial: str, tag: str, message: str, timeout: float = 15) -> bool:
-        """Write one entry into the device's own log (`log -t TAG MESSAGE`); False when adb failed or timed out."""
-        try:
-            return self._run("-s", serial, "shell", "log", "-t", tag, message, check=False, timeout=timeout,
-                             echo=False).returncode == 0
-        except CommandFailed:
-            return False
-
     def emu_kill(self, serial: str) -> bool:
         """Ask an emulator to exit through its console; False when no console answered (not up yet, or gone) or it timed out."""
         try:

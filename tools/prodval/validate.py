@@ -21,7 +21,7 @@ from pathlib import Path
 from .apkcheck import check_flows_match_apk, recorded_apk
 from .commands import Cancelled, CancelScope, Streamed, display, stream
 from .console import Console, relative_display
-from .crashes import CATCH_UP, Crash, attempt_crash, capture_path, window_start
+from .crashes import CATCH_UP, Crash, Marks, attempt_crash, capture_path, window_start
 from .devices import Adb
 from .doctor import BOOT_NEEDS, VALIDATE_NEEDS, check, maestro_version, require
 from .emulator import StartedEmulator, capture_logcat, start_emulators, stop_emulators, stop_orphans
@@ -192,9 +192,9 @@ class _Runner:
     """Walks the plan: one worker thread per device, the record rewritten after every attempt."""
 
     def __init__(self, plan: Plan, record: RunRecord, writer: RecordWriter, console: Console,
-                 env: Mapping[str, str], adb: Adb | None = None) -> None:
+                 env: Mapping[str, str], marks: Marks | None = None) -> None:
         self.plan, self.record, self.writer, self.console, self.env = plan, record, writer, console, env
-        self.adb = adb  # marks each attempt's end in the device's log (crash detection); None: no detection
+        self.marks = marks  # each attempt's end, marked in the device's log (crash detection); None: no detection
         self.capture_lost: set[str] = set()  # devices whose logcat capture stopped delivering: no more waits
         self.live = len(plan.serials) == 1  # stream output live; with several devices print whole folds
         results = {result.flowFileName: result for result in record.flows}
@@ -363,11 +363,11 @@ class _Runner:
 
     def _crash(self, flow: Flow, number: int, serial: str, log_start: int, folder: Path) -> Crash | None:
         """The app's crash or ANR in the device's logcat during this attempt (crashes.py); crash.txt written."""
-        if self.adb is None:
+        if self.marks is None:
             return None
         package = str((self.record.apk or {}).get("packageName") or flow.app_id)
         lost = serial in self.capture_lost
-        crash, log = attempt_crash(self.adb, serial, capture_path(self.plan.results_dir, serial), log_start,
+        crash, log = attempt_crash(self.marks, serial, capture_path(self.plan.results_dir, serial), log_start,
                                    package, f"{flow.file_name}.{number}", folder, catch_up=0.0 if lost else CATCH_UP)
         if log.lost and not lost:
             self.capture_lost.add(serial)
@@ -520,7 +520,7 @@ def run_validation(settings: Settings, environ: Mapping[str, str], console: Cons
                              sequence=selection.sequence, continue_on_failure=selection.continue_on_failure)
             env = process_env(environ, settings.driver_startup_timeout)
             console.step(f"Running {len(plan.flows)} flow(s) on {', '.join(serials)} (run id {plan.run_id})")
-            _Runner(plan, record, writer, console, env, adb).run()
+            _Runner(plan, record, writer, console, env, logcats.enter_context(Marks(adb, serials))).run()
     return record
 
 
