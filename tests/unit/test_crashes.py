@@ -237,3 +237,19 @@ def test_the_wait_follows_the_capture_as_it_writes(tmp_path: Path) -> None:
         thread.join(30)
     assert data == b"second line\nthe mark\n"
     assert wait_for_text(tmp_path / "gone.txt", 0, b"x", timeout=3600) == b""
+
+
+def test_a_mark_split_between_two_reads_is_found(tmp_path: Path) -> None:
+    capture = tmp_path / "logcat.txt"
+    capture.write_text("first line\nthe ma")
+    calls = []
+
+    def clock() -> float:  # after the first read, the capture writes the rest of the line
+        calls.append(1)
+        if len(calls) == 2:
+            with open(capture, "a", encoding="utf-8") as fh:
+                fh.write("rk\nlater\n")
+        return 0.0
+
+    data = wait_for_text(capture, 0, b"the mark", timeout=3600, poll=0.001, clock=clock)
+    assert data.startswith(b"first line\nthe mark\n")
