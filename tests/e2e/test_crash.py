@@ -11,7 +11,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import World
+from conftest import World, alive
+from prodval.console import Console
+from prodval.crashes import MARK_TAG, Marks
+from prodval.devices import Adb
 from test_killed_run import processes_of, wait_for
 from test_report import DevTools, card, chromium, parse, report  # noqa: F401 (chromium: a fixture)
 
@@ -242,3 +245,35 @@ def test_a_capture_that_stopped_is_waited_for_once(world: World) -> None:
     warned = [line for line in (out + err).splitlines() if "the logcat capture did not deliver" in line]
     assert len(warned) == 1, warned
     assert "emulator-5554" in warned[0] and "without waiting, for the rest of the run" in warned[0]
+
+
+def test_marks_share_one_shell_per_device_and_open_another_after_it_ended(world: World) -> None:
+    world.device()
+    adb = Adb(world.bin / "adb", Console(world.env()), world.env())
+
+    def logged() -> list[str]:
+        state = json.loads(world.adb_state.read_text())
+        return [line for line in state["devices"]["emulator-5554"].get("logcat", []) if f" {MARK_TAG} " in line]
+
+    def set_state(value: str) -> None:
+        state = json.loads(world.adb_state.read_text())
+        state["devices"]["emulator-5554"]["state"] = value
+        world.adb_state.write_text(json.dumps(state))
+
+    with Marks(adb, ["emulator-5554"]) as marks:
+        first = marks._shells["emulator-5554"]  # opened when the block starts
+        assert marks.mark("emulator-5554", "end-of-attempt a.yaml.1 t1")
+        assert marks.mark("emulator-5554", "end-of-attempt b.yaml.1 t2")
+        wait_for(lambda: len(logged()) == 2)
+        assert logged()[0].endswith(f" I {MARK_TAG} : end-of-attempt a.yaml.1 t1")
+        assert marks._shells["emulator-5554"] is first and marks.alive("emulator-5554")
+        set_state("offline")  # the transport closes: the session ends at its next command
+        marks.mark("emulator-5554", "end-of-attempt c.yaml.1 t3")
+        wait_for(lambda: not marks.alive("emulator-5554"))
+        set_state("device")
+        assert marks.mark("emulator-5554", "end-of-attempt d.yaml.1 t4")  # a new session
+        wait_for(lambda: len(logged()) == 3)
+        second = marks._shells["emulator-5554"]
+        assert second is not first and logged()[-1].endswith("t4")
+        assert sum(argv[-1:] == ["shell"] for argv in world.adb_calls()) == 2
+    assert not alive(first.pid) and not alive(second.pid)  # closed with the block
