@@ -119,6 +119,42 @@ def write_png(path: str, rgb: tuple[int, int, int] = (220, 40, 40),
         fh.write(b"\x89PNG\r\n\x1a\n" + body)
 
 
+# What a fresh device's logcat shows before anything else is logged (`-v threadtime`).
+DEFAULT_LOGCAT = [
+    "--------- beginning of main",
+    "08-01 10:15:00.101  1234  1250 I ActivityManager: Start proc 4321:com.android.systemui/u0a88",
+    "08-01 10:15:00.230   512   530 D SurfaceFlinger: Display 0 HWC layers:",
+    "08-01 10:15:00.412  1234  1301 I ActivityTaskManager: Displayed com.android.launcher3/.Launcher",
+    "08-01 10:15:01.007  4321  4321 W View    : requestLayout() improperly called during layout",
+]
+
+
+def logcat_lines(pid: int, tid: int, level: str, tag: str, message: str, when: float | None = None) -> list[str]:
+    """One log entry as `logcat -v threadtime` prints it (liblog's logprint: "%s %5d %5d %c %-8s: " with
+    the time as MM-DD HH:MM:SS.mmm); a message of several lines is one output line each, same prefix."""
+    when = time.time() if when is None else when
+    stamp = time.strftime("%m-%d %H:%M:%S", time.localtime(when)) + f".{int(when * 1000) % 1000:03d}"
+    prefix = f"{stamp} {pid:5d} {tid:5d} {level} {tag:<8}: "
+    return [prefix + line for line in message.split("\n")]
+
+
+def append_logcat(state_path: str | None, serial: str, lines: list[str], section: str = "") -> bool:
+    """Append lines to a device's log buffer in the adb state (the streaming `adb logcat` prints them as
+    they come); False when there is no such device. `section` (e.g. "crash"): the lines come from that
+    buffer, and logcat prints "--------- beginning of <section>" before the first entry it shows from it."""
+    if not state_path or not os.path.exists(state_path):
+        return False
+    with update_json(state_path, {"devices": {}}) as state:
+        dev = state.get("devices", {}).get(serial)
+        if dev is None:
+            return False
+        log = dev.setdefault("logcat", list(DEFAULT_LOGCAT))
+        if section and f"--------- beginning of {section}" not in log:
+            log.append(f"--------- beginning of {section}")
+        log.extend(lines)
+    return True
+
+
 def pid_alive(pid: int) -> bool:
     """True while `pid` runs (a zombie counts as gone)."""
     try:

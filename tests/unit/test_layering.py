@@ -2,7 +2,7 @@
 
 0. foundation (errors, secrets, console, commands, settings, jsexpr, runlock): running commands, logging,
    masking, settings, locks; nothing about Android, Maestro or a run.
-1. tools (host, sdk, devices, maestro, apkfile, flows, flowlint, doctor): the machine, the external tools
+1. tools (host, sdk, devices, maestro, apkfile, flows, flowlint, doctor, crashes): the machine, the external tools
    and the project's inputs: where they are, how to call them, what their answers mean. `doctor` checks
    them and changes nothing.
 2. lifecycle (install, emulator, results, report, schedule, alerts and alerts.*): what a run sets up, owns
@@ -33,7 +33,8 @@ PACKAGE = ROOT / "tools" / "prodval"
 LAYERS: tuple[tuple[str, frozenset[str]], ...] = (
     ("foundation", frozenset({"__init__", "errors", "secrets", "console", "commands", "settings", "jsexpr",
                               "runlock", "outcomes"})),
-    ("tools", frozenset({"host", "sdk", "devices", "maestro", "apkfile", "flows", "flowlint", "doctor"})),
+    ("tools", frozenset({"host", "sdk", "devices", "maestro", "apkfile", "flows", "flowlint", "doctor",
+                         "crashes"})),
     ("lifecycle", frozenset({"install", "emulator", "results", "report", "schedule", "alerts", "apkcheck",
                              "history"})),
     ("stages", frozenset({"validate", "apk", "notify", "merge", "stage"})),

@@ -3,7 +3,8 @@
 One self-contained file, so that it opens straight from a downloaded artifact: inline CSS, images as
 data URIs, no script and no external request (a Content-Security-Policy says so to the browser too).
 It shows the verdict and where it ran, a timeline with one lane per device and one bar per attempt,
-and a card per flow (failed and flaky first) with its failure screenshots (both Maestro debug
+and a card per flow (failed and flaky first) with the app's crash block of each attempt it crashed in
+(`crash.txt`, see crashes.py), its failure screenshots (both Maestro debug
 layouts, via `maestro.screenshots`), its own `takeScreenshot` images, the tail of its output and links
 to its artifacts. Every text passes through the run's `Redactor`, then is HTML-escaped.
 
@@ -29,6 +30,7 @@ from urllib.parse import quote
 
 from PIL import Image, UnidentifiedImageError
 
+from .crashes import CRASH_FILE
 from .maestro import screenshots
 from .outcomes import Status
 from .results import (
@@ -51,6 +53,7 @@ OUTPUT_TAIL_LINES = 40
 IMAGE_BOX = (480, 960)  # fits a portrait phone screenshot shown at ~240 CSS px on a 2x screen
 INLINE_AS_IS_BYTES = 150_000  # a small image that already fits the box is shipped unchanged
 MAX_IMAGES_PER_FLOW = 12  # the rest are linked, not embedded
+CRASH_SHOWN_BYTES = 64_000  # of an attempt's crash.txt on its card (the file itself is linked in full)
 _SHIPPED_AS_IS = {"PNG": "image/png", "JPEG": "image/jpeg", "GIF": "image/gif", "WEBP": "image/webp"}
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
 
@@ -172,6 +175,25 @@ def _shot_name(path: Path) -> str:
     when = datetime.fromtimestamp(int(flat["millis"]) / 1000, UTC).strftime("%H:%M:%S UTC")
     kind = "failed step" if "❌" in flat["mark"] else "warning" if "⚠" in flat["mark"] else "screenshot"
     return f"{kind} at {when}"
+
+
+def attempt_crashes(results_dir: Path, flow: FlowResult) -> list[tuple[Attempt, str, str]]:
+    """(attempt, crash.txt's path relative to the results folder, its text) for each attempt the app
+    crashed in (`Attempt.crash`); the text cut at CRASH_SHOWN_BYTES, '' when the file cannot be read."""
+    found = []
+    for attempt in flow.attempts:
+        if not attempt.crash:
+            continue
+        relative = next((p for p in attempt.artifactPaths if PurePosixPath(p).name == CRASH_FILE), "")
+        path = inside(results_dir, relative) if relative else None
+        try:
+            with open(path or "", "rb") as fh:
+                data = fh.read(CRASH_SHOWN_BYTES + 1)
+        except OSError:
+            data = b""
+        text = data[:CRASH_SHOWN_BYTES].decode("utf-8", errors="replace")
+        found.append((attempt, relative, text + ("\n…" if len(data) > CRASH_SHOWN_BYTES else "")))
+    return found
 
 
 def output_tail(text: str, lines: int = OUTPUT_TAIL_LINES) -> str:
@@ -398,6 +420,7 @@ def _card(flow: FlowResult, number: int, results_dir: Path, esc: _Html) -> str:
         parts.append(f'<p class="error-summary">{esc(first + said)}</p>')
     if len(flow.attempts) > 1 or any(a.errorSummary for a in flow.attempts):
         parts.append(_attempts_table(flow, esc))
+    parts += _crash_blocks(flow, results_dir, esc)
     failures, own = attempt_images(results_dir, flow)
     budget = MAX_IMAGES_PER_FLOW
     if failures:
@@ -421,6 +444,18 @@ def _attempts_table(flow: FlowResult, esc: _Html) -> str:
     )
     return ('<table class="attempts"><thead><tr><th>#</th><th>status</th><th>device</th><th>started</th>'
             f"<th>duration</th><th>exit</th><th>error</th></tr></thead><tbody>{rows}</tbody></table>")
+
+
+def _crash_blocks(flow: FlowResult, results_dir: Path, esc: _Html) -> list[str]:
+    """The app's crash block of each attempt it crashed in, as logcat printed it."""
+    blocks = []
+    for attempt, relative, text in attempt_crashes(results_dir, flow):
+        link = f' (<a href="{esc.href(relative)}">{esc(relative)}</a>)' if relative else ""
+        body = f'<pre class="crash">{esc(text)}</pre>' if text.strip() else \
+            '<p class="muted">The crash block could not be read.</p>'
+        blocks.append(f'<div class="crash"><h4>The app crashed during attempt {attempt.number}: '
+                      f'{esc(attempt.errorSummary)}{link}</h4>{body}</div>')
+    return blocks
 
 
 def _relative(path: Path, results_dir: Path) -> str:
@@ -529,7 +564,10 @@ details{margin:10px 0}summary{cursor:pointer;font-weight:600}
 p.stream{margin:6px 0 2px;color:var(--muted);font-size:12px}
 pre.output{margin:0;padding:8px 10px;background:#161b22;color:#e6edf3;border-radius:6px;white-space:pre-wrap;
 overflow-wrap:anywhere;max-height:480px;overflow:auto}
+div.crash h4{overflow-wrap:anywhere}
+pre.crash{margin:0;padding:8px 10px;background:#fff8f7;color:#82071e;border:1px solid #ffcecb;border-radius:6px;
+white-space:pre;overflow:auto;max-height:480px;tab-size:4}
 details.artifacts ul{margin:4px 0;padding-left:20px;font-size:12px}
 details.artifacts li{overflow-wrap:anywhere}
-@media print{details{display:block}pre.output{max-height:none}}
+@media print{details{display:block}pre.output,pre.crash{max-height:none}}
 """.strip()

@@ -58,6 +58,7 @@ class Attempt:
     startTime: str
     errorSummary: str = ""
     artifactPaths: list[str] = field(default_factory=list)
+    crash: bool = False  # the app crashed or did not respond (ANR) during it: crash.txt holds the block
 
 
 @dataclass

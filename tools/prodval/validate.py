@@ -21,6 +21,7 @@ from pathlib import Path
 from .apkcheck import check_flows_match_apk, recorded_apk
 from .commands import Cancelled, CancelScope, Streamed, display, stream
 from .console import Console, relative_display
+from .crashes import CATCH_UP, Crash, Marks, attempt_crash, capture_path, window_start
 from .devices import Adb
 from .doctor import BOOT_NEEDS, VALIDATE_NEEDS, check, maestro_version, require
 from .emulator import StartedEmulator, capture_logcat, start_emulators, stop_emulators, stop_orphans
@@ -29,6 +30,7 @@ from .flows import Flow, discover, required_text, shell_variables
 from .maestro import (
     DRIVER_PACKAGES,
     ERROR,
+    FAILED,
     PARALLEL_SINCE,
     PASSED,
     TIMED_OUT,
@@ -190,8 +192,10 @@ class _Runner:
     """Walks the plan: one worker thread per device, the record rewritten after every attempt."""
 
     def __init__(self, plan: Plan, record: RunRecord, writer: RecordWriter, console: Console,
-                 env: Mapping[str, str]) -> None:
+                 env: Mapping[str, str], marks: Marks | None = None) -> None:
         self.plan, self.record, self.writer, self.console, self.env = plan, record, writer, console, env
+        self.marks = marks  # each attempt's end, marked in the device's log (crash detection); None: no detection
+        self.capture_lost: set[str] = set()  # devices whose logcat capture stopped delivering: no more waits
         self.live = len(plan.serials) == 1  # stream output live; with several devices print whole folds
         results = {result.flowFileName: result for result in record.flows}
         self.queue = _Queue([_Job(f, results[f.file_name]) for f in plan.flows], plan.serials)
@@ -313,6 +317,7 @@ class _Runner:
         argv = plan.command(flow, number, serial)
         title = f"{flow.file_name} · attempt {number}/{plan.attempts} · {serial}"
         started = now_iso()
+        log_start = window_start(capture_path(plan.results_dir, serial))
         if self.live:
             with self.console.group(title):
                 self.console.command(display(argv))
@@ -326,10 +331,14 @@ class _Runner:
             self.rest_until[serial] = time.monotonic() + plan.session_wait
         outcome = classify(streamed.returncode, streamed.timed_out, streamed.stdout.text, streamed.stderr.text,
                            folder / "report.xml", plan.timeout)  # before the scrub: a secret may be `status`
+        crash = None if outcome.usage else self._crash(flow, number, serial, log_start, folder)
+        if crash is not None:  # the app itself died: the flow's failure, whatever maestro made of it
+            outcome = Outcome(FAILED, crash.summary)
         self.console.redact.scrub_files(folder, skip=(folder / "stdout.log", folder / "stderr.log"))
         attempt = Attempt(number=number, status=outcome.status, exitCode=_exit_status(streamed.returncode),
                           duration=streamed.duration_ms, device=serial, startTime=started,
-                          errorSummary=outcome.summary, artifactPaths=_relative_files(folder, plan.results_dir))
+                          errorSummary=outcome.summary, artifactPaths=_relative_files(folder, plan.results_dir),
+                          crash=crash is not None)
         with self.lock:
             result = job.result
             result.attempts.append(attempt)
@@ -351,6 +360,21 @@ class _Runner:
         else:
             _report_flow(result, self.console)
         return outcome
+
+    def _crash(self, flow: Flow, number: int, serial: str, log_start: int, folder: Path) -> Crash | None:
+        """The app's crash or ANR in the device's logcat during this attempt (crashes.py); crash.txt written."""
+        if self.marks is None:
+            return None
+        package = str((self.record.apk or {}).get("packageName") or flow.app_id)
+        lost = serial in self.capture_lost
+        crash, log = attempt_crash(self.marks, serial, capture_path(self.plan.results_dir, serial), log_start,
+                                   package, f"{flow.file_name}.{number}", folder, catch_up=0.0 if lost else CATCH_UP)
+        if log.lost and not lost:
+            self.capture_lost.add(serial)
+            self.console.warning(f"{serial}: the logcat capture did not deliver the end of attempt {number} of "
+                                 f"{flow.file_name} within {CATCH_UP:g}s; the app's crashes are read from what it "
+                                 "captured, without waiting, for the rest of the run")
+        return crash
 
     def _stream(self, argv: list[str], folder: Path, on_line: Callable[[str], None] | None) -> Streamed:
         return stream(argv, env=self.env, timeout=self.plan.timeout, stdout_path=folder / "stdout.log",
@@ -480,7 +504,7 @@ def run_validation(settings: Settings, environ: Mapping[str, str], console: Cons
                                                   on_wait=console.warning))
             for serial in serials:
                 log = logcats.enter_context(capture_logcat(
-                    adb, serial, settings.results_dir / "devices" / serial / "logcat.txt", redact=redact))
+                    adb, serial, capture_path(settings.results_dir, serial), redact=redact))
                 record.job.artifactPaths.append(relative_display(log, settings.results_dir))
             if apk:
                 for serial in serials:
@@ -499,7 +523,7 @@ def run_validation(settings: Settings, environ: Mapping[str, str], console: Cons
                              sequence=selection.sequence, continue_on_failure=selection.continue_on_failure)
             env = process_env(environ, settings.driver_startup_timeout)
             console.step(f"Running {len(plan.flows)} flow(s) on {', '.join(serials)} (run id {plan.run_id})")
-            _Runner(plan, record, writer, console, env).run()
+            _Runner(plan, record, writer, console, env, logcats.enter_context(Marks(adb, serials))).run()
     return record
 
 
