@@ -72,6 +72,14 @@ def lint_flows(c: Context, flows: str | None = None, env: list[str] | None = Non
     _run(c, "lint-flows", locals())
 
 
+@task(help=task_help("history", flow="Show this flow's runs (its file name), newest first",
+                     last="How many runs: the table's window (default history.window), or --flow's runs",
+                     json="Print JSON instead of tables"))
+def history(c: Context, flow: str | None = None, last: str | None = None, json: bool = False) -> None:
+    """The run history: per flow its rates, p50/p95 and failing since, and quarantine candidates; exit 0, or 2."""
+    _run(c, "history", locals())
+
+
 @task(iterable=["property"], help=task_help("build-apk"))
 def build_apk(
     c: Context,
@@ -161,6 +169,7 @@ def setup(
 ns = Collection(validate, merge_results, report, build_apk)
 ns.add_task(lint_flows)
 ns.add_task(notify)
+ns.add_task(history)
 emulator_tasks = Collection("emulator")
 emulator_tasks.add_task(emulator_start, name="start")
 emulator_tasks.add_task(emulator_stop, name="stop")

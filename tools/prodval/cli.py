@@ -27,16 +27,19 @@ from .runlock import FolderInUse, hold_folder
 from .settings import (
     BUILD_SECTION,
     EMULATOR_SECTION,
+    HISTORY_SECTION,
     NOTIFY_SECTION,
     SECTION,
     BuildSettings,
     EmulatorSettings,
+    HistorySettings,
     NotifySettings,
     Settings,
     configured_deployed_sha,
     load,
     load_build,
     load_emulator,
+    load_history,
     load_notify,
     project_root,
 )
@@ -86,6 +89,9 @@ class Call:
 
     def emulator(self) -> EmulatorSettings:
         return load_emulator(self.section(EMULATOR_SECTION), self.flags, self.environ)
+
+    def history(self) -> HistorySettings:
+        return load_history(self.section(HISTORY_SECTION), self.flags, self.environ, self.root)
 
     @property
     def deployed_sha(self) -> str | None:
@@ -143,8 +149,10 @@ def validate(call: Call) -> int:
 
     settings = call.validation()
     emulators = call.emulator()
+    history = call.history()
     with call.holding(settings.results_dir):
-        record = run_validation(settings, call.environ, call.console, emulators, deployed_sha=call.deployed_sha)
+        record = run_validation(settings, call.environ, call.console, emulators, deployed_sha=call.deployed_sha,
+                                history=history)
     return exit_code(record, "validate")
 
 
@@ -156,6 +164,7 @@ def merge_results(call: Call) -> int:
     from .stage import finish
 
     settings = call.validation()
+    history = call.history()
     console = call.console
     with call.holding(settings.results_dir):  # the output folder, held until the merged record is written
         paths = find_shard_records(str(call.flags["shards"]), exclude=settings.results_dir)
@@ -168,7 +177,7 @@ def merge_results(call: Call) -> int:
             f.flowFileName: next((p for p in repo_paths if p == f.flowFileName or p.endswith("/" + f.flowFileName)),
                                  f.flowFileName)
             for f in merged.flows
-        })
+        }, history)
     return exit_code(merged, "validate")
 
 
@@ -257,6 +266,55 @@ def notify(call: Call) -> int:
     with call.holding(settings.results_dir, required=False):
         notified = run_notify(settings, call.environ, call.console)
     return EXIT_ERROR if notified.test and not notified.delivered else EXIT_PASS
+
+
+@entry("history")
+def history(call: Call) -> int:
+    """`invoke history [--flow NAME] [--last N] [--json]`: per flow over the last N runs (default
+    history.window) the runs, pass/flaky/fail rates, p50/p95 and failing since, and the quarantine
+    candidates; or one flow's last N runs, newest first. 0, also when there is no history yet (said plainly,
+    with where it would be); 2 when the file cannot be read, --last is not a whole number above 0 or --flow
+    names no stored flow."""
+    import difflib
+    import json
+
+    from .errors import ConfigError
+    from .history import History, flow_summaries, render_flow_runs, render_summary, summary_json
+
+    settings = call.history()
+    console = call.console
+    raw_last = call.flags.get("last")
+    try:
+        last = settings.window if raw_last in (None, "") else int(str(raw_last))
+    except ValueError:
+        last = 0
+    if last < 1:
+        raise ConfigError(f"--last must be a whole number above 0, got {raw_last!r}", fix="pass e.g. --last 50")
+    flow, as_json = str(call.flags.get("flow") or "").strip(), bool(call.flags.get("json"))
+    if not settings.path.is_file():
+        note = (f"no run history yet at {settings.path}: every finished `invoke validate` (or `invoke "
+                f"merge-results` for shards) adds its run there; history.path in invoke.yaml says where")
+        console.info(json.dumps({"path": str(settings.path), "runs": 0, "flows": [], "quarantineCandidates": [],
+                                 "note": note}, indent=2) if as_json else note)
+        return EXIT_PASS
+    with History.open(settings.path, console.warning, keep=settings.keep, repair=False) as store:
+        if flow:
+            names = store.flow_names()
+            found = next((f for f in names if flow in (f, f.rsplit(".", 1)[0], names[f])), None)
+            if found is None:
+                close = difflib.get_close_matches(flow, list(names), n=1)
+                raise ConfigError(f"no flow '{flow}' in the history {settings.path}"
+                                  + (f" (did you mean '{close[0]}'?)" if close else ""),
+                                  fix="pass a flow's file name as `invoke history` lists it")
+            runs = store.flow_runs(found, last)
+            console.info(json.dumps({"path": str(settings.path), "flow": found, "runs": runs}, indent=2)
+                         if as_json else render_flow_runs(found, runs))
+            return EXIT_PASS
+        total = store.run_count()
+        summaries = flow_summaries(store, last)
+        render = summary_json if as_json else render_summary
+        console.info(render(settings.path, total, last, summaries, settings.candidate_flaky_rate))
+    return EXIT_PASS
 
 
 # ---- device lifecycle: `invoke emulator.start|stop|status`, `doctor`, `setup` ----------------------------

@@ -75,7 +75,7 @@ class FlowResult:
     device: str = ""
     errorSummary: str = ""
     tags: list[str] = field(default_factory=list)
-    history: dict[str, Any] | None = None  # this flow's past runs (history.annotate); None without a history
+    history: dict[str, Any] | None = None  # this flow in the run history (history.annotate); None: no history
     quarantined: bool = False  # validation.quarantine holds it: it ran, but does not gate (RunRecord.decide)
     quarantine: dict[str, str] | None = None  # {"reason", "owner", "until"} of the entry in force
 
@@ -91,6 +91,7 @@ class Job:
     url: str = ""
     commit: str = ""  # the deployed commit (deployed_commit)
     simulated: bool = False  # PRODVAL_SIMULATED=1 (the demo): every artifact and alert says SIMULATED
+    trigger: str = ""  # deploy | schedule | manual (`run_trigger`)
 
 
 @dataclass
@@ -124,6 +125,7 @@ class RunRecord:
     shard: dict[str, int] | None = None  # {"index": I, "count": N} when this record is one shard's
     retiredDevices: list[dict[str, str]] = field(default_factory=list)  # {"serial", "reason"}
     schemaVersion: int = SCHEMA_VERSION
+    history: dict[str, Any] | None = None  # {"path", "runs", "note", "previous"} (history.annotate)
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> RunRecord:
@@ -144,6 +146,7 @@ class RunRecord:
             shard=data.get("shard"),
             retiredDevices=list(data.get("retiredDevices", [])),
             schemaVersion=data.get("schemaVersion", SCHEMA_VERSION),
+            history=data.get("history"),
         )
 
     def counts(self) -> dict[str, int]:
@@ -225,7 +228,22 @@ def job_from_env(environ: Mapping[str, str], deployed_sha: str | None = None) ->
     url = run_url(environ)
     job_id = f"{run_id}/{job}" if run_id and job else f"local-{os.getpid()}-{datetime.now(UTC):%Y%m%dT%H%M%S}"
     return Job(jobId=job_id, url=url, commit=deployed_commit(deployed_sha, environ),
-               simulated=environ.get(SIMULATED_VAR, "").strip() == "1")
+               simulated=environ.get(SIMULATED_VAR, "").strip() == "1", trigger=run_trigger(environ))
+
+
+TRIGGER_VAR = "PRODVAL_TRIGGER"  # overrides the trigger GITHUB_EVENT_NAME gives (tests, local runs)
+TRIGGERS = ("deploy", "schedule", "manual")
+_EVENT_TRIGGERS = {"workflow_run": "deploy", "push": "deploy", "schedule": "schedule"}
+
+
+def run_trigger(environ: Mapping[str, str]) -> str:
+    """Why this run happened: `deploy` (the workflow after a deployment: workflow_run, push), `schedule`
+    (the cron re-validation) or `manual` (anything else, or outside Actions). PRODVAL_TRIGGER, when it
+    names one of the three, wins."""
+    forced = environ.get(TRIGGER_VAR, "").strip().lower()
+    if forced in TRIGGERS:
+        return forced
+    return _EVENT_TRIGGERS.get(environ.get("GITHUB_EVENT_NAME", "").strip(), "manual")
 
 
 SIMULATED_VAR = "PRODVAL_SIMULATED"  # set by the demo (tests/fakes/demo.py): the toolchain is the fakes'

@@ -888,9 +888,36 @@ def load_emulator(section: Mapping[str, Any], cli: Mapping[str, Any],
     return EmulatorSettings(**values)
 
 
+# ---- the run history (`validate`, `merge-results`, `invoke history`): the `history:` section ------------
+
+@dataclass(frozen=True)
+class HistorySettings(Section):
+    SECTION: ClassVar[str] = "history"
+
+    path: Path = setting("build/history.sqlite", folder("set it to a file such as build/history.sqlite"),
+                         "the history file (SQLite): every finished run and its flows; missing is created, "
+                         "unreadable is set aside and started afresh")
+    window: int = setting(20, number(minimum=1, whole=True, maximum=1000), "stored runs the strip, the "
+                          "rates and p50/p95 look back over (`failingSince` looks back over every kept run)")
+    keep: int = setting(1000, number(minimum=1, whole=True), "runs kept in the file; older ones are removed")
+    slow_factor: float = setting(1.5, number(minimum=1), "a flow is `slow` when this run took more than p95 x "
+                                 "this (with at least 5 passing samples in the window)")
+    candidate_flaky_rate: float = setting(0.2, number(minimum=0, maximum=1), "`invoke history` lists a flow as a "
+                                          "quarantine candidate when its flaky rate over the window is above this")
+
+
+HISTORY_SECTION = HistorySettings.SECTION
+
+
+def load_history(section: Mapping[str, Any], cli: Mapping[str, Any], environ: Mapping[str, str] | None = None,
+                 root: Path | None = None) -> HistorySettings:
+    """HistorySettings from the merged `history:` section (its path relative to the project root)."""
+    return HistorySettings(**resolve(HistorySettings, section, cli, environ=environ, root=root))
+
+
 # ---- what is derived from the declarations: invoke's defaults, --help, the docs' tables ---------------------
 
-SECTIONS: tuple[type[Section], ...] = (Settings, BuildSettings, NotifySettings, EmulatorSettings)
+SECTIONS: tuple[type[Section], ...] = (Settings, BuildSettings, NotifySettings, EmulatorSettings, HistorySettings)
 
 
 def all_settings() -> tuple[Setting, ...]:

@@ -22,6 +22,7 @@ from datetime import UTC, datetime
 
 from .console import MAX_ANNOTATIONS, Console, relative_display
 from .errors import Interrupted, ValidationError, sigterm_raises
+from .history import remember
 from .outcomes import JobStatus, Status, Verdict
 from .report import write_report
 from .results import (
@@ -46,6 +47,7 @@ from .results import (
     summary_markdown,
 )
 from .schedule import remember_timings
+from .settings import HistorySettings
 
 # What a stage's `decide` returns: the run's verdict when this stage decides it, else None (the run goes on).
 Decide = Callable[[RunRecord, Stage], str | None]
@@ -84,14 +86,15 @@ def signals_as_interrupts() -> Iterator[None]:
 def stage(writer: RecordWriter, name: str, console: Console, environ: Mapping[str, str], *,
           decide: Decide, title: str = "", new: bool = False, record: RunRecord | None = None,
           deployed_sha: str | None = None, paths: Callable[[], Mapping[str, str]] | None = None,
-          ) -> Iterator[RunRecord]:
+          history: HistorySettings | None = None) -> Iterator[RunRecord]:
     """Stage `name` of the run in `writer`'s folder: `with stage(writer, "build", ...) as record: ...`.
 
     The record is chained (or `new`, or the given `record` continued). A `ValidationError` in the body ends
     the stage with that error; anything else (a full disk, a bug) goes to the boundary (`boundary.run_task`).
     Then `decide(record, stage)` gives the run's verdict or None. With a verdict the record is finished
     (`finish`: the derived files, and with `paths`, the timings and the verdict announced; without, the
-    job summary); without one it is saved and the next stage goes on. A continued `record` (notify) keeps
+    job summary); without one it is saved and the next stage goes on. With `history`, `finish` remembers the
+    run in the run history (`history.remember`). A continued `record` (notify) keeps
     the job as it was, and its errors are not caught: they go to the boundary.
     """
     owned = record is None
@@ -126,7 +129,7 @@ def stage(writer: RecordWriter, name: str, console: Console, environ: Mapping[st
         write_files(writer, record)
         console.step_summary(summary_markdown(record))
     else:
-        finish(record, writer, console, paths())
+        finish(record, writer, console, paths(), history)
 
 
 def write_files(writer: RecordWriter, record: RunRecord) -> None:
@@ -142,9 +145,13 @@ def write_files(writer: RecordWriter, record: RunRecord) -> None:
         print(writer.redact(f"warning: {REPORT_NAME} not written: {exc}"), file=sys.stderr)
 
 
-def finish(record: RunRecord, writer: RecordWriter, console: Console, paths: Mapping[str, str]) -> None:
-    """The end of a stage that decides the verdict of flows (validate, merge-results): the derived files,
-    the flows' durations for the next run's order (timings.json), and the verdict announced."""
+def finish(record: RunRecord, writer: RecordWriter, console: Console, paths: Mapping[str, str],
+           history: HistorySettings | None = None) -> None:
+    """The end of a stage that decides the verdict of flows (validate, merge-results): the run remembered in
+    the run history (with `history`; never a shard's), so the record and every file derived from it carry it;
+    the derived files, the flows' durations for the next run's order (timings.json), and the verdict announced."""
+    if history is not None and record.shard is None:
+        remember(record, history, lambda text: console.warning(text, title="history"), redact=writer.redact)
     write_files(writer, record)
     remember_timings(writer.results_dir, record.to_json())
     announce(record, console, writer, paths)

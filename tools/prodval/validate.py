@@ -64,7 +64,7 @@ from .schedule import (
     stop_reason,
 )
 from .secrets import Redactor
-from .settings import EmulatorSettings, Settings, load_emulator, utc_today
+from .settings import EmulatorSettings, HistorySettings, Settings, load_emulator, utc_today
 from .stage import artifact_paths, stage
 
 
@@ -379,12 +379,14 @@ def _timings(settings: Settings) -> dict[str, int]:
 
 
 def run_validation(settings: Settings, environ: Mapping[str, str], console: Console,
-                   emulators: EmulatorSettings | None = None, *, deployed_sha: str | None = None) -> RunRecord:
+                   emulators: EmulatorSettings | None = None, *, deployed_sha: str | None = None,
+                   history: HistorySettings | None = None) -> RunRecord:
     """Run the whole validation; return the finished record (its verdict). Never raises ValidationError.
 
     When fewer booted devices are connected than needed (and no --device names them), it boots
     emulators (`emulators` settings), and stops them at the end whatever happens. It never stops a
-    device it did not start.
+    device it did not start. With `history` the finished run is remembered in the run history (a shard's
+    never: `merge-results` remembers the merged run).
     """
     emulators = emulators or load_emulator({}, {})
     redact = Redactor.from_env(environ, settings.flow_env, settings.secret_env)
@@ -405,7 +407,8 @@ def run_validation(settings: Settings, environ: Mapping[str, str], console: Cons
                     console.error(str(exc), title="stopping emulators")
 
     with stage(writer, VALIDATE_STAGE, console, environ, deployed_sha=deployed_sha, title="validation",
-               decide=_decide, paths=lambda: {f.file_name: relative_display(f.path) for f in selected}) as record, \
+               decide=_decide, paths=lambda: {f.file_name: relative_display(f.path) for f in selected},
+               history=None if settings.shard is not None else history) as record, \
             contextlib.ExitStack() as logcats:
             logcats.callback(stop_started)  # last: after the device locks and logcat captures end
             console.step("Checking tools and flows")
