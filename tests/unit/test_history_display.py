@@ -174,6 +174,7 @@ def test_the_report_card_shows_the_history_and_quarantined_flows_apart(tmp_path:
     assert cards == [("st-failed", "1", "login.yaml"), ("st-passed", "2", "feed.yaml"),
                      ("st-failed quarantined", "3", "pay.yaml")]
     assert page.index('<h2 id="quarantined">Quarantined flows</h2>') < page.index('id="flow-3"')
+    assert '<ol class="index" start="3"><li><a href="#flow-3">' in page  # the index numbers go on
     assert '<li class="chip quarantined"><a href="#quarantined">1 quarantined</a></li>' in page
     assert "<dt>Quarantined</dt><dd>until 2031-01-02 · owner @payments · sandbox flaky</dd>" in page
     assert '<span class="chip state-new">new failure</span>' in page

@@ -375,7 +375,8 @@ def report_order(flows: Iterable[FlowResult]) -> list[FlowResult]:
 
 
 def _index(flows: list[tuple[int, FlowResult]], esc: _Html) -> str:
-    return '<ol class="index">' + "".join(
+    start = f' start="{flows[0][0]}"' if flows and flows[0][0] != 1 else ""  # the quarantined go on numbering
+    return f'<ol class="index"{start}>' + "".join(
         f'<li><a href="#flow-{number}"><span class="chip st-{esc(flow.status)}">{esc(STATUS_LABEL.get(flow.status, flow.status))}'
         f"</span> {esc(flow.name or flow.flowFileName)}</a></li>"
         for number, flow in flows
