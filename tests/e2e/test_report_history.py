@@ -37,7 +37,8 @@ def with_history(world: World) -> dict[str, dict[str, object]]:
     return {f["flowFileName"]: f for f in data["flows"]}
 
 
-def test_browser_paints_each_strip_in_its_legends_colours_and_draws_the_trend(world: World, chromium: DevTools) -> None:
+def test_browser_paints_each_strip_in_its_legends_colours_and_draws_the_trend(
+        world: World, chromium: DevTools) -> None:  # noqa: F811 (the fixture imported above)
     with_history(world)
     target = chromium.call("Target.createTarget", url="about:blank")["targetId"]
     session = chromium.call("Target.attachToTarget", targetId=target, flatten=True)["sessionId"]
