@@ -63,9 +63,10 @@ def test_summary_shows_the_history_of_each_flow() -> None:
     summary = summary_markdown(run(flow("pay.yaml", "failed", STILL, error="Element not found: Pay"),
                                    flow("login.yaml", "failed", NEW, error="Timeout"),
                                    flow("feed.yaml", "passed", SLOW, duration=30_000)))
-    # the main table says new vs still failing, and slow
-    assert "| failed · still failing |" in table_row(summary, "pay.yaml")
-    assert "| failed · 🆕 new |" in table_row(summary, "login.yaml")
+    # the main table says new vs still failing before the error (the status cell stays the status), and slow
+    assert table_row(summary, "pay.yaml").endswith(
+        "| failed | 1 | 10.0s | emulator-5554 | still failing since abc1234, 2 runs ago · Element not found: Pay |")
+    assert table_row(summary, "login.yaml").endswith("| failed | 1 | 10.0s | emulator-5554 | 🆕 new · Timeout |")
     assert "| 30.0s 🐢 slow (p95 11.0s) |" in table_row(summary, "feed.yaml")
     history_part = summary[summary.index("### History"):]
     pay = table_row(history_part, "pay.yaml")
@@ -106,8 +107,8 @@ def test_quarantined_flows_are_shown_apart_in_the_summary() -> None:
     assert "✅ 1 passed · 🔕 1 quarantined" in main and "❌" not in main.split("\n\n")[2]
     assert "All 1 flows passed against production; 1 quarantined, 1 of them failing" in main
     section = summary[summary.index("### Quarantined (they ran, but do not gate the run)"):]
-    assert ("| ❌ | `pay.yaml` | failed · still failing | 2031-01-02 | @payments | sandbox \\| flaky "
-            "| Element not found: Pay |") in section
+    assert ("| ❌ | `pay.yaml` | failed | 2031-01-02 | @payments | sandbox \\| flaky "
+            "| still failing since abc1234, 2 runs ago · Element not found: Pay |") in section
     assert "`pay.yaml` 🔕 |" in summary[summary.index("### History"):]  # its history too, marked
     # every flow quarantined: the main table says so instead
     alone = summary_markdown(run(held))

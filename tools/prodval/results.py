@@ -561,8 +561,8 @@ def _summary(record: RunRecord, limit: int | None) -> str:
         for flow in order_flows(gate):
             error = "" if flow.status == Status.NOT_RUN else flow.errorSummary  # said once, below the table
             rows.append(
-                f"| {_ICONS[flow.status]} | `{_cell(flow.flowFileName)}` | {flow.status}{_state(flow)} | {len(flow.attempts)} "
-                f"| {flow.duration / 1000:.1f}s{_slow(flow)} | {flow.device} | {_cell(error)} |"
+                f"| {_ICONS[flow.status]} | `{_cell(flow.flowFileName)}` | {flow.status} | {len(flow.attempts)} "
+                f"| {flow.duration / 1000:.1f}s{_slow(flow)} | {flow.device} | {_state(flow)}{_cell(error)} |"
             )
         lines += _rows(rows, limit)
     elif held:
@@ -614,9 +614,16 @@ def failing_since_text(history: Mapping[str, Any]) -> str:
 
 
 def _state(flow: FlowResult) -> str:
-    """` · new` or ` · still failing`, from the history."""
-    state = (flow.history or {}).get("state") or ""
-    return f" · {'🆕 ' if state == 'new' else ''}{state}" if state else ""
+    """`🆕 new · ` or `still failing since abc1234, 3 runs ago · ` (from the history), before a failure's error:
+    the status cell stays the status."""
+    history = flow.history or {}
+    state = history.get("state") or ""
+    if state == "new":
+        return "🆕 new · "
+    if state:
+        since = failing_since_text(history)
+        return f"{_cell(str(state))}{' since ' + _cell(since) if since else ''} · "
+    return ""
 
 
 def _slow(flow: FlowResult) -> str:
@@ -671,9 +678,9 @@ def _quarantine_section(flows: Sequence[FlowResult], limit: int | None) -> list[
     for flow in order_flows(flows):
         entry = flow.quarantine or {}
         error = "" if flow.status == Status.NOT_RUN else flow.errorSummary
-        rows.append(f"| {_ICONS[flow.status]} | `{_cell(flow.flowFileName)}` | {flow.status}{_state(flow)} "
+        rows.append(f"| {_ICONS[flow.status]} | `{_cell(flow.flowFileName)}` | {flow.status} "
                     f"| {_cell(str(entry.get('until', '')))} | {_cell(str(entry.get('owner', '')))} "
-                    f"| {_cell(str(entry.get('reason', '')))} | {_cell(error)} |")
+                    f"| {_cell(str(entry.get('reason', '')))} | {_state(flow)}{_cell(error)} |")
     return lines + _rows(rows, limit)
 
 
