@@ -183,6 +183,9 @@ def test_the_report_card_shows_the_history_and_quarantined_flows_apart(tmp_path:
     assert '<span class="chip slow">slow</span>' in page
     assert "pass 40% · flaky 0% · fail 60% over 4 earlier runs and this one" in page
     assert "p50 10.0s · p95 11.0s" in page
+    first = render_report(run(flow("new.yaml", "failed", history(["failed"], p50=None, p95=None))), tmp_path)
+    assert "pass 0% · flaky 0% · fail 100% (this run is the first in the history)</p>" in first
+    assert "p50" not in first.split("</style>")[1] and len(svg(first, "strip")) == 1 and svg(first, "trend") == []
     assert 'class="chips strip-legend"' in page
     # the timeline links each bar to its card: the quarantined one is the third
     assert re.search(r'<a href="#flow-3"><g class="bar st-failed"><title>pay.yaml', page)

@@ -523,8 +523,8 @@ def _history(flow: FlowResult, esc: _Html) -> str:
     facts = [f"pass {percent(history.get('passRate'))}", f"flaky {percent(history.get('flakyRate'))}",
              f"fail {percent(history.get('failRate'))}"]
     runs = history.get("runs")
-    said = " · ".join(facts) + (f" over {runs} earlier run{'s' if runs != 1 else ''} and this one"
-                                if isinstance(runs, int) else "")
+    said = " · ".join(facts) + ("" if not isinstance(runs, int) else " (this run is the first in the history)"
+                                if runs == 0 else f" over {runs} earlier run{'s' if runs != 1 else ''} and this one")
     notes = []
     since = failing_since_text(history)
     if history.get("state") == "new":
