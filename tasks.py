@@ -3,7 +3,8 @@ keys come from the settings' declarations (`prodval/settings.py`), the work from
 
     invoke build-apk validate notify   the chain: build, run every flow against production, alert; exits
                                        with the verdict (0 pass, 1 fail, 2 error)
-    invoke --list                      every task (emulator.*, doctor, setup, lint-flows, report, merge-results)
+    invoke --list                      every task (emulator.*, doctor, setup, lint-flows, report, merge-results,
+                                       history)
 """
 
 from __future__ import annotations

@@ -4,7 +4,10 @@ Everything runs on the fake toolchain of tests/fakes, so only the harness's cost
 is the median of several runs and is reported as a ratio against a baseline measured in the same run.
 Results go to the console and to BENCHMARKS.md.
 
-    python tests/benchmarks/bench.py [--quick] [--output BENCHMARKS.md]
+    python tests/benchmarks/bench.py [--quick] [--only history,...] [--output BENCHMARKS.md]
+
+`--only` runs some of the benchmarks (startup, shards, overhead, parallel, cost, memory, history) and
+replaces only their rows of the table in the output, keeping the others as they were measured.
 """
 
 from __future__ import annotations
@@ -30,6 +33,8 @@ FAKES = REPO / "tests" / "fakes"
 sys.path.insert(0, str(REPO / "tools"))
 
 from prodval.flows import Flow  # noqa: E402
+from prodval.history import History  # noqa: E402
+from prodval.results import Attempt, FlowResult, Job, RunRecord  # noqa: E402
 from prodval.schedule import shard_loads  # noqa: E402
 
 FLOW = "appId: com.example.exerciselog\n---\n- launchApp\n- assertVisible: \"Exercises\"\n"
@@ -248,6 +253,80 @@ def bench_memory(flows: int, per_flow: int) -> list[Figure]:
                    "< 200 MB", peak_mb < 200)]
 
 
+def history_record(number: int, flows: int, rng: random.Random) -> RunRecord:
+    """Run `number` of a synthetic history: mostly passing flows, some flaky, a few failing streaks."""
+    record = RunRecord(runId=f"gh-{1_000_000 + number}", verdict="pass",
+                       job=Job(jobId=f"{number}/validate", commit=f"{number:040x}", trigger="deploy",
+                               startTime=f"2026-01-01T00:00:{number % 60:02d}.000Z",
+                               endTime=f"2026-01-01T00:10:{number % 60:02d}.000Z"))
+    for index in range(flows):
+        roll = rng.random()
+        status = "failed" if roll < 0.04 or (index % 17 == 0 and number % 50 < 10) else "flaky" if roll < 0.12 else "passed"
+        duration = rng.randint(8_000, 40_000)
+        record.flows.append(FlowResult(f"flow-{index:03}.yaml", f"flow {index}", status=status, duration=duration,
+                                       device="emulator-5554", errorSummary="Element not found" if status != "passed" else "",
+                                       attempts=[Attempt(1, status, 0, duration, "emulator-5554", "")]))
+    return record
+
+
+def bench_history(runs: int, stored: int = 1000, flows: int = 100) -> list[Figure]:
+    """`invoke history` (the table, --json, and one flow's runs) on a file of `stored` runs x `flows` flows,
+    written through History.append; against `invoke --list` (the start-up every task pays)."""
+    root = Path(tempfile.mkdtemp(prefix="prodval-bench-history-"))
+    path = root / "build" / "history.sqlite"
+    rng = random.Random(16)
+    try:
+        with History.open(path, print, keep=stored) as store:
+            start = time.perf_counter()
+            for number in range(stored):
+                store.append(history_record(number, flows, rng))
+            append_ms = (time.perf_counter() - start) / stored * 1000
+        env = {**os.environ, "HOME": str(root)}
+        base = [sys.executable, "-m", "invoke", "--search-root", str(REPO)]
+
+        def run(*args: str) -> float:
+            return statistics.median(
+                timed(lambda: subprocess.run([*base, *args], cwd=root, env=env, stdout=subprocess.DEVNULL, check=True))
+                for _ in range(runs))
+        listing = run("--list")
+        table_s, as_json, one_flow = run("history"), run("history", "--json"), run("history", "--flow", "flow-017.yaml",
+                                                                                   "--last", "50")
+        size_mb = path.stat().st_size / 2**20
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+    worst = max(table_s, as_json, one_flow)
+    return [Figure(f"History: invoke history on {stored} runs x {flows} flows ({size_mb:.0f} MB)",
+                   f"table {table_s * 1000:.0f} ms, --json {as_json * 1000:.0f} ms, --flow {one_flow * 1000:.0f} ms",
+                   f"invoke --list {listing * 1000:.0f} ms",
+                   f"{(worst - listing) * 1000:.0f} ms of our own; append of one run {append_ms:.1f} ms",
+                   "< 1 s", worst < 1.0)]
+
+
+BENCHES: dict[str, Callable[[bool], list[Figure]]] = {
+    "startup": lambda quick: bench_startup(3 if quick else 5),
+    "shards": lambda quick: bench_shards(),
+    "overhead": lambda quick: bench_overhead(3 if quick else 5),
+    "parallel": lambda quick: bench_parallel(3 if quick else 5),
+    "cost": lambda quick: bench_real_cost(1 if quick else 3),
+    "memory": lambda quick: bench_memory(100, 1_000_000) if quick else bench_memory(500, 1_000_000),
+    "history": lambda quick: bench_history(3 if quick else 5),
+}
+
+
+def merged_rows(previous: str, figures: list[Figure]) -> list[str]:
+    """The previous table's rows with those of `figures` (same name) replaced or added: `--only`'s table."""
+    fresh = {f.name: line for f, line in zip(figures, table(figures).splitlines()[2:], strict=True)}
+    rows = []
+    for line in previous.splitlines():
+        if line.startswith("| ") and not line.startswith(("| benchmark |", "| when |")) and "|---" not in line:
+            key = line[2:].split(" | ")[0]
+            if key in fresh:
+                rows.append(fresh.pop(key))
+            elif previous.find(line) < previous.find(SUITE_SECTION) or SUITE_SECTION not in previous:
+                rows.append(line)
+    return rows + list(fresh.values())
+
+
 def table(figures: list[Figure]) -> str:
     lines = ["| benchmark | measured | baseline | result | target | ok |", "|---|---|---|---|---|---|"]
     lines += [f"| {f.name} | {f.value} | {f.baseline} | {f.result} | {f.target} | {'yes' if f.ok else 'NO'} |"
@@ -281,22 +360,29 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--quick", action="store_true", help="fewer runs and a smaller memory run")
     parser.add_argument("--output", default=str(REPO / "BENCHMARKS.md"))
+    parser.add_argument("--only", default="", help=f"comma-separated: {', '.join(BENCHES)}")
     args = parser.parse_args()
-    runs = 3 if args.quick else 5
-    figures = bench_startup(runs) + bench_shards() + bench_overhead(runs) + bench_parallel(3 if args.quick else 5)
-    figures += bench_real_cost(1 if args.quick else 3)
-    figures += bench_memory(100, 1_000_000) if args.quick else bench_memory(500, 1_000_000)
+    chosen = [name.strip() for name in args.only.split(",") if name.strip()] or list(BENCHES)
+    unknown = [name for name in chosen if name not in BENCHES]
+    if unknown:
+        parser.error(f"unknown benchmark(s) {', '.join(unknown)}; known: {', '.join(BENCHES)}")
+    figures = [figure for name in chosen for figure in BENCHES[name](args.quick)]
     text = table(figures)
     print(text)
     stamp = time.strftime("%Y-%m-%d", time.gmtime())
     output = Path(args.output)
-    kept = kept_sections(output.read_text()) if output.is_file() else ""
+    previous = output.read_text() if output.is_file() else ""
+    kept = kept_sections(previous)
+    if args.only and previous:  # the other rows as they were measured
+        text = "\n".join(table([]).splitlines() + merged_rows(previous, figures))
     output.write_text(
         "# Benchmarks\n\n"
         "Written by `nox -s bench` (tests/benchmarks/bench.py). Every figure is measured on the fake toolchain of\n"
         "tests/fakes, so only the harness's own cost is timed, as the median of several runs, against a baseline\n"
         "measured in the same run.\n\n"
-        f"Latest run: {stamp}, {'quick' if args.quick else 'full'} mode, on {machine()}.\n\n" + text + "\n" + kept
+        f"Latest run: {stamp}, {'quick' if args.quick else 'full'} mode, on {machine()}"
+        + (f" (only {', '.join(chosen)}: the other rows are from an earlier run)" if args.only and previous else "")
+        + ".\n\n" + text + "\n" + kept
     )
     return 0 if all(f.ok for f in figures) else 1
 

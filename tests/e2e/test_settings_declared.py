@@ -205,7 +205,7 @@ def test_every_task_reports_a_bad_setting_once_with_secrets_masked(task: str, ca
     """Whatever the task, a bad setting is one message titled with the task, exit 2, the secret masked."""
     environ = {"API_TOKEN": SECRET, "GITHUB_ACTIONS": "true", "GITHUB_OUTPUT": str(tmp_path / "out")}
     config = {"validation": {"results_dir": str(tmp_path), "devices": SECRET}, "build": {"timeout": SECRET},
-              "notify": {"timeout": SECRET}, "emulator": {"count": SECRET}}
+              "notify": {"timeout": SECRET}, "emulator": {"count": SECRET}, "history": {"window": SECRET}}
     flags = {"shards": str(tmp_path)} if task == "merge-results" else {}
     if task in cli.VERDICT_TASKS:  # raised for the chain's boundary, which records it (as invoke runs it)
         with pytest.raises(Exit) as stopped:

@@ -299,10 +299,9 @@ def history(call: Call) -> int:
         return EXIT_PASS
     with History.open(settings.path, console.warning, keep=settings.keep, repair=False) as store:
         if flow:
-            names = store.flow_names()
-            found = next((f for f in names if flow in (f, f.rsplit(".", 1)[0], names[f])), None)
+            found = store.find_flow(flow)
             if found is None:
-                close = difflib.get_close_matches(flow, list(names), n=1)
+                close = difflib.get_close_matches(flow, store.flows(), n=1)
                 raise ConfigError(f"no flow '{flow}' in the history {settings.path}"
                                   + (f" (did you mean '{close[0]}'?)" if close else ""),
                                   fix="pass a flow's file name as `invoke history` lists it")

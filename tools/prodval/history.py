@@ -24,6 +24,7 @@ import json
 import math
 import os
 import sqlite3
+import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -39,6 +40,7 @@ from .settings import HistorySettings
 HISTORY_SCHEMA = 3  # the current schema version (`PRAGMA user_version`); version 1 was the first
 DEFAULT_KEEP = 1000
 BUSY_TIMEOUT = 30.0  # seconds a writer waits for another one's transaction before giving up
+BUSY_RETRY = 0.02  # seconds between tries to open a file another process is checkpointing
 MIN_SAMPLES = 5  # passing durations needed before a run can be called slow
 FAILING: tuple[str, ...] = (Status.FAILED, Status.ERROR, Status.TIMED_OUT)
 PASSING: tuple[str, ...] = (Status.PASSED, Status.FLAKY)
@@ -150,7 +152,7 @@ class History:
         self.path = path
         self.connection = connection
         self.keep = keep
-        self.note = note  # what happened on opening ("history unreadable: set aside as X; started fresh")
+        self.note = note  # what happened on opening ("<path> is corrupt (...): set aside as X; started fresh")
 
     # ---- opening ------------------------------------------------------------------------------------------
 
@@ -159,7 +161,8 @@ class History:
              busy_timeout: float = BUSY_TIMEOUT, repair: bool = True) -> History:
         """The store at `path`: created (folders too) when missing, migrated to HISTORY_SCHEMA when older.
         A corrupt, unreadable or newer-schema file is set aside (`set_aside`), `warn` is called once, and a
-        fresh file is used; with `repair=False` (a command that only reads) HistoryUnusable is raised instead.
+        fresh file is used; with `repair=False` (a command that only reads) HistoryUnusable is raised instead,
+        and the file is not checked page by page first (a damaged page then fails the query that meets it).
         A folder that cannot be written, or a file another writer holds past `busy_timeout`, raise
         HistoryUnusable."""
         try:
@@ -168,7 +171,7 @@ class History:
             raise HistoryUnusable(f"the history folder {path.parent} cannot be created: {exc.strerror or exc}",
                                   fix="set history.path to a writable place") from None
         try:
-            return cls(path, _connect(path, busy_timeout), keep=keep)
+            return cls(path, _connect(path, busy_timeout, check=repair), keep=keep)
         except HistoryUnusable as exc:
             if not repair or not exc.reason:
                 raise
@@ -178,8 +181,8 @@ class History:
         except OSError as exc:
             raise HistoryUnusable(f"{problem.message}, and it cannot be set aside: {exc.strerror or exc}",
                                   fix=f"remove {path} (a new one is started)") from None
-        note = f"history {problem.reason.split('-')[0]}: {problem.message}; set aside as {aside.name}; started fresh"
-        warn(f"{note} (the old runs are in {aside})")
+        note = f"{problem.message}: set aside as {aside.name}; started fresh"
+        warn(note)
         return cls(path, _connect(path, busy_timeout), keep=keep, note=note)
 
     def close(self) -> None:
@@ -205,10 +208,12 @@ class History:
 
     # ---- writing --------------------------------------------------------------------------------------------
 
-    def append(self, record: RunRecord) -> None:
+    def append(self, record: RunRecord, *, redact: Callable[[str], str] | None = None) -> None:
         """Store the run and its flows in one transaction, replacing an earlier copy of the same runId (a
-        GitHub re-run must not count twice), then keep only the `keep` newest runs."""
+        GitHub re-run must not count twice), then keep only the `keep` newest runs. `redact` masks what
+        tools said (the errorSummary), as results.json is masked."""
         apk = record.apk or {}
+        mask = redact or (lambda text: text)
         with self._write() as db:
             old = [row[0] for row in db.execute("SELECT seq FROM runs WHERE run_id = ?", (record.runId,))]
             for seq in old:
@@ -224,7 +229,7 @@ class History:
             db.executemany(
                 "INSERT OR REPLACE INTO flows (seq, flow, name, status, attempts, duration, device, error_summary, "
                 "quarantined) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                [(seq, f.flowFileName, f.name, f.status, len(f.attempts), f.duration, f.device, f.errorSummary,
+                [(seq, f.flowFileName, f.name, f.status, len(f.attempts), f.duration, f.device, mask(f.errorSummary),
                   int(bool(getattr(f, "quarantined", False)))) for f in record.flows])
             row = db.execute("SELECT seq FROM runs ORDER BY seq DESC LIMIT 1 OFFSET ?", (self.keep - 1,)).fetchone()
             if row is not None:
@@ -268,10 +273,18 @@ class History:
                 "device", "errorSummary", "quarantined")
         return [{**dict(zip(keys, row, strict=True)), "quarantined": bool(row[-1])} for row in rows]
 
-    def flow_names(self) -> dict[str, str]:
-        """Every stored flow's file name and its newest name."""
-        rows = self.connection.execute("SELECT flow, name FROM flows ORDER BY seq").fetchall()
-        return {flow: name for flow, name in rows}
+    def flows(self) -> list[str]:
+        """Every stored flow's file name (from the index, not the table)."""
+        return [row[0] for row in self.connection.execute("SELECT DISTINCT flow FROM flows ORDER BY flow")]
+
+    def find_flow(self, wanted: str) -> str | None:
+        """The stored flow `wanted` names: its file name, that name without .yaml/.yml, or its `name:`."""
+        db = self.connection
+        for flow in (wanted, f"{wanted}.yaml", f"{wanted}.yml"):
+            if db.execute("SELECT 1 FROM flows WHERE flow = ? LIMIT 1", (flow,)).fetchone():
+                return flow
+        row = db.execute("SELECT flow FROM flows WHERE name = ? ORDER BY seq DESC LIMIT 1", (wanted,)).fetchone()
+        return None if row is None else str(row[0])
 
     def last_alert(self, kinds: Sequence[str]) -> dict[str, Any] | None:
         """The newest alert of one of `kinds` (any kind when empty): {"runId", "kind", "channel", "at"}."""
@@ -288,17 +301,21 @@ class History:
             (exclude or "", size)).fetchall()
         return [(int(r[0]), str(r[1]), str(r[2]), str(r[3])) for r in reversed(rows)]
 
-    def window_flows(self, seqs: Sequence[int]) -> dict[str, list[tuple[int, str, int]]]:
-        """Every flow's (seq, status, duration) in the runs `seqs`, oldest first."""
+    def window_flows(self, seqs: Sequence[int], names: dict[str, str] | None = None,
+                     ) -> dict[str, list[tuple[int, str, int]]]:
+        """Every flow's (seq, status, duration) in the runs `seqs`, oldest first; `names` gets each flow's
+        newest `name:` in them."""
         found: dict[str, list[tuple[int, str, int]]] = {}
         if not seqs:
             return found
         wanted = set(seqs)
-        rows = self.connection.execute("SELECT flow, seq, status, duration FROM flows WHERE seq >= ? ORDER BY seq",
-                                       (min(seqs),))
-        for flow, seq, status, duration in rows:
+        rows = self.connection.execute(
+            "SELECT flow, seq, status, duration, name FROM flows WHERE seq >= ? ORDER BY seq", (min(seqs),))
+        for flow, seq, status, duration, name in rows:
             if seq in wanted:
                 found.setdefault(flow, []).append((int(seq), str(status), int(duration)))
+                if names is not None:
+                    names[flow] = name
         return found
 
     def last_status(self, flow: str, exclude: str | None = None) -> str | None:
@@ -332,8 +349,9 @@ class History:
         return {"runId": start[1], "commit": start[2], "startTime": start[3], "runsAgo": int(later)}
 
 
-def _connect(path: Path, busy_timeout: float) -> sqlite3.Connection:
-    """A connection to `path` in WAL mode at HISTORY_SCHEMA (migrated in one transaction when older)."""
+def _connect(path: Path, busy_timeout: float, *, check: bool = True) -> sqlite3.Connection:
+    """A connection to `path` in WAL mode at HISTORY_SCHEMA (migrated in one transaction when older); with
+    `check`, a file that was there is checked first (`PRAGMA quick_check`)."""
     existed = path.exists()
     if existed and not path.is_file():
         raise HistoryUnusable(f"{path} is not a file", reason="unreadable",
@@ -341,29 +359,44 @@ def _connect(path: Path, busy_timeout: float) -> sqlite3.Connection:
     if existed and not os.access(path, os.R_OK | os.W_OK):
         raise HistoryUnusable(f"{path} cannot be read and written (permissions)", reason="unreadable",
                               fix=f"fix the permissions of {path}, or remove it")
-    try:
-        db = sqlite3.connect(path, timeout=busy_timeout, isolation_level=None)
-    except sqlite3.Error as exc:
-        raise _unusable(path, exc) from None
-    try:
-        version = int(db.execute("PRAGMA user_version").fetchone()[0])
-        _check_version(path, version)
+    deadline = time.monotonic() + busy_timeout
+    while True:
+        try:
+            db = sqlite3.connect(path, timeout=busy_timeout, isolation_level=None)
+        except sqlite3.Error as exc:
+            raise _unusable(path, exc) from None
+        try:
+            _setup(db, path, existed and check)
+            return db
+        except sqlite3.OperationalError as exc:
+            db.close()
+            # Switching to WAL, or finding it while the last connection of another process checkpoints and
+            # removes the -wal file, answers SQLITE_BUSY at once, without the busy handler: wait and retry.
+            if not _error_name(exc).startswith(("SQLITE_BUSY", "SQLITE_LOCKED")) or time.monotonic() > deadline:
+                raise _unusable(path, exc) from None
+            time.sleep(BUSY_RETRY)
+        except HistoryUnusable:
+            db.close()
+            raise
+        except sqlite3.Error as exc:
+            db.close()
+            raise _unusable(path, exc) from None
+
+
+def _setup(db: sqlite3.Connection, path: Path, check: bool) -> None:
+    """WAL mode, the schema migrated to HISTORY_SCHEMA, and (for a file that was there) a quick check."""
+    version = int(db.execute("PRAGMA user_version").fetchone()[0])
+    _check_version(path, version)
+    if db.execute("PRAGMA journal_mode").fetchone()[0] != "wal":  # kept in the file once set
         db.execute("PRAGMA journal_mode = WAL")
-        db.execute("PRAGMA synchronous = NORMAL")  # WAL: durable at checkpoints, never corrupt on a crash
-        if version < HISTORY_SCHEMA:
-            _migrate(db, path)
-        if existed:  # a damaged page is found now, not half-way through a run's write
-            problem = db.execute("PRAGMA quick_check(1)").fetchone()[0]
-            if problem != "ok":
-                raise HistoryUnusable(f"{path} is corrupt ({problem})", reason="corrupt",
-                                      fix=f"remove {path} (a new one is started)")
-    except HistoryUnusable:
-        db.close()
-        raise
-    except sqlite3.Error as exc:
-        db.close()
-        raise _unusable(path, exc) from None
-    return db
+    db.execute("PRAGMA synchronous = NORMAL")  # WAL: durable at checkpoints, never corrupt on a crash
+    if version < HISTORY_SCHEMA:
+        _migrate(db, path)
+    if check:  # a damaged page is found now, not half-way through a run's write
+        problem = db.execute("PRAGMA quick_check(1)").fetchone()[0]
+        if problem != "ok":
+            raise HistoryUnusable(f"{path} is corrupt ({problem})", reason="corrupt",
+                                  fix=f"remove {path} (a new one is started)")
 
 
 def _unusable(path: Path, exc: sqlite3.Error) -> HistoryUnusable:
@@ -499,7 +532,9 @@ def remember(record: RunRecord, settings: HistorySettings, warn: Callable[[str],
         try:
             history = History.open(settings.path, once, keep=settings.keep, busy_timeout=busy_timeout)
             annotate(record, history, settings)
-            history.append(RunRecord.from_json(redact.mask_tree(record.to_json())) if redact else record)
+            history.append(record, redact=redact)
+            if said and record.history is not None and not record.history["note"]:
+                record.history["note"] = said[0]  # set aside mid-way: the fresh file's note is empty
             return
         except HistoryUnusable as exc:
             problem = f"history not kept: {exc.message}"
@@ -510,7 +545,7 @@ def remember(record: RunRecord, settings: HistorySettings, warn: Callable[[str],
                 history = None
                 with contextlib.suppress(OSError):
                     aside = set_aside(settings.path, why)
-                    once(f"history {why}: {settings.path} ({exc}); set aside as {aside.name}; started fresh")
+                    once(f"{settings.path} is {why} ({exc}): set aside as {aside.name}; started fresh")
                     continue
             problem = f"history not kept: {settings.path}: {exc}"
         except OSError as exc:
@@ -545,8 +580,8 @@ class FlowSummary:
 def flow_summaries(history: History, last: int) -> list[FlowSummary]:
     """Every flow seen in the `last` newest stored runs: its rates, p50/p95 (passed runs) and failing since."""
     runs = history.window(last)
-    by_flow = history.window_flows([seq for seq, *_ in runs])
-    names = history.flow_names()
+    names: dict[str, str] = {}
+    by_flow = history.window_flows([seq for seq, *_ in runs], names)
     found = []
     for flow in sorted(by_flow):
         ran = [(status, duration) for _, status, duration in by_flow[flow] if status != Status.NOT_RUN]
