@@ -22,6 +22,7 @@ from prodval.results import (
     Job,
     RecordWriter,
     RunRecord,
+    Stage,
     apply_quarantine,
     headline,
     junit_xml,
@@ -230,3 +231,24 @@ def test_lint_flows_names_an_entry_that_names_no_selected_flow_and_a_selection_n
     assert everything.startswith("every selected flow is quarantined (login.yaml)")
     expired = quarantine(entry("login.yaml", until=(TODAY - timedelta(days=1)).isoformat()))
     assert quarantine_warnings(expired, [flow("login.yaml")], TODAY) == []  # expired: said apart, and it gates
+
+
+def test_merge_results_keeps_each_shards_quarantine_and_its_verdict(tmp_path: Path) -> None:
+    """Each shard marks its own flows; the merged record is judged with the same rule."""
+    from prodval.merge import merge
+
+    paths = []
+    for index, flow_list in ((1, [hold(flows(Status.FAILED)[0])]), (2, flows(Status.PASSED, Status.PASSED)[1:])):
+        for f in flow_list:
+            f.flowFileName = f"s{index}-{f.flowFileName}"
+        shard = record(*flow_list)
+        shard.shard = {"index": index, "count": 2, "attempt": 1}
+        shard.job.startTime = shard.job.endTime = "2026-11-30T06:00:00.000Z"
+        shard.stages["validate"] = Stage(shard.verdict or "", "t", "t")
+        folder = tmp_path / f"shard-{index}"
+        RecordWriter(folder, Redactor()).save(shard)
+        paths.append(folder / "results.json")
+    merged = merge(paths, tmp_path / "merged", {})
+    assert merged.verdict == Verdict.PASS
+    [held] = [f for f in merged.flows if f.quarantined]
+    assert held.flowFileName == "s1-f0.yaml" and held.quarantine and held.quarantine["owner"] == "@payments"
