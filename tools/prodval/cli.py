@@ -209,10 +209,15 @@ def lint_flows(call: Call) -> int:
     import re
 
     from .errors import FlowError
-    from .flowlint import lint
+    from .flowlint import lint, quarantine_warnings
+    from .settings import utc_today
 
     console = call.console
     settings = call.validation()
+    today = utc_today()
+    for entry in settings.quarantine:
+        if entry.expired(today):
+            console.warning(entry.expiry_warning(), title=f"quarantine of {entry.flow} expired")
     console.step(f"Checking the flows in {settings.flows}")
     try:
         checked = lint(settings.flows, settings.flow_env, settings.include_tags, settings.exclude_tags, settings.config,
@@ -229,6 +234,12 @@ def lint_flows(call: Call) -> int:
     if checked.lacking_required:  # why they were not checked: no production run can select them
         console.info(f"not checked, as no production run selects them (they carry no tag of "
                      f"validation.require_tags: {', '.join(settings.require_tags)}): {', '.join(checked.lacking_required)}")
+    for warning in quarantine_warnings(settings.quarantine, checked.flows, today):
+        console.warning(warning, title="validation.quarantine")
+    held = [e for e in settings.quarantine if not e.expired(today) and e.flow in {f.file_name for f in checked.flows}]
+    if held:
+        console.info("quarantined (they run, but do not gate): "
+                     + "; ".join(f"{e.flow} until {e.until.isoformat()} ({e.owner})" for e in held))
     console.info(f"{len(checked.flows)} flow(s) and {len(checked.sub_flows)} sub-flow(s) checked: no problems")
     return 0
 

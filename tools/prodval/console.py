@@ -133,8 +133,8 @@ class Console:
         """One line of a child's output, inside a flow's fold."""
         self._write(self.out, ("" if self.actions else prefix) + text)
 
-    def warning(self, text: str, *, title: str = "") -> None:
-        self._annotate("warning", text, title=title)
+    def warning(self, text: str, *, title: str = "", file: str = "", line: int = 0) -> None:
+        self._annotate("warning", text, title=title, file=file, line=line)
 
     def error(self, text: str, *, title: str = "", file: str = "", line: int = 0) -> None:
         self._annotate("error", text, title=title, file=file, line=line)

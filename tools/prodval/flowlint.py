@@ -41,6 +41,7 @@ import os
 import re
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
+from datetime import date
 from pathlib import Path
 
 import yaml
@@ -62,7 +63,7 @@ from .flows import (
     select,
     shell_variables,
 )
-from .settings import RESERVED_FLOW_ENV
+from .settings import RESERVED_FLOW_ENV, QuarantineEntry
 
 PRODUCTION_TAG = "production"
 GUARD_VARIABLE = "SKIP_DATA_CLEANUP"
@@ -359,3 +360,24 @@ def lint(flows_path: Path, flow_env: Iterable[str] | Mapping[str, str] = (), inc
                         fix="correct the lines above, then run `invoke lint-flows` again")
     return LintReport(tuple(flows), tuple(sorted(linter.walked - {f.path.resolve() for f in flows})),
                       tuple(chosen.selection.lacking_required))
+
+
+def quarantine_warnings(entries: Iterable[QuarantineEntry], flows: Iterable[Flow], today: date) -> list[str]:
+    """What lint-flows says about validation.quarantine beyond expired entries: an entry that names no flow a
+    run with these settings selects (a typo, or a flow renamed or deleted), and a selection that nothing gates."""
+    names = [flow.file_name for flow in flows]
+    warnings = []
+    in_force = []
+    for entry in entries:
+        if entry.flow not in names:
+            close = difflib.get_close_matches(entry.flow, names, n=1)
+            warnings.append(f"{entry.describe()} names no flow this selection has"
+                            + (f" (did you mean '{close[0]}'?)" if close else "")
+                            + "; fix: use the flow's file name as the run records it (relative to the flows folder, "
+                            "e.g. auth/login.yaml), or remove the entry")
+        elif not entry.expired(today):
+            in_force.append(entry.flow)
+    if names and sorted(in_force) == sorted(names):
+        warnings.append(f"every selected flow is quarantined ({', '.join(names)}): no failure can fail a run; fix "
+                        "the flows, or shorten the quarantine in invoke.yaml (validation.quarantine)")
+    return warnings

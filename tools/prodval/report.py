@@ -22,10 +22,11 @@ import base64
 import html
 import io
 import re
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path, PurePosixPath
+from typing import Any
 from urllib.parse import quote
 
 from PIL import Image, UnidentifiedImageError
@@ -43,9 +44,14 @@ from .results import (
     RunRecord,
     atomic_write,
     duration_text,
+    failing_since_text,
+    gating,
     headline,
     not_run_reason,
     order_flows,
+    percent,
+    quarantined,
+    runs_ago,
     simulated_mark,
 )
 
@@ -284,11 +290,13 @@ def write_report(record: RunRecord, results_dir: Path, redact: Callable[[str], s
 
 def _header(record: RunRecord, esc: _Html, commit: str) -> str:
     verdict = record.verdict or RUNNING
-    counts = record.counts()
+    counts = {status: sum(f.status == status for f in gating(record.flows)) for status in STATUS_ORDER}
     chips = "".join(
         f'<li class="chip st-{status}">{count} {esc(STATUS_LABEL[status])}</li>'
         for status in STATUS_ORDER if (count := counts.get(status, 0))
     )
+    if held := quarantined(record.flows):  # said apart: they do not gate
+        chips += f'<li class="chip quarantined"><a href="#quarantined">{len(held)} quarantined</a></li>'
     facts: list[tuple[str, str]] = []
     env = record.environment
     facts.append(("Environment", esc(f"production · SKIP_DATA_CLEANUP={'true' if env.SKIP_DATA_CLEANUP else 'false'}")))
@@ -348,7 +356,7 @@ def _timeline_section(record: RunRecord, esc: _Html) -> str:
     height = _AXIS + _LANE * len(plan.lanes) + 4
     svg = [f'<svg class="timeline" viewBox="0 0 {_WIDTH} {height}" role="img" '
            f'aria-label="Attempts per device over time" xmlns="http://www.w3.org/2000/svg">']
-    anchors = {flow.flowFileName: number for number, flow in enumerate(order_flows(record.flows), 1)}
+    anchors = {flow.flowFileName: number for number, flow in enumerate(report_order(record.flows), 1)}
     step = _tick_step(span)
     tick = 0
     while tick <= span + 1e-9:
@@ -382,17 +390,39 @@ def _timeline_section(record: RunRecord, esc: _Html) -> str:
             f'<ul class="chips legend">{legend}</ul></section>')
 
 
-def _flows_section(record: RunRecord, results_dir: Path, esc: _Html) -> str:
-    flows = order_flows(record.flows)
-    if not flows:
-        return '<section class="flows"><h2>Flows</h2><p class="muted">No flow was selected.</p></section>'
-    index = "".join(
+def report_order(flows: Iterable[FlowResult]) -> list[FlowResult]:
+    """The cards' order (and numbers): the flows that gate (failed first), then the quarantined ones."""
+    flows = list(flows)
+    return order_flows(gating(flows)) + order_flows(quarantined(flows))
+
+
+def _index(flows: list[tuple[int, FlowResult]], esc: _Html) -> str:
+    start = f' start="{flows[0][0]}"' if flows and flows[0][0] != 1 else ""  # the quarantined go on numbering
+    return f'<ol class="index"{start}>' + "".join(
         f'<li><a href="#flow-{number}"><span class="chip st-{esc(flow.status)}">{esc(STATUS_LABEL.get(flow.status, flow.status))}'
         f"</span> {esc(flow.name or flow.flowFileName)}</a></li>"
-        for number, flow in enumerate(flows, 1)
-    )
-    cards = "".join(_card(flow, number, results_dir, esc) for number, flow in enumerate(flows, 1))
-    return f'<section class="flows"><h2>Flows</h2><ol class="index">{index}</ol>{cards}</section>'
+        for number, flow in flows
+    ) + "</ol>"
+
+
+def _flows_section(record: RunRecord, results_dir: Path, esc: _Html) -> str:
+    flows = list(enumerate(report_order(record.flows), 1))
+    if not flows:
+        return '<section class="flows"><h2>Flows</h2><p class="muted">No flow was selected.</p></section>'
+    gate = [(number, flow) for number, flow in flows if not flow.quarantined]
+    held = [(number, flow) for number, flow in flows if flow.quarantined]
+    parts = ['<section class="flows"><h2>Flows</h2>', _history_legend(record, esc)]
+    if gate:
+        parts.append(_index(gate, esc) + "".join(_card(flow, number, results_dir, esc) for number, flow in gate))
+    else:
+        parts.append('<p class="muted">No flow gates this run: every flow is quarantined.</p>')
+    if held:
+        parts.append('<h2 id="quarantined">Quarantined flows</h2><p class="muted">They ran, but do not gate the run: '
+                     "their failures neither fail it nor alert as failures, until the day their entry in "
+                     "<code>validation.quarantine</code> (invoke.yaml) ends.</p>")
+        parts.append(_index(held, esc) + "".join(_card(flow, number, results_dir, esc) for number, flow in held))
+    parts.append("</section>")
+    return "".join(parts)
 
 
 def _card(flow: FlowResult, number: int, results_dir: Path, esc: _Html) -> str:
@@ -408,11 +438,17 @@ def _card(flow: FlowResult, number: int, results_dir: Path, esc: _Html) -> str:
     ]
     if flow.tags:
         facts.append(("Tags", esc(", ".join(flow.tags))))
+    if flow.quarantined:
+        entry = flow.quarantine or {}
+        facts.append(("Quarantined", esc(f"until {entry.get('until', '?')} · owner {entry.get('owner', '?')} · "
+                                         f"{entry.get('reason', '')}")))
+    held = ' <span class="chip quarantined">quarantined</span>' if flow.quarantined else ""
     parts = [
-        f'<article class="flow st-{esc(flow.status)}" id="flow-{number}">',
-        f'<h3><span class="chip st-{esc(flow.status)}">{esc(status)}</span> {esc(flow.name or flow.flowFileName)} '
+        f'<article class="flow st-{esc(flow.status)}{" quarantined" if flow.quarantined else ""}" id="flow-{number}">',
+        f'<h3><span class="chip st-{esc(flow.status)}">{esc(status)}</span>{held} {esc(flow.name or flow.flowFileName)} '
         f'<code class="file">{esc(flow.flowFileName)}</code></h3>',
         '<dl class="facts">' + "".join(f"<dt>{k}</dt><dd>{v}</dd>" for k, v in facts) + "</dl>",
+        _history(flow, esc),
     ]
     if flow.errorSummary:
         first = "passed on a retry; attempt 1 failed with: " if flow.status == Status.FLAKY else ""
@@ -433,6 +469,98 @@ def _card(flow: FlowResult, number: int, results_dir: Path, esc: _Html) -> str:
     parts.append(_artifacts(flow, esc))
     parts.append("</article>")
     return "".join(parts)
+
+
+# --- a flow's history: the strip of outcomes and the duration trend (inline SVG, no script) ----------------
+
+_SQUARE, _GAP = 12, 3  # the strip: one square per run
+_TREND_WIDTH, _TREND_HEIGHT, _TREND_PAD = 240, 40, 4
+
+
+def _history_legend(record: RunRecord, esc: _Html) -> str:
+    """How to read the strips and trends, with the same status chips as the timeline's legend."""
+    strips = [[str(s) for s in (flow.history or {}).get("strip") or []] for flow in record.flows if flow.history]
+    if not strips:
+        return ""
+    seen = {status for strip in strips for status in strip}
+    statuses = [*BAR_STATUSES, *([Status.NOT_RUN] if Status.NOT_RUN in seen else [])]
+    chips = "".join(f'<li class="chip st-{status}">{esc(STATUS_LABEL[status])}</li>' for status in statuses)
+    return ('<div class="history-legend"><p class="muted">History: one square per run of the flow, oldest first, '
+            "this run last (outlined); rates over those runs; the trend line is the duration of each, this run "
+            f'marked, the dashed line p95 of the passing runs before it.</p><ul class="chips strip-legend">{chips}</ul></div>')
+
+
+def strip_svg(history: Mapping[str, Any], esc: _Html) -> str:
+    """The last outcomes as a row of squares coloured by status, each with its <title>; this run outlined."""
+    strip = [str(status) for status in history.get("strip") or []]
+    durations = list(history.get("durations") or [])
+    if not strip:
+        return ""
+    width = len(strip) * (_SQUARE + _GAP) - _GAP + 2
+    squares = []
+    for index, status in enumerate(strip):
+        ago = len(strip) - 1 - index
+        took = durations[index] if len(durations) == len(strip) else None
+        label = f"{runs_ago(ago)}: {STATUS_LABEL.get(status, status)}" + (
+            f" · {duration_text(took / 1000)}" if isinstance(took, (int, float)) and status != Status.NOT_RUN else "")
+        mark = " this-run" if ago == 0 else ""
+        squares.append(f'<g class="sq st-{esc(status)}{mark}"><title>{esc(label)}</title>'
+                       f'<rect x="{1 + index * (_SQUARE + _GAP)}" y="1" width="{_SQUARE}" height="{_SQUARE}" rx="2"/></g>')
+    return (f'<svg class="strip" viewBox="0 0 {width} {_SQUARE + 2}" width="{width}" height="{_SQUARE + 2}" role="img" '
+            f'aria-label="last {len(strip)} outcomes, oldest first" xmlns="http://www.w3.org/2000/svg">'
+            + "".join(squares) + "</svg>")
+
+
+def trend_svg(history: Mapping[str, Any], esc: _Html) -> str:
+    """The durations of the runs in the strip as a polyline, this run (the last) marked, p95 dashed."""
+    durations = [d for d in history.get("durations") or [] if isinstance(d, (int, float))]
+    if len(durations) < 2:
+        return ""
+    p95 = history.get("p95")
+    top = max([*durations, *([p95] if isinstance(p95, (int, float)) else [])]) or 1
+    plot_w, plot_h = _TREND_WIDTH - 2 * _TREND_PAD, _TREND_HEIGHT - 2 * _TREND_PAD
+
+    def point(index: int, value: float) -> tuple[float, float]:
+        return (_TREND_PAD + index * plot_w / (len(durations) - 1), _TREND_PAD + plot_h - value / top * plot_h)
+
+    points = " ".join(f"{x:.1f},{y:.1f}" for x, y in (point(i, d) for i, d in enumerate(durations)))
+    x, y = point(len(durations) - 1, durations[-1])
+    parts = [f'<svg class="trend" viewBox="0 0 {_TREND_WIDTH} {_TREND_HEIGHT}" width="{_TREND_WIDTH}" '
+             f'height="{_TREND_HEIGHT}" role="img" aria-label="duration of the last {len(durations)} runs" '
+             'xmlns="http://www.w3.org/2000/svg">']
+    if isinstance(p95, (int, float)):
+        py = point(0, p95)[1]
+        parts.append(f'<line class="p95" x1="{_TREND_PAD}" y1="{py:.1f}" x2="{_TREND_WIDTH - _TREND_PAD}" y2="{py:.1f}">'
+                     f"<title>p95 {esc(duration_text(p95 / 1000))}</title></line>")
+    parts.append(f'<polyline class="durations" points="{points}"><title>'
+                 f'{esc(" · ".join(duration_text(d / 1000) for d in durations))}</title></polyline>')
+    parts.append(f'<circle class="this-run" cx="{x:.1f}" cy="{y:.1f}" r="3.5"><title>this run: '
+                 f"{esc(duration_text(durations[-1] / 1000))}</title></circle></svg>")
+    return "".join(parts)
+
+
+def _history(flow: FlowResult, esc: _Html) -> str:
+    history = flow.history
+    if not history:
+        return ""
+    facts = [f"pass {percent(history.get('passRate'))}", f"flaky {percent(history.get('flakyRate'))}",
+             f"fail {percent(history.get('failRate'))}"]
+    runs = history.get("runs")
+    said = " · ".join(facts) + ("" if not isinstance(runs, int) else " (this run is the first in the history)"
+                                if runs == 0 else f" over {runs} earlier run{'s' if runs != 1 else ''} and this one")
+    notes = []
+    since = failing_since_text(history)
+    if history.get("state") == "new":
+        notes.append('<span class="chip state-new">new failure</span>')
+    elif since:
+        notes.append(f'<span class="chip state-still">still failing</span> since {esc(since)}')
+    p50, p95 = history.get("p50"), history.get("p95")
+    if isinstance(p50, (int, float)) and isinstance(p95, (int, float)):
+        notes.append(esc(f"p50 {duration_text(p50 / 1000)} · p95 {duration_text(p95 / 1000)}"))
+    if history.get("slow"):
+        notes.append('<span class="chip slow">slow</span>')
+    return (f'<div class="history">{strip_svg(history, esc)}{trend_svg(history, esc)}'
+            f'<p class="history-facts">{esc(said)}{" · " if notes else ""}{" · ".join(notes)}</p></div>')
 
 
 def _attempts_table(flow: FlowResult, esc: _Html) -> str:
@@ -569,5 +697,14 @@ pre.crash{margin:0;padding:8px 10px;background:#fff8f7;color:#82071e;border:1px 
 white-space:pre;overflow:auto;max-height:480px;tab-size:4}
 details.artifacts ul{margin:4px 0;padding-left:20px;font-size:12px}
 details.artifacts li{overflow-wrap:anywhere}
+.chip.quarantined{background:#57606a}.chip.quarantined a{color:#fff;text-decoration:none}
+article.quarantined{border-style:dashed;border-left-style:solid}
+.history{display:flex;flex-wrap:wrap;align-items:center;gap:6px 16px;margin:8px 0}
+.history-facts{margin:0;font-size:12px;color:var(--muted)}
+.strip rect{fill:var(--skip)}svg.strip .this-run rect{stroke:var(--ink);stroke-width:1.5}
+svg.trend .durations{fill:none;stroke:#0969da;stroke-width:1.5}svg.trend .p95{stroke:var(--muted);stroke-dasharray:3 3}
+svg.trend .this-run{fill:#0969da;stroke:var(--paper);stroke-width:1}
+.chip.state-new{background:var(--fail)}.chip.state-still{background:#82071e}.chip.slow{background:var(--timeout)}
+.history-legend .strip-legend{margin:4px 0 8px}
 @media print{details{display:block}pre.output,pre.crash{max-height:none}}
 """.strip()

@@ -15,7 +15,7 @@ import tempfile
 import xml.etree.ElementTree as ET
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, is_dataclass
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +23,7 @@ from .errors import EXIT_ERROR, EXIT_FAIL, EXIT_PASS, ConfigError
 from .outcomes import JobStatus, Kind, Status, Verdict
 from .runlock import note_run_id
 from .secrets import Redactor
+from .settings import QuarantineEntry
 
 SCHEMA_VERSION = 1
 WORKFLOW_NAME = "Production Validation"
@@ -76,6 +77,8 @@ class FlowResult:
     errorSummary: str = ""
     tags: list[str] = field(default_factory=list)
     history: dict[str, Any] | None = None  # this flow in the run history (history.annotate); None: no history
+    quarantined: bool = False  # validation.quarantine holds it: it ran, but does not gate (RunRecord.decide)
+    quarantine: dict[str, str] | None = None  # {"reason", "owner", "until"} of the entry in force
 
 
 @dataclass
@@ -154,8 +157,9 @@ class RunRecord:
         return counts
 
     def decide(self) -> str:
-        """pass when every flow passed (or was flaky); fail on any assertion failure; error otherwise."""
-        statuses = {flow.status for flow in self.flows}
+        """pass when every flow passed (or was flaky); fail on any assertion failure; error otherwise.
+        Quarantined flows do not count: a run whose flows are all quarantined passes (nothing gates it)."""
+        statuses = {flow.status for flow in gating(self.flows)}
         if Status.FAILED in statuses:
             return Verdict.FAIL
         if not self.flows or statuses - set(PASSING):
@@ -166,6 +170,32 @@ class RunRecord:
         data: dict[str, Any] = _plain(self)
         data["counts"] = self.counts()
         return data
+
+
+def gating(flows: Sequence[FlowResult]) -> list[FlowResult]:
+    """The flows that decide the verdict: all but the quarantined ones."""
+    return [flow for flow in flows if not flow.quarantined]
+
+
+def quarantined(flows: Sequence[FlowResult]) -> list[FlowResult]:
+    return [flow for flow in flows if flow.quarantined]
+
+
+def apply_quarantine(flows: Sequence[FlowResult], entries: Sequence[QuarantineEntry],
+                     today: date) -> list[QuarantineEntry]:
+    """Mark the flows an entry in force names (`quarantined`, `quarantine`); return the expired entries that
+    name one of `flows`: those flows gate again, which validate says loudly."""
+    by_flow = {entry.flow: entry for entry in entries}
+    expired = []
+    for flow in flows:
+        entry = by_flow.get(flow.flowFileName)
+        if entry is None:
+            continue
+        if entry.expired(today):
+            expired.append(entry)
+        else:
+            flow.quarantined, flow.quarantine = True, entry.to_record()
+    return expired
 
 
 def _plain(value: Any) -> Any:
@@ -314,15 +344,19 @@ def xml_text(text: str) -> str:
 
 def junit_xml(record: RunRecord) -> str:
     """One testcase per flow; flaky flows pass with a `flaky` property and a `flakyFailure` per failed try.
+    A quarantined flow carries `quarantined` and `quarantine.*` properties; when it failed (or hit an error)
+    it is `skipped`, not a failure, as it does not gate the run (a test report must not go red on a run
+    that passed), with the failure in the message and its output in system-out/system-err.
 
     Whatever bytes a tool printed, the file stays well-formed: every text goes through `xml_text`."""
     counts = record.counts()
+    held = [flow for flow in quarantined(record.flows) if flow.status in BROKEN]
     suite = ET.Element("testsuite", {
         "name": WORKFLOW_NAME,
         "tests": str(len(record.flows)),
-        "failures": str(counts[Status.FAILED]),
-        "errors": str(counts[Status.ERROR] + counts[Status.TIMED_OUT]),
-        "skipped": str(counts[Status.NOT_RUN]),
+        "failures": str(counts[Status.FAILED] - sum(f.status == Status.FAILED for f in held)),
+        "errors": str(counts[Status.ERROR] + counts[Status.TIMED_OUT] - sum(f.status != Status.FAILED for f in held)),
+        "skipped": str(counts[Status.NOT_RUN] + len(held)),
         "time": _seconds(sum(f.duration for f in record.flows)),
         "timestamp": record.job.startTime,
     })
@@ -336,6 +370,8 @@ def junit_xml(record: RunRecord) -> str:
         props = ET.SubElement(case, "properties")
         ET.SubElement(props, "property", {"name": "device", "value": flow.device})
         ET.SubElement(props, "property", {"name": "attempts", "value": str(len(flow.attempts))})
+        if flow.quarantined and _junit_quarantined(case, props, flow):
+            continue
         if flow.status == Status.FLAKY:
             ET.SubElement(props, "property", {"name": "flaky", "value": "true"})
             for attempt in flow.attempts[:-1]:
@@ -353,6 +389,22 @@ def junit_xml(record: RunRecord) -> str:
         element.text = xml_text(element.text) if element.text else element.text
     ET.indent(root)
     return "<?xml version='1.0' encoding='UTF-8'?>\n" + ET.tostring(root, encoding="unicode") + "\n"
+
+
+def _junit_quarantined(case: ET.Element, props: ET.Element, flow: FlowResult) -> bool:
+    """The quarantine's properties; a broken quarantined flow as `skipped` (True: nothing else to add)."""
+    entry = flow.quarantine or {}
+    ET.SubElement(props, "property", {"name": "quarantined", "value": "true"})
+    for key in ("reason", "owner", "until"):
+        ET.SubElement(props, "property", {"name": f"quarantine.{key}", "value": str(entry.get(key, ""))})
+    if flow.status not in BROKEN:
+        return False
+    ET.SubElement(case, "skipped", {"message": f"quarantined until {entry.get('until', '?')} "
+                                               f"({entry.get('owner', '?')}: {entry.get('reason', '')}); "
+                                               f"{STATUS_LABEL[flow.status]}: {flow.errorSummary}"})
+    ET.SubElement(case, "system-out").text = flow.stdout[-4000:]
+    ET.SubElement(case, "system-err").text = flow.stderr[-4000:]
+    return True
 
 
 _ICONS: dict[str, str] = {Status.PASSED: "✅", Status.FLAKY: "⚠️", Status.FAILED: "❌", Status.ERROR: "🛑", Status.TIMED_OUT: "⏱️",
@@ -413,24 +465,40 @@ def headline(record: RunRecord, kind: str | None = None, environment: str = "pro
     return simulated_mark(record) + _headline(record, kind, environment)
 
 
+def quarantine_note(flows: Sequence[FlowResult]) -> str:
+    """`; 2 quarantined, 1 of them failing` (empty without quarantined flows): what the headline adds, since
+    quarantined flows are not in its counts."""
+    held = quarantined(flows)
+    if not held:
+        return ""
+    failing = sum(flow.status in BROKEN for flow in held)
+    return f"; {len(held)} quarantined" + (f", {failing} of them failing" if failing else "")
+
+
 def _headline(record: RunRecord, kind: str | None, environment: str) -> str:
     kind = kind or record.verdict or Verdict.ERROR
-    total = len(record.flows)
-    counts = record.counts()
+    flows = gating(record.flows)  # quarantined flows are said apart (quarantine_note)
+    total = len(flows)
+    counts = {status: sum(flow.status == status for flow in flows) for status in FLOW_STATUSES}
     flaky = f" ({counts[Status.FLAKY]} flaky)" if counts[Status.FLAKY] else ""
+    note = quarantine_note(record.flows)
+    if record.flows and not flows and kind in (Verdict.PASS, Kind.RECOVERY):
+        failing = sum(flow.status in BROKEN for flow in record.flows)
+        return (f"No flow gates this run: all {len(record.flows)} flows are quarantined"
+                + (f", {failing} of them failing" if failing else ""))
     if kind == Verdict.FAIL:
-        return f"{counts[Status.FAILED]} of {total} flows failed against {environment}"
+        return f"{counts[Status.FAILED]} of {total} flows failed against {environment}{note}"
     if kind == Verdict.ERROR:
         cause = stage_error(record).strip()
         if cause:
             return f"Validation could not run: {cause.splitlines()[0]}"
         broken = counts[Status.ERROR] + counts[Status.TIMED_OUT]
         if broken:
-            return f"Validation could not run: {broken} of {total} flows hit infrastructure errors"
+            return f"Validation could not run: {broken} of {total} flows hit infrastructure errors{note}"
         return "Validation could not run: it did not finish"
     if kind == Kind.RECOVERY:
-        return f"Recovered: all {total} flows pass against {environment} again{flaky}"
-    return f"All {total} flows passed against {environment}{flaky}"
+        return f"Recovered: all {total} flows pass against {environment} again{flaky}{note}"
+    return f"All {total} flows passed against {environment}{flaky}{note}"
 
 
 def duration_text(seconds: float) -> str:
@@ -448,37 +516,173 @@ def _cell(text: str) -> str:
     return html.escape(text[:300], quote=False).replace("|", "\\|").replace("\n", " ")
 
 
-def summary_markdown(record: RunRecord) -> str:
+# GitHub refuses a step summary over 1024 KiB (the whole upload is aborted), and a chain's stages share the step:
+# summary.md stays within half of it, leaving out table rows (passed flows first) when a run has very many flows.
+SUMMARY_BUDGET = 512 * 1024
+SUMMARY_STRIP = 30  # squares of a flow's history strip at most in summary.md (the report draws them all)
+MAX_STAGE_ERROR = 16_000  # characters of a stage's error in summary.md (results.json keeps all of it)
+STRIP_ICONS: dict[str, str] = {Status.PASSED: "🟩", Status.FLAKY: "🟨", Status.FAILED: "🟥", Status.ERROR: "🟪",
+                               Status.TIMED_OUT: "🟧", Status.NOT_RUN: "⬜"}
+
+
+def summary_markdown(record: RunRecord, budget: int = SUMMARY_BUDGET) -> str:
+    """summary.md: within `budget` bytes, by keeping only the first rows of each table when it must."""
+    text = _summary(record, None)
+    if len(text.encode()) <= budget:
+        return text
+    low, high = 0, len(record.flows)  # the most rows per table that fit
+    while low < high:
+        middle = (low + high + 1) // 2
+        if len(_summary(record, middle).encode()) <= budget:
+            low = middle
+        else:
+            high = middle - 1
+    return _summary(record, low)
+
+
+def _rows(rows: list[str], limit: int | None, what: str = "flows") -> list[str]:
+    if limit is None or len(rows) <= limit:
+        return rows
+    return [*rows[:limit], f"| … | {len(rows) - limit} more {what}: every one is in {REPORT_NAME} and {RECORD_NAME} |"]
+
+
+def _summary(record: RunRecord, limit: int | None) -> str:
     lines = [f"## {simulated_mark(record)}{WORKFLOW_NAME}: {record.verdict or RUNNING}", "", f"**{_cell(headline(record))}**", ""]
-    counts = record.counts()
-    lines.append(" · ".join(f"{_ICONS[s]} {n} {STATUS_LABEL[s]}" for s, n in counts.items() if n))
+    gate, held = gating(record.flows), quarantined(record.flows)
+    counts = {status: sum(flow.status == status for flow in gate) for status in FLOW_STATUSES}
+    lines.append(" · ".join([f"{_ICONS[s]} {n} {STATUS_LABEL[s]}" for s, n in counts.items() if n]
+                            + ([f"🔕 {len(held)} quarantined"] if held else [])))
     lines += ["", f"Run `{record.runId}`" + (f" · [workflow run]({record.job.url})" if record.job.url else "")
               + (f" · devices: {', '.join(record.devices)}" if record.devices else ""), ""]
     artifacts = f" (in the [run's artifacts]({record.job.url}#artifacts))" if record.job.url else ""
     lines += [f"📄 [HTML report]({REPORT_NAME}){artifacts}: screenshots, output and a timeline of every flow", ""]
-    if record.flows:
+    if gate:
         lines += ["| | flow | status | attempts | duration | device | error |", "|---|---|---|---|---|---|---|"]
-        for flow in order_flows(record.flows):
+        rows = []
+        for flow in order_flows(gate):
             error = "" if flow.status == Status.NOT_RUN else flow.errorSummary  # said once, below the table
-            lines.append(
+            rows.append(
                 f"| {_ICONS[flow.status]} | `{_cell(flow.flowFileName)}` | {flow.status} | {len(flow.attempts)} "
-                f"| {flow.duration / 1000:.1f}s | {flow.device} | {_cell(error)} |"
+                f"| {flow.duration / 1000:.1f}s{_slow(flow)} | {flow.device} | {_state(flow)}{_cell(error)} |"
             )
+        lines += _rows(rows, limit)
+    elif held:
+        lines.append("No flow gates this run: every flow is quarantined (below).")
+    if record.flows:
         groups = not_run_groups(record.flows)
         for index, (reason, flows) in enumerate(groups):
-            which = " (" + ", ".join(f"`{_cell(f.flowFileName)}`" for f in flows) + ")" if len(groups) > 1 else ""
+            which = " (" + ", ".join(f"`{_cell(f.flowFileName)}`" for f in flows[:limit]) + ")" if len(groups) > 1 else ""
             lines += [""] if index == 0 else []
             lines.append(f"{_ICONS[Status.NOT_RUN]} {_cell(not_run_line(reason, flows))}" + which)
-    flaky = [f for f in record.flows if f.status == Status.FLAKY]
+    lines += _quarantine_section(held, limit)
+    flaky = [f for f in gate if f.status == Status.FLAKY]
     if flaky:
         lines += ["", "**Flaky** (passed on a retry; fix before they turn into failures):"]
         lines += [f"- `{f.flowFileName}`: {len(f.attempts)} attempts, first failure: {_cell(f.attempts[0].errorSummary)}"
-                  for f in flaky]
+                  for f in flaky[:limit]]
+        lines += [f"- … {len(flaky) - limit} more"] if limit is not None and len(flaky) > limit else []
+    lines += _history_section(record, limit)
     errors = [(name, s.error) for name, s in record.stages.items() if s.error]
-    for name, error in errors:
+    for name, whole in errors:
+        error = whole if len(whole) <= MAX_STAGE_ERROR else (
+            whole[:MAX_STAGE_ERROR] + f"\n… (cut; the whole error is in {RECORD_NAME})")
         fence = "`" * max(3, 1 + max((len(run) for run in re.findall("`+", error)), default=0))  # never closed early
         lines += ["", f"**{name} stopped:**", fence, error, fence]
     return "\n".join(lines) + "\n"
+
+
+# --- the history and the quarantine in summary.md ---------------------------------------------------------
+
+def percent(rate: Any) -> str:
+    return f"{round(float(rate) * 100)}%" if isinstance(rate, (int, float)) else "—"
+
+
+def runs_ago(count: int) -> str:
+    return "this run" if count == 0 else "1 run ago" if count == 1 else f"{count} runs ago"
+
+
+def short_commit(commit: str) -> str:
+    return commit[:7]
+
+
+def failing_since_text(history: Mapping[str, Any]) -> str:
+    """`abc1234, 3 runs ago` (plain text): where the current failing streak began; "" when not failing."""
+    since = history.get("failingSince")
+    if not isinstance(since, Mapping):
+        return ""
+    where = short_commit(str(since.get("commit") or "")) or str(since.get("runId") or "?")
+    return f"{where}, {runs_ago(int(since.get('runsAgo') or 0))}"
+
+
+def _state(flow: FlowResult) -> str:
+    """`🆕 new · ` or `still failing since abc1234, 3 runs ago · ` (from the history), before a failure's error:
+    the status cell stays the status."""
+    history = flow.history or {}
+    state = history.get("state") or ""
+    if state == "new":
+        return "🆕 new · "
+    if state:
+        since = failing_since_text(history)
+        return f"{_cell(str(state))}{' since ' + _cell(since) if since else ''} · "
+    return ""
+
+
+def _slow(flow: FlowResult) -> str:
+    history = flow.history or {}
+    if not history.get("slow"):
+        return ""
+    p95 = history.get("p95")
+    return " 🐢 slow" + (f" (p95 {duration_text(p95 / 1000)})" if isinstance(p95, (int, float)) else "")
+
+
+def strip_icons(statuses: Sequence[str], most: int = SUMMARY_STRIP) -> str:
+    """The outcomes as squares, oldest first, this run last; only the `most` newest."""
+    shown = "".join(STRIP_ICONS.get(status, "⬜") for status in statuses[-most:])
+    return ("…" if len(statuses) > most else "") + shown
+
+
+def _history_section(record: RunRecord, limit: int | None) -> list[str]:
+    flows = [flow for flow in order_flows(gating(record.flows)) + order_flows(quarantined(record.flows))
+             if flow.history]
+    if not flows:
+        return []
+    lines = ["", "### History", "",
+             "| flow | outcomes (oldest → this run) | pass | flaky | failing since | p50 / p95 |",
+             "|---|---|---|---|---|---|"]
+    rows = []
+    for flow in flows:
+        history = flow.history or {}
+        strip = [str(status) for status in history.get("strip") or []]
+        since = failing_since_text(history)
+        if since and history.get("state") == "new":
+            since = f"🆕 new: {since}"
+        elif since:
+            since = f"still failing since {since}"
+        p50, p95 = history.get("p50"), history.get("p95")
+        times = " / ".join(duration_text(ms / 1000) if isinstance(ms, (int, float)) else "—" for ms in (p50, p95))
+        rows.append(f"| `{_cell(flow.flowFileName)}`{' 🔕' if flow.quarantined else ''} | {strip_icons(strip)} "
+                    f"| {percent(history.get('passRate'))} | {percent(history.get('flakyRate'))} | {_cell(since)} "
+                    f"| {times}{_slow(flow)} |")
+    lines += _rows(rows, limit)
+    legend = " · ".join(f"{STRIP_ICONS[s]} {STATUS_LABEL[s]}" for s in STATUS_ORDER if s != Status.NOT_RUN)
+    lines += ["", f"{legend}; rates over the outcomes shown, this run included; p50/p95 of the passing runs before "
+                  "this one; 🐢 slow: this run took over p95 × `history.slow_factor`"]
+    return lines
+
+
+def _quarantine_section(flows: Sequence[FlowResult], limit: int | None) -> list[str]:
+    if not flows:
+        return []
+    lines = ["", "### Quarantined (they ran, but do not gate the run)", "",
+             "| | flow | status | until | owner | reason | error |", "|---|---|---|---|---|---|---|"]
+    rows = []
+    for flow in order_flows(flows):
+        entry = flow.quarantine or {}
+        error = "" if flow.status == Status.NOT_RUN else flow.errorSummary
+        rows.append(f"| {_ICONS[flow.status]} | `{_cell(flow.flowFileName)}` | {flow.status} "
+                    f"| {_cell(str(entry.get('until', '')))} | {_cell(str(entry.get('owner', '')))} "
+                    f"| {_cell(str(entry.get('reason', '')))} | {_state(flow)}{_cell(error)} |")
+    return lines + _rows(rows, limit)
 
 
 class RecordUnreadable(ConfigError):

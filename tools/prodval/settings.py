@@ -30,8 +30,11 @@ import re
 import shlex
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any, ClassVar
+
+import yaml
 
 from .errors import ConfigError
 
@@ -437,6 +440,111 @@ def _secret_env(value: Any, s: Setting, origin: str = "") -> tuple[str, ...]:
     return names
 
 
+# ---- validation.quarantine: flows that run but do not gate, each until a date ---------------------------
+
+QUARANTINE_KEYS = ("flow", "reason", "owner", "until")
+QUARANTINE_EXAMPLE = ("quarantine: [{flow: checkout.yaml, reason: \"payment sandbox times out (JIRA-123)\", "
+                      "owner: \"@payments\", until: 2026-12-31}]")
+_ISO_DAY = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+
+
+def utc_today() -> date:
+    """The day a quarantine is judged on: UTC's (the runners' clock), so `until: 2026-12-31` holds through
+    2026-12-31 23:59 UTC."""
+    return datetime.now(UTC).date()
+
+
+@dataclass(frozen=True)
+class QuarantineEntry:
+    """One `validation.quarantine` entry: `flow` (its file name as recorded, `flowFileName`) still runs and is
+    recorded, but does not gate the run through `until` (inclusive, a UTC day); from the next day it gates again."""
+
+    flow: str
+    reason: str
+    owner: str
+    until: date
+    position: int = 0  # 1-based place in the list, as messages name it
+
+    def expired(self, today: date) -> bool:
+        return today > self.until
+
+    def to_record(self) -> dict[str, str]:
+        """`FlowResult.quarantine` in results.json."""
+        return {"reason": self.reason, "owner": self.owner, "until": self.until.isoformat()}
+
+    def describe(self) -> str:
+        return f"validation.quarantine entry {self.position} (flow '{self.flow}')"
+
+    def expiry_warning(self) -> str:
+        """What validate and lint-flows say, loudly, once the entry has expired."""
+        return (f"{self.flow}: its quarantine (owner {self.owner}: {self.reason}) ended on {self.until.isoformat()}; "
+                f"the flow gates again, so its failure fails the run. Fix: renew it (a later `until`) or remove "
+                f"{self.describe()} from invoke.yaml")
+
+
+def _quarantine_entry(raw: Any, position: int, where: str) -> QuarantineEntry:
+    if not isinstance(raw, Mapping):
+        raise ConfigError(f"{where}: entry {position} is not a mapping of {', '.join(QUARANTINE_KEYS)}, got {raw!r}",
+                          fix=f"write each entry as a mapping, e.g. {QUARANTINE_EXAMPLE}")
+    flow = raw.get("flow")
+    label = f"{where}: entry {position}" + (f" (flow '{flow}')" if isinstance(flow, str) and flow.strip() else "")
+    fix = f"give every entry flow, reason, owner and until (YYYY-MM-DD), e.g. {QUARANTINE_EXAMPLE}"
+    unknown = [str(key) for key in raw if key not in QUARANTINE_KEYS]
+    if unknown:
+        hints = []
+        for key in unknown:
+            close = difflib.get_close_matches(key, QUARANTINE_KEYS, n=1)
+            hints.append(f"'{key}'" + (f" (did you mean '{close[0]}'?)" if close else ""))
+        raise ConfigError(f"{label}: unknown key {', '.join(hints)}", fix=fix)
+    missing = [key for key in QUARANTINE_KEYS if raw.get(key) is None or str(raw.get(key)).strip() == ""]
+    if missing:
+        raise ConfigError(f"{label}: {' and '.join(repr(k) for k in missing)} "
+                          f"{'is' if len(missing) == 1 else 'are'} missing or empty", fix=fix)
+    texts: dict[str, str] = {}
+    for key in ("flow", "reason", "owner"):
+        value = raw[key]
+        if isinstance(value, (Mapping, list, tuple, bool)):
+            raise ConfigError(f"{label}: '{key}' must be text, got {value!r}", fix=fix)
+        texts[key] = str(value).strip()
+    until = raw["until"]
+    if isinstance(until, datetime) or not isinstance(until, (date, str)):
+        raise ConfigError(f"{label}: 'until' must be a day written YYYY-MM-DD, got {until!r}", fix=fix)
+    if isinstance(until, str):
+        try:
+            if not _ISO_DAY.match(until.strip()):
+                raise ValueError(until)
+            until = date.fromisoformat(until.strip())
+        except ValueError:
+            raise ConfigError(f"{label}: 'until' must be a day written YYYY-MM-DD, got {until!r}", fix=fix) from None
+    return QuarantineEntry(flow=texts["flow"], reason=texts["reason"], owner=texts["owner"], until=until,
+                           position=position)
+
+
+def _quarantine(value: Any, s: Setting, origin: str = "") -> tuple[QuarantineEntry, ...]:
+    """The entries of `validation.quarantine`: a list in invoke.yaml, or the same list as YAML text in
+    INVOKE_VALIDATION_QUARANTINE."""
+    where = f"{s.name} ({s.env_var})" if origin == "environment" else f"{s.name} in invoke.yaml"
+    if isinstance(value, str):
+        try:
+            value = yaml.safe_load(value) if value.strip() else None
+        except (yaml.YAMLError, ValueError) as exc:
+            raise ConfigError(f"{where} is not valid YAML: {exc}",
+                              fix=f"write it as a YAML list, e.g. {QUARANTINE_EXAMPLE}") from None
+    if value is None:
+        return ()
+    if not isinstance(value, (list, tuple)):
+        raise ConfigError(f"{where} must be a list of entries, got {value!r}",
+                          fix=f"write it as a list, e.g. {QUARANTINE_EXAMPLE}")
+    entries = tuple(_quarantine_entry(raw, position, where) for position, raw in enumerate(value, 1))
+    first: dict[str, QuarantineEntry] = {}
+    for entry in entries:
+        if entry.flow in first:
+            raise ConfigError(f"{where}: entries {first[entry.flow].position} and {entry.position} both name flow "
+                              f"'{entry.flow}'", fix="keep one entry per flow")
+        first[entry.flow] = entry
+    return entries
+
+
 @dataclass(frozen=True)
 class Settings(Section):
     SECTION: ClassVar[str] = "validation"
@@ -462,6 +570,10 @@ class Settings(Section):
                                             "one of these tags (comma-separated); unlike Maestro's tags nothing "
                                             "widens it: `--include-tags` only narrows within it, and a flows path "
                                             "of one file must carry it too. No flag")
+    quarantine: tuple[QuarantineEntry, ...] = setting(
+        "", _quarantine, "flows that still run but do not gate: a list of `{flow, reason, owner, until: YYYY-MM-DD}` "
+        "(`flow` is the file name as recorded); from the day after `until` (UTC) the flow gates again",
+        shown="(none)")
     config: Path | None = setting("", optional_path, "Maestro workspace config (`flows`, tags, "
                                   "`executionOrder`)", flag=True, tasks=FLOW_TASKS,
                                   shown="the flows folder's `config.yaml`, then `config.yml`")

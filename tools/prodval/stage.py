@@ -35,10 +35,12 @@ from .results import (
     RecordWriter,
     RunRecord,
     Stage,
+    gating,
     headline,
     not_run_groups,
     not_run_line,
     now_iso,
+    quarantined,
     say_why_not_run,
     start_new_record,
     start_record,
@@ -167,7 +169,7 @@ def announce(record: RunRecord, console: Console, writer: RecordWriter, paths: M
     `paths` maps a flow's file name to its path in the repository (for annotations).
     """
     verdict = record.verdict or Verdict.ERROR
-    broken = [f for f in record.flows if f.status not in PASSING]
+    broken = [f for f in gating(record.flows) if f.status not in PASSING]  # quarantined ones: warnings below
     failed = [f for f in broken if f.status == Status.FAILED]
     # One annotation a flow (the failed ones, or when none failed the broken ones), but the flows that did
     # not run one a reason: "4 flows not run: build failed", not "not_run: not run: build failed" 4 times.
@@ -185,6 +187,7 @@ def announce(record: RunRecord, console: Console, writer: RecordWriter, paths: M
     rest = [name for *_, names in notes[cut:] for name in names]
     if rest:
         console.error(f"{len(rest)} more flows: " + ", ".join(rest), title="more failed flows")
+    warn_quarantined(record, console, paths)
     console.step(f"Verdict: {verdict.upper()}: {headline(record)}")
     console.info(f"run record: {relative_display(writer.path)}")
     console.step_summary(summary_markdown(record))
@@ -193,3 +196,19 @@ def announce(record: RunRecord, console: Console, writer: RecordWriter, paths: M
         "failed-flows": ",".join(f.flowFileName for f in broken),
         "results-path": str(writer.results_dir),
     })
+
+
+def warn_quarantined(record: RunRecord, console: Console, paths: Mapping[str, str]) -> None:
+    """A quarantined flow that did not pass is a warning, not an error: it does not gate the run (at most 10;
+    past 10, the 10th names the rest)."""
+    broken = [f for f in quarantined(record.flows) if f.status not in PASSING and f.status != Status.NOT_RUN]
+    cut = len(broken) if len(broken) <= MAX_ANNOTATIONS else MAX_ANNOTATIONS - 1
+    for flow in broken[:cut]:
+        entry = flow.quarantine or {}
+        console.warning(f"{flow.errorSummary or flow.status} (quarantined until {entry.get('until', '?')}, "
+                        f"owner {entry.get('owner', '?')}: {entry.get('reason', '')}; it does not gate the run)",
+                        title=f"{flow.flowFileName} {flow.status} (quarantined)",
+                        file=paths.get(flow.flowFileName, flow.flowFileName))
+    if broken[cut:]:
+        console.warning(f"{len(broken) - cut} more quarantined flows did not pass: "
+                        + ", ".join(f.flowFileName for f in broken[cut:]), title="more quarantined flows")

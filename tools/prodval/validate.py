@@ -16,6 +16,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from datetime import date
 from pathlib import Path
 
 from .apkcheck import check_flows_match_apk, recorded_apk
@@ -52,6 +53,7 @@ from .results import (
     RecordWriter,
     RunRecord,
     Stage,
+    apply_quarantine,
     now_iso,
 )
 from .runlock import device_lock_dir, hold_device
@@ -64,7 +66,7 @@ from .schedule import (
     stop_reason,
 )
 from .secrets import Redactor
-from .settings import EmulatorSettings, HistorySettings, Settings, load_emulator
+from .settings import EmulatorSettings, HistorySettings, Settings, load_emulator, utc_today
 from .stage import artifact_paths, stage
 
 
@@ -455,6 +457,7 @@ def run_validation(settings: Settings, environ: Mapping[str, str], console: Cons
                 console.info(f"shard {index}/{count}: {len(selected)} of {len(selection.flows)} flow(s)")
             record.environment.maestroFlowPaths = [relative_display(f.path) for f in selected]
             record.flows = [FlowResult(flowFileName=f.file_name, name=f.name, tags=list(f.tags)) for f in selected]
+            note_quarantine(record, settings, console, utc_today())
             console.info(f"{len(selected)} flow(s) selected from {relative_display(settings.flows)}"
                          + (f"; {len(selection.filtered_out)} filtered out by tags" if selection.filtered_out else "")
                          + (f"; {len(selection.lacking_required)} never run in production: no required tag "
@@ -525,6 +528,20 @@ def run_validation(settings: Settings, environ: Mapping[str, str], console: Cons
             console.step(f"Running {len(plan.flows)} flow(s) on {', '.join(serials)} (run id {plan.run_id})")
             _Runner(plan, record, writer, console, env, logcats.enter_context(Marks(adb, serials))).run()
     return record
+
+
+def note_quarantine(record: RunRecord, settings: Settings, console: Console, today: date) -> None:
+    """Mark the quarantined flows of the run (validation.quarantine); an expired entry, whose flow gates again,
+    and a run that nothing gates are said loudly (warning annotations)."""
+    for entry in apply_quarantine(record.flows, settings.quarantine, today):
+        console.warning(entry.expiry_warning(), title=f"quarantine of {entry.flow} expired")
+    held = [flow.flowFileName for flow in record.flows if flow.quarantined]
+    if held:
+        console.info(f"{len(held)} quarantined flow(s) run but do not gate: {', '.join(held)}")
+    if held and len(held) == len(record.flows):
+        console.warning(f"every selected flow is quarantined ({', '.join(held)}): no failure can fail this run; "
+                        "fix the flows, or shorten the quarantine in invoke.yaml (validation.quarantine)",
+                        title="nothing gates this run")
 
 
 def _decide(record: RunRecord, stage: Stage) -> str:
