@@ -35,7 +35,7 @@ LAYERS: tuple[tuple[str, frozenset[str]], ...] = (
                               "runlock", "outcomes"})),
     ("tools", frozenset({"host", "sdk", "devices", "maestro", "apkfile", "flows", "flowlint", "doctor"})),
     ("lifecycle", frozenset({"install", "emulator", "results", "report", "schedule", "alerts", "apkcheck"})),
-    ("stages", frozenset({"validate", "apk", "notify", "merge", "stage"})),
+    ("stages", frozenset({"validate", "apk", "notify", "merge", "stage", "impact"})),
     ("entry", frozenset({"cli", "boundary", "chain", "flags"})),
 )
 

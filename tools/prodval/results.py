@@ -58,6 +58,15 @@ class Attempt:
     startTime: str
     errorSummary: str = ""
     artifactPaths: list[str] = field(default_factory=list)
+    apk: str = ""  # which APK ran: "new" (this run's build) or "released" (impact triage); "" in older records
+
+    @property
+    def folder(self) -> str:
+        """The attempt's folder under `flows/<flow>/`: `attempt-N`, or `released-N` for the released app."""
+        return f"{'released' if self.apk == RELEASED else 'attempt'}-{self.number}"
+
+
+NEW, RELEASED = "new", "released"  # Attempt.apk
 
 
 @dataclass
@@ -74,6 +83,12 @@ class FlowResult:
     device: str = ""
     errorSummary: str = ""
     tags: list[str] = field(default_factory=list)
+    impact: str = ""  # a failed flow's impact triage (impact.py): current-users | new-build-only | unknown
+    impactReason: str = ""  # what the released app's rerun showed, or why the impact is unknown
+
+    def build_attempts(self) -> list[Attempt]:
+        """The attempts with this run's build: every one but the released app's reruns (impact triage)."""
+        return [a for a in self.attempts if a.apk != RELEASED]
 
 
 @dataclass
@@ -96,6 +111,7 @@ class Environment:
     apkBuildPath: str = ""
     alertChannels: list[str] = field(default_factory=list)
     requiredTags: list[str] = field(default_factory=list)  # validation.require_tags: each flow carried one
+    releasedApk: dict[str, Any] | None = None  # validation.released_apk: which APK impact triage took, or why none
 
 
 @dataclass
@@ -315,7 +331,9 @@ def junit_xml(record: RunRecord) -> str:
         })
         props = ET.SubElement(case, "properties")
         ET.SubElement(props, "property", {"name": "device", "value": flow.device})
-        ET.SubElement(props, "property", {"name": "attempts", "value": str(len(flow.attempts))})
+        ET.SubElement(props, "property", {"name": "attempts", "value": str(len(flow.build_attempts()))})
+        if flow.impact:
+            ET.SubElement(props, "property", {"name": "impact", "value": flow.impact})
         if flow.status == Status.FLAKY:
             ET.SubElement(props, "property", {"name": "flaky", "value": "true"})
             for attempt in flow.attempts[:-1]:
@@ -390,7 +408,27 @@ def headline(record: RunRecord, kind: str | None = None, environment: str = "pro
     """The run in one line, the one wording of the summary, the report and every alert. `kind` is the
     alert's (fail, error, recovery, pass; see notify.plan), by default the record's verdict. A SIMULATED
     run (the demo) says so first."""
-    return simulated_mark(record) + _headline(record, kind, environment)
+    return simulated_mark(record) + _headline(record, kind, environment) + impact_note(record, kind)
+
+
+IMPACT_LABEL: dict[str, str] = {"current-users": "current users affected: the released app fails too",
+                                "new-build-only": "new build only: the released app passes",
+                                "unknown": "impact unknown"}
+_IMPACT_SHORT: dict[str, str] = {"current-users": "hit{s} current users", "new-build-only": "new build only",
+                                 "unknown": "impact unknown"}
+
+
+def impact_note(record: RunRecord, kind: str | None = None) -> str:
+    """` (1 hits current users, 1 new build only)`: the failed flows' impact triage, for a failing headline."""
+    if (kind or record.verdict) != Verdict.FAIL:
+        return ""
+    counts: dict[str, int] = {}
+    for flow in record.flows:
+        if flow.status == Status.FAILED and flow.impact:
+            counts[flow.impact] = counts.get(flow.impact, 0) + 1
+    parts = [f"{counts[impact]} " + _IMPACT_SHORT[impact].format(s="s" if counts[impact] == 1 else "")
+             for impact in _IMPACT_SHORT if counts.get(impact)]
+    return f" ({', '.join(parts)})" if parts else ""
 
 
 def _headline(record: RunRecord, kind: str | None, environment: str) -> str:
@@ -441,7 +479,7 @@ def summary_markdown(record: RunRecord) -> str:
         for flow in order_flows(record.flows):
             error = "" if flow.status == Status.NOT_RUN else flow.errorSummary  # said once, below the table
             lines.append(
-                f"| {_ICONS[flow.status]} | `{_cell(flow.flowFileName)}` | {flow.status} | {len(flow.attempts)} "
+                f"| {_ICONS[flow.status]} | `{_cell(flow.flowFileName)}` | {flow.status} | {len(flow.build_attempts())} "
                 f"| {flow.duration / 1000:.1f}s | {flow.device} | {_cell(error)} |"
             )
         groups = not_run_groups(record.flows)
@@ -449,6 +487,7 @@ def summary_markdown(record: RunRecord) -> str:
             which = " (" + ", ".join(f"`{_cell(f.flowFileName)}`" for f in flows) + ")" if len(groups) > 1 else ""
             lines += [""] if index == 0 else []
             lines.append(f"{_ICONS[Status.NOT_RUN]} {_cell(not_run_line(reason, flows))}" + which)
+    lines += impact_lines(record)
     flaky = [f for f in record.flows if f.status == Status.FLAKY]
     if flaky:
         lines += ["", "**Flaky** (passed on a retry; fix before they turn into failures):"]
@@ -459,6 +498,27 @@ def summary_markdown(record: RunRecord) -> str:
         fence = "`" * max(3, 1 + max((len(run) for run in re.findall("`+", error)), default=0))  # never closed early
         lines += ["", f"**{name} stopped:**", fence, error, fence]
     return "\n".join(lines) + "\n"
+
+
+def impact_lines(record: RunRecord) -> list[str]:
+    """summary.md's impact section: each failed flow's impact triage, and which released APK it used."""
+    triaged = [f for f in order_flows(record.flows) if f.impact]
+    if not triaged:
+        return []
+    released = record.environment.releasedApk or {}
+    which = f" (released app: {_cell(released_text(released))})" if released.get("path") else ""
+    lines = ["", f"**Impact**{which}:"]
+    for flow in triaged:
+        reason = f": {_cell(flow.impactReason)}" if flow.impactReason else ""
+        lines.append(f"- `{_cell(flow.flowFileName)}`: **{flow.impact}**, {IMPACT_LABEL.get(flow.impact, '')}{reason}")
+    return lines
+
+
+def released_text(released: Mapping[str, Any]) -> str:
+    """`2.0.0 (41), app-release.apk`: the released APK impact triage ran, as people read it."""
+    name, code = released.get("versionName"), released.get("versionCode")
+    version = f"{name} ({code})" if name and code is not None else str(name or code or "")
+    return ", ".join(p for p in (version, str(released.get("path", ""))) if p)
 
 
 class RecordUnreadable(ConfigError):
