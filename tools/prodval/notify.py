@@ -21,7 +21,7 @@ import socket
 import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any, TypeVar
@@ -39,6 +39,7 @@ from .console import Console, relative_display
 from .errors import DeliveryFailed, NotifyError
 from .outcomes import Kind, Verdict
 from .results import (
+    BROKEN,
     NOTIFY_STAGE,
     RECORD_NAME,
     REPORT_NAME,
@@ -53,22 +54,27 @@ from .results import (
     unwritten_record,
 )
 from .secrets import Redactor
-from .settings import NotifySettings
+from .settings import IMPACTS, NotifySettings
 from .stage import stage
 
 MESSAGE_CHANNELS = ("slack", "email")
 T = TypeVar("T")
 FAILED = (Verdict.FAIL, Verdict.ERROR)
+UNKNOWN_IMPACT = IMPACTS[2]
 
 
-def plan(verdict: str, previous: str | None, on: str, channels: Sequence[str]) -> list[tuple[str, str]]:
+def plan(verdict: str, previous: str | None, on: str, channels: Sequence[str], *,
+         pages: bool = True) -> list[tuple[str, str]]:
     """(channel, alert kind) for every channel that gets an alert; kinds: fail error recovery pass.
 
+    A failure that does not page (`pages`, see `pages_for`) goes to Slack, email and the gate, not PagerDuty.
     `--test` plans nothing: every configured channel gets the test alert (`_run_test`).
     """
     planned = []
     for name in channels:
         if verdict in FAILED:
+            if name == "pagerduty" and not pages:
+                continue
             planned.append((name, verdict))
         elif name not in MESSAGE_CHANNELS:
             planned.append((name, Verdict.PASS))  # the gate turns green; PagerDuty resolves
@@ -77,6 +83,14 @@ def plan(verdict: str, previous: str | None, on: str, channels: Sequence[str]) -
         elif on == "always":
             planned.append((name, Verdict.PASS))
     return planned
+
+
+def pages_for(record: RunRecord, page_on_impact: Sequence[str]) -> bool:
+    """Whether this run's alert pages people: an error always does; a failure when a broken flow's impact
+    (impact triage; none counts as `unknown`) is one of `page_on_impact` (notify.page_on_impact)."""
+    if record.verdict != Verdict.FAIL:
+        return record.verdict in FAILED
+    return any((flow.impact or UNKNOWN_IMPACT) in page_on_impact for flow in record.flows if flow.status in BROKEN)
 
 
 @dataclass(frozen=True)
@@ -290,10 +304,16 @@ def run_notify(settings: NotifySettings, environ: Mapping[str, str], console: Co
         console.warning(f"no alert channel is configured ({NO_CHANNEL_FIX})", title="notify")
     needs_previous = verdict == Verdict.PASS and any(c.name in MESSAGE_CHANNELS for c in channels)
     previous = find_previous(settings, environ, policy, console) if needs_previous else None
-    planned = plan(verdict, previous, settings.on, [c.name for c in channels])
+    paging = pages_for(record, settings.page_on_impact)
+    planned = plan(verdict, previous, settings.on, [c.name for c in channels], pages=paging)
     by_name = {c.name: c for c in channels}
-    alerts = {kind: masked(build_alert(record, kind, ctx), console.redact) for kind in {kind for _, kind in planned}}
-    quiet = sorted(set(by_name) - {name for name, _ in planned})
+    alerts = {kind: masked(replace(build_alert(record, kind, ctx), pages=paging and kind in FAILED), console.redact)
+              for kind in {kind for _, kind in planned}}
+    unpaged = {"pagerduty"} & set(by_name) if verdict in FAILED and not paging else set()
+    if unpaged:
+        console.info("PagerDuty not paged: no failed flow's impact is one of notify.page_on_impact "
+                     f"({', '.join(settings.page_on_impact) or 'none'}); Slack, email and the deploy gate say it")
+    quiet = sorted(set(by_name) - {name for name, _ in planned} - unpaged)
     if quiet:
         console.info(f"nothing to say on {', '.join(quiet)}: the run passed and the previous one did not fail "
                      "(--on always sends every run)")

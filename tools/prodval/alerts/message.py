@@ -15,7 +15,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 
 from ..outcomes import Kind, Status
-from ..results import BROKEN, RunRecord, duration_text, headline, stage_error
+from ..results import BROKEN, RunRecord, duration_text, headline, released_text, stage_error
 
 KINDS: tuple[str, ...] = tuple(Kind)
 TITLE_PREFIX: dict[str, str] = {kind: "RECOVERED" if kind == Kind.RECOVERY else kind.upper() for kind in Kind}
@@ -37,12 +37,14 @@ class FlowLine:
     status: str
     attempts: int
     summary: str
+    impact: str = ""  # impact triage (impact.py): current-users, new-build-only, unknown
 
     def detail(self) -> str:
-        """What happened, without the file name: `failed (2 attempts): Element not found`."""
+        """What happened, without the file name: `failed (2 attempts; impact: current-users): Element not found`."""
         tries = f"{self.attempts} attempt{'s' if self.attempts != 1 else ''}"
         what = _WHAT.get(self.status, self.status)
-        return f"{what} ({tries})" + (f": {self.summary}" if self.summary else "")
+        impact = f"; impact: {self.impact}" if self.impact else ""
+        return f"{what} ({tries}{impact})" + (f": {self.summary}" if self.summary else "")
 
     def describe(self) -> str:
         return f"{self.file}: {self.detail()}"
@@ -87,6 +89,8 @@ class Alert:
     not_run: int = 0
     stage_error: str = ""
     links: tuple[Link, ...] = field(default=())
+    released: str = ""  # the released app impact triage ran (`2.0.0 (41), released.apk`)
+    pages: bool = False  # this alert pages people (notify.page_on_impact): PagerDuty, `<!here>` in Slack
 
     @property
     def title(self) -> str:
@@ -98,6 +102,7 @@ class Alert:
         facts = [
             Fact("Environment", self.environment),
             Fact("App version", self.app_version),
+            Fact("Released app", self.released),
             Fact("Deployed commit", self.commit[:12], self.commit_url),
             Fact("Duration", self.duration),
             Fact("Run", self.run_id),
@@ -139,12 +144,14 @@ def build_alert(record: RunRecord, kind: str, ctx: AlertContext) -> Alert:
         commit=ctx.sha,
         commit_url=_commit_url(ctx),
         duration=_duration(record.job.startTime, end) if record.job.startTime and end else "",
-        failed=tuple(FlowLine(f.flowFileName, f.status, len(f.attempts), _one_line(f.errorSummary)) for f in broken),
+        failed=tuple(FlowLine(f.flowFileName, f.status, len(f.build_attempts()), _one_line(f.errorSummary), f.impact)
+                     for f in broken),
         flaky=tuple(FlowLine(f.flowFileName, Status.FLAKY, len(f.attempts), _one_line(f.errorSummary))
                     for f in record.flows if f.status == Status.FLAKY),
         not_run=record.counts()[Status.NOT_RUN],
         stage_error=stage_error(record).strip() if kind == Kind.ERROR else "",
         links=links(ctx),
+        released=released_text(record.environment.releasedApk or {}) if any(f.impact for f in broken) else "",
     )
 
 
@@ -169,6 +176,7 @@ def masked(alert: Alert, redact: Callable[[str], str]) -> Alert:
         alert,
         headline=redact(alert.headline),
         app_version=redact(alert.app_version),
+        released=redact(alert.released),
         stage_error=redact(alert.stage_error),
         failed=tuple(replace(f, file=redact(f.file), summary=redact(f.summary)) for f in alert.failed),
         flaky=tuple(replace(f, file=redact(f.file), summary=redact(f.summary)) for f in alert.flaky),
