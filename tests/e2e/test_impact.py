@@ -205,6 +205,8 @@ def test_no_released_apk_leaves_the_impact_unknown_and_pages(world: World, apks:
     assert world.invoke("notify").returncode == 0
     [event] = [r.json() for r in http.hits("/v2/enqueue")]
     assert event["event_action"] == "trigger"  # unknown pages by default (notify.page_on_impact)
+    [post] = [r.json() for r in http.hits(WEBHOOK_PATH)]
+    assert "<!here>" not in json.dumps(post)  # @here says users are hurt: only a current-users flow says that
 
 
 def test_another_signer_is_uninstalled_first_and_the_new_build_goes_back(world: World, apks: Apks) -> None:

@@ -4,6 +4,7 @@ pages, and how the impact reads in the headline, the alerts and summary.md."""
 from __future__ import annotations
 
 import os
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -136,7 +137,7 @@ def test_the_impact_reads_in_the_headline_the_alert_and_the_summary() -> None:
     assert alert.failed[0].describe() == "flow-0.yaml: failed (2 attempts; impact: current-users): Element not found"
     assert any(f.label == "Released app" and f.value == "1.0.0 (1), released/app-1.apk" for f in alert.facts)
     assert "<!here>" not in str(payload(alert))
-    assert payload(alert.__class__(**{**alert.__dict__, "pages": True}))["text"].startswith("<!here> ")
+    assert payload(replace(alert, here=True))["text"].startswith("<!here> ")
     summary = summary_markdown(record)
     assert "**Impact** (released app: 1.0.0 (1), released/app-1.apk):" in summary
     assert "- `flow-0.yaml`: **current-users**, current users affected: the released app fails too" in summary

@@ -60,7 +60,7 @@ from .stage import stage
 MESSAGE_CHANNELS = ("slack", "email")
 T = TypeVar("T")
 FAILED = (Verdict.FAIL, Verdict.ERROR)
-UNKNOWN_IMPACT = IMPACTS[2]
+CURRENT_USERS, UNKNOWN_IMPACT = IMPACTS[0], IMPACTS[2]
 
 
 def plan(verdict: str, previous: str | None, on: str, channels: Sequence[str], *,
@@ -307,7 +307,8 @@ def run_notify(settings: NotifySettings, environ: Mapping[str, str], console: Co
     paging = pages_for(record, settings.page_on_impact)
     planned = plan(verdict, previous, settings.on, [c.name for c in channels], pages=paging)
     by_name = {c.name: c for c in channels}
-    alerts = {kind: masked(replace(build_alert(record, kind, ctx), pages=paging and kind in FAILED), console.redact)
+    here = paging and any(f.impact == CURRENT_USERS for f in record.flows if f.status in BROKEN)
+    alerts = {kind: masked(replace(build_alert(record, kind, ctx), here=here and kind in FAILED), console.redact)
               for kind in {kind for _, kind in planned}}
     unpaged = {"pagerduty"} & set(by_name) if verdict in FAILED and not paging else set()
     if unpaged:

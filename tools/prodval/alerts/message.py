@@ -90,7 +90,7 @@ class Alert:
     stage_error: str = ""
     links: tuple[Link, ...] = field(default=())
     released: str = ""  # the released app impact triage ran (`2.0.0 (41), released.apk`)
-    pages: bool = False  # this alert pages people (notify.page_on_impact): PagerDuty, `<!here>` in Slack
+    here: bool = False  # it pages (notify.page_on_impact) and a flow hits current users: `<!here>` in Slack
 
     @property
     def title(self) -> str:
