@@ -271,3 +271,52 @@ def test_ctrl_c_during_triage_keeps_the_record_and_puts_the_new_build_back(world
     assert checkout["status"] == "failed"  # the new build's result is kept
     assert checkout["impact"] == "unknown" and checkout["impactReason"] == "impact triage was interrupted"
     assert installed(world)["sha256"] == sha256(apks.new)
+
+
+# the workflow: the released app is the last passing run's APK ---------------------------------------
+
+def test_the_workflow_triages_with_the_last_passing_runs_apk(tmp_path: Path) -> None:
+    from test_workflows import PRODUCTION, load, run_script
+
+    jobs = load(PRODUCTION)["jobs"]
+    for job_name, validate_name in (("validate", "Validate, notify"), ("validate-shard", "Validate this shard")):
+        steps = jobs[job_name]["steps"]
+        names = [s.get("name") for s in steps]
+        download = steps[names.index("Download the released app (the last passing run's APK)")]
+        assert names.index(download["name"]) < names.index(validate_name)
+        assert download["continue-on-error"] is True  # no released app is a warning, never a failed run
+        assert steps[names.index(validate_name)]["env"]["INVOKE_VALIDATION_RELEASED_APK"] == (
+            "${{ steps.released.outputs.apk }}")
+        assert jobs[job_name]["permissions"]["actions"] == "read"
+    uploads = [(job, s) for job, spec in jobs.items() for s in spec["steps"]
+               if s.get("name") == "Upload the APK as the released app"]
+    assert [job for job, _ in uploads] == ["validate", "merge-and-notify"]
+    for _, upload in uploads:
+        assert upload["with"]["name"] == "production-validation-released-apk"
+        assert "verdict == 'pass'" in upload["if"] and "refs/heads/main" in upload["if"]
+    assert uploads[0][1]["with"]["path"] == "build/validation/*.apk"
+
+    script = jobs["validate"]["steps"][[s.get("name") for s in jobs["validate"]["steps"]].index(
+        "Download the released app (the last passing run's APK)")]["run"]
+    output = tmp_path / "output"
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    log = tmp_path / "gh.log"
+    # a fake gh: the artifacts API answers with an expired artifact, then the newest live one (run 41)
+    (bin_dir / "gh").write_text(
+        "#!/usr/bin/env python3\nimport json, subprocess, sys\n"
+        f"open({str(log)!r}, 'a').write(' '.join(sys.argv[1:]) + '\\n')\n"
+        "if sys.argv[1] == 'api':\n"
+        "    data = {'artifacts': [{'expired': True, 'workflow_run': {'id': 40}}, "
+        "{'expired': False, 'workflow_run': {'id': 41}}, {'expired': False, 'workflow_run': {'id': 39}}]}\n"
+        "    jq = sys.argv[sys.argv.index('--jq') + 1]\n"
+        "    sys.stdout.write(subprocess.run(['jq', '-r', jq], input=json.dumps(data), capture_output=True, "
+        "text=True).stdout)\n")
+    (bin_dir / "gh").chmod(0o755)
+    if shutil.which("jq") is None:
+        pytest.skip("needs jq (as on GitHub's runners) to evaluate the step's --jq filter")
+    done = run_script(script, tmp_path, {}, PATH=f"{bin_dir}{os.pathsep}{os.environ['PATH']}",
+                      GITHUB_OUTPUT=str(output), GITHUB_REPOSITORY=REPO, DEST="build/released")
+    assert done.returncode == 0, done.stderr
+    assert "run download 41 --name production-validation-released-apk --dir build/released" in log.read_text()
+    assert output.read_text() == "apk=build/released/*.apk\n"
