@@ -320,3 +320,11 @@ def test_the_workflow_triages_with_the_last_passing_runs_apk(tmp_path: Path) -> 
     assert done.returncode == 0, done.stderr
     assert "run download 41 --name production-validation-released-apk --dir build/released" in log.read_text()
     assert output.read_text() == "apk=build/released/*.apk\n"
+    # no passing run has uploaded one yet: a warning, and validate is still told where to look (`unknown`)
+    (bin_dir / "gh").write_text("#!/bin/sh\nexit 0\n")
+    output.unlink()
+    done = run_script(script, tmp_path, {}, PATH=f"{bin_dir}{os.pathsep}{os.environ['PATH']}",
+                      GITHUB_OUTPUT=str(output), GITHUB_REPOSITORY=REPO, DEST="build/released")
+    assert done.returncode == 0, done.stderr
+    assert "::warning title=released app::no passing production run has uploaded its APK yet" in done.stdout
+    assert output.read_text() == "apk=build/released/*.apk\n"

@@ -69,7 +69,7 @@ def test_equal_version_codes_take_the_newest_file(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(("pattern", "says"), [
-    ("", "validation.released_apk is not set"),
+    ("", "validation.released_apk is not set (impact triage is off"),
     ("{tmp}/nothing-*.apk", "matches no file"),
     ("{tmp}/missing.apk", "matches no file"),
     ("{tmp}/other.apk", "other.apk is com.example.other, not the new build's com.example.exerciselog"),

@@ -11,8 +11,9 @@
 
 The flow gets `impact`: `current-users` (the released app fails too: production is broken for users),
 `new-build-only` (only the new build fails: block the frontend deploy, nobody is hurt yet) or `unknown`
-(no released APK, or its rerun hit an infrastructure error or timed out). The rerun never changes a
-flow's status, the verdict or the exit code; `notify` routes on the impact (`notify.page_on_impact`).
+(no released APK, or its rerun hit an infrastructure error or timed out). Without `validation.released_apk`
+triage is off and failed flows keep an empty `impact`. The rerun never changes a flow's status, the verdict
+or the exit code; `notify` routes on the impact (`notify.page_on_impact`).
 Each attempt records which APK ran (`apk`: `new` or `released`).
 """
 
@@ -69,8 +70,8 @@ def choose_released(pattern: str, package: str | None) -> Released:
     file among equal ones). Files that are not APKs or are another app (`package`, the new build's) are
     skipped and named; nothing usable gives a `Released` without an APK whose note says why."""
     if not pattern:
-        return Released(None, "validation.released_apk is not set, so failed flows are not run again with the "
-                              "released app (set it to the APK users have, a path or a glob)")
+        return Released(None, "validation.released_apk is not set (impact triage is off; set it to the APK users "
+                              "have, a path or a glob)")
     found = sorted(glob.glob(pattern)) if _has_magic(pattern) else [pattern]
     files = [Path(p) for p in found if Path(p).is_file()]
     if not files:
@@ -168,6 +169,9 @@ def triage(record: RunRecord, writer: RecordWriter, console: Console, adb: Adb, 
     """Give every failed flow its impact, running it again with the released app where there is one."""
     failed = [result for result in record.flows if result.status == Status.FAILED]
     if not failed:
+        return
+    if not released.pattern:  # triage is off: the flows keep no impact (notify counts that as `unknown`)
+        console.info(f"{len(failed)} failed flow(s) not run again with the released app: {released.note}")
         return
     if released.apk is None or new_apk is None:
         why = released.note if released.apk is None else (

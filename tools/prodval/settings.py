@@ -498,7 +498,7 @@ class Settings(Section):
     released_apk: str = setting("", text(), "the released app (the APK in users' hands): a path or a glob (several "
                                 "match: the highest versionCode); each failed flow runs again with it to tell "
                                 "`current-users` from `new-build-only` (impact triage)", path=True,
-                                shown="(none: failed flows' impact is `unknown`)")
+                                shown="(none: impact triage is off)")
 
     @property
     def flow_env(self) -> dict[str, str]:
