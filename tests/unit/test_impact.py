@@ -119,6 +119,10 @@ def test_what_pages(impacts: tuple[str, ...], errors: int, page_on: tuple[str, .
 def test_an_error_always_pages() -> None:
     record = failing_record(errors=1)
     assert record.verdict == Verdict.ERROR and pages_for(record, ())
+    record.verdict = None  # a stage that never finished: notify says `error`
+    assert pages_for(record, ())
+    record.verdict = Verdict.PASS
+    assert not pages_for(record, DEFAULT_PAGE_ON)
 
 
 def test_page_on_impact_names_known_impacts_only() -> None:

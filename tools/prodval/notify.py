@@ -89,7 +89,7 @@ def pages_for(record: RunRecord, page_on_impact: Sequence[str]) -> bool:
     """Whether this run's alert pages people: an error always does; a failure when a broken flow's impact
     (impact triage; none counts as `unknown`) is one of `page_on_impact` (notify.page_on_impact)."""
     if record.verdict != Verdict.FAIL:
-        return record.verdict in FAILED
+        return (record.verdict or Verdict.ERROR) in FAILED  # a record without a verdict is notify's `error`
     return any((flow.impact or UNKNOWN_IMPACT) in page_on_impact for flow in record.flows if flow.status in BROKEN)
 
 
