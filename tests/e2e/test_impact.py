@@ -230,6 +230,27 @@ def test_another_signer_is_uninstalled_first_and_the_new_build_goes_back(world: 
     assert installed(world)["sha256"] == sha256(apks.new)
 
 
+def test_a_released_app_that_cannot_be_installed_or_an_infrastructure_error_leaves_the_impact_unknown(
+        world: World, apks: Apks) -> None:
+    project(world, {"checkout.yaml": BOTH, "profile.yaml": {"installed": {"versionCode": "..1"}, "then": "infra:driver",
+                                                            "else": BOTH}})
+    run = world.invoke("validate", "--apk", str(apks.new), INVOKE_VALIDATION_RELEASED_APK=str(apks.released))
+    assert run.returncode == 1, run.stdout + run.stderr
+    profile = world.flow_result("profile.yaml")
+    assert profile["impact"] == "unknown"
+    assert profile["impactReason"].startswith("the released app's rerun error: Maestro Android driver did not start")
+    assert world.flow_result("checkout.yaml")["impact"] == "current-users"
+
+    world.device(install_result=[None, "INSTALL_FAILED_INSUFFICIENT_STORAGE: Failed to override installation location"])
+    run = world.invoke("validate", "--apk", str(apks.new), INVOKE_VALIDATION_RELEASED_APK=str(apks.released))
+    assert run.returncode == 1, run.stdout + run.stderr
+    checkout = world.flow_result("checkout.yaml")
+    assert checkout["impact"] == "unknown"
+    assert checkout["impactReason"] == ("the released app could not be installed on emulator-5554: "
+                                        "INSTALL_FAILED_INSUFFICIENT_STORAGE: Failed to override installation location")
+    assert installed(world)["sha256"] == sha256(apks.new)  # put back all the same
+
+
 def test_a_downgrade_without_d_is_refused_by_the_fake_device(world: World, apks: Apks) -> None:
     """The fake adb refuses what the package manager refuses, with its words."""
     world.device()

@@ -211,9 +211,9 @@ def _triage_device(serial: str, results: list[FlowResult], record: RunRecord, wr
             return
         for result in list(pending):
             flow = by_file.get(result.flowFileName)
-            if flow is None:
-                continue
             try:
+                if flow is None:  # not this run's to run (a record continued from elsewhere)
+                    raise ValidationError(f"{result.flowFileName} is not among the flows this run selected")
                 _wait_for_session(serial, rest_until, console)
                 attempt = run_released(flow, serial, rerun, console, rest_until)
             except Interrupted:
