@@ -654,9 +654,10 @@ class NotifySettings(Section):
                               "together (and the previous-run lookup): a run with every channel hanging ends "
                               "within two minutes")
     page_on_impact: tuple[str, ...] = setting("current-users,unknown", _impacts, "a failing run pages (PagerDuty "
-                                              "trigger, `<!here>` in Slack) when a failed flow has one of these "
-                                              "impacts (comma-separated: current-users, new-build-only, unknown); "
-                                              "otherwise Slack and email only, and the deploy gate still fails")
+                                              "trigger; `<!here>` in Slack when a flow hits current users) when a "
+                                              "failed flow has one of these impacts (comma-separated: current-users, "
+                                              "new-build-only, unknown); otherwise Slack and email only, and the "
+                                              "deploy gate still fails")
     results_dir: Path = Path(DEFAULTS["results_dir"])  # validation.results_dir, or --results-dir
     previous: Path | None = None
     test: bool = False
