@@ -149,6 +149,7 @@ def test_a_flow_failing_with_both_apps_hits_current_users_and_pages(world: World
     html = (world.results / "report.html").read_text()
     assert 'class="impact impact-current-users">current-users</span>' in html
     assert "released app 1" in html
+    assert "<dt>Released app</dt><dd>1.0.0 (1), " in html and "app-1.apk</dd>" in html
     junit = (world.results / "junit.xml").read_text()
     assert '<property name="impact" value="current-users" />' in junit
     assert '<property name="attempts" value="2" />' in junit  # the new build's attempts

@@ -46,6 +46,7 @@ from .results import (
     headline,
     not_run_reason,
     order_flows,
+    released_text,
     simulated_mark,
 )
 
@@ -279,6 +280,9 @@ def _header(record: RunRecord, esc: _Html, commit: str) -> str:
     facts.append(("App", esc(app) if app else '<span class="muted">not recorded</span>'))
     if env.apkBuildPath:
         facts.append(("APK", f"<code>{esc(env.apkBuildPath)}</code>"))
+    if env.releasedApk:  # impact triage: the app users have, or why there was none
+        released = released_text(env.releasedApk) if env.releasedApk.get("path") else env.releasedApk.get("note", "")
+        facts.append(("Released app", esc(released)))
     facts.append(("Deployed commit", f"<code>{esc(commit)}</code>" if commit else '<span class="muted">not recorded</span>'))
     # One id: the run's (the summary's and the alerts'), linked to its workflow run when there is one.
     run_id = f"<code>{esc(record.runId)}</code>"
