@@ -267,6 +267,8 @@ def test_a_downgrade_without_d_is_refused_by_the_fake_device(world: World, apks:
     assert (f"Failure [INSTALL_FAILED_UPDATE_INCOMPATIBLE: Existing package {APP_ID} signatures do not match newer "
             "version; ignoring!]") in other.stderr
     assert installed(world)["versionCode"] == 2
+    certs = subprocess.run(["apksigner", "verify", "--print-certs", str(apks.new)], capture_output=True, text=True).stdout
+    assert f"Signer #1 certificate SHA-256 digest: {installed(world)['signer']}" in certs  # the signer, as apksigner says
     assert subprocess.run([*adb, "-r", "-d", str(apks.released)], env=env, capture_output=True).returncode == 0
     assert (installed(world)["versionCode"], installed(world)["versionName"]) == (1, "1.0.0")
 
