@@ -149,7 +149,7 @@ def test_one_job_prepares_the_runner_then_chains_build_validate_notify(validate_
     build, _ = build_step(validate_job)
     chain, chain_def = chain_step(validate_job)
     failed, _ = failure_step(validate_job)
-    upload, _ = step(validate_job, lambda s: s.get("uses", "").startswith("actions/upload-artifact@"))
+    upload, _ = step(validate_job, lambda s: s.get("name") == "Upload the run record")
     assert prepared < build < chain < failed < upload
     assert chain_def["id"]
     # a failed build still reaches validate (which records it) and notify; a cancel or a failed
@@ -216,7 +216,7 @@ def test_verdict_is_the_job_output(validate_job: dict[str, Any]) -> None:
 
 
 def test_results_are_uploaded_always(validate_job: dict[str, Any]) -> None:
-    _, upload = step(validate_job, lambda s: s.get("uses", "").startswith("actions/upload-artifact@"))
+    _, upload = step(validate_job, lambda s: s.get("name") == "Upload the run record")
     assert upload["if"] == "always()"
     results_dir = load(REPO / "invoke.yaml")["validation"]["results_dir"]
     paths = upload["with"]["path"].split()
@@ -475,15 +475,15 @@ def test_re_runs_find_the_build_and_replace_their_records(production: dict[str, 
                if s.get("uses", "").startswith("actions/upload-artifact@")]
     downloads = [s for job in production["jobs"].values() for s in job["steps"]
                  if s.get("uses", "").startswith("actions/download-artifact@")]
-    assert len(uploads) == 5 and len(downloads) == 2
+    assert len(uploads) == 7 and len(downloads) == 3  # two of each: the released app (tests/e2e/test_impact.py)
     for s in uploads + downloads:
         assert "run_attempt" not in str(s["with"]), s
     for upload in uploads:
         assert upload["with"]["overwrite"] is True
     names = {u["with"]["name"] for u in uploads}
-    assert len(names) == 4  # the single-runner and merged records share one name: only one runs
-    [apk_download] = [d for d in downloads if "name" in d["with"]]
-    assert apk_download["with"]["name"] in names
+    assert len(names) == 5  # the single-runner and merged records share one name (only one runs), so do the released apps
+    apk_downloads = [d for d in downloads if "name" in d["with"]]
+    assert len(apk_downloads) == 2 and all(d["with"]["name"] in names for d in apk_downloads)
     [records] = [d for d in downloads if "pattern" in d["with"]]
     shard_upload = next(u for u in uploads if "shard-" in u["with"]["name"])
     assert fnmatch.fnmatch(shard_upload["with"]["name"].replace("${{ matrix.shard }}", "7"), records["with"]["pattern"])
@@ -552,6 +552,9 @@ def _harness_limits(config: dict[str, Any] | None = None) -> dict[str, float]:
         # every attempt may run to its timeout and be killed, and a killed maestro's device rests after it
         "flows": len(flows) * (validation.retries + 1) * (validation.flow_timeout + validation.session_wait),
         "notify": notify.deadline,  # every channel at once, all of them within this
+        # impact triage: every failed flow once more with the released app, which is installed over the new
+        # build and replaced by it again afterwards (tests/e2e/test_impact.py)
+        "triage": len(flows) * (validation.flow_timeout + validation.session_wait) + 2 * validation.install_timeout,
     }
 
 
@@ -561,16 +564,20 @@ def test_step_budgets_cover_the_harness_limits(production: dict[str, Any]) -> No
     _, build = build_step(jobs["validate"])
     _, chain = chain_step(jobs["validate"])
     assert build["timeout-minutes"] * 60 >= limits["build"] + MARGIN_MINUTES * 60
-    assert chain["timeout-minutes"] * 60 >= limits["boot"] + limits["flows"] + limits["notify"] + MARGIN_MINUTES * 60
+    assert chain["timeout-minutes"] * 60 >= (limits["boot"] + limits["flows"] + limits["triage"] + limits["notify"]
+                                             + MARGIN_MINUTES * 60)
     _, failed = failure_step(jobs["validate"])
-    steps = build["timeout-minutes"] + chain["timeout-minutes"] + failed["timeout-minutes"]
+    [released] = [s for s in jobs["validate"]["steps"] if s.get("id") == "released"]
+    steps = build["timeout-minutes"] + chain["timeout-minutes"] + failed["timeout-minutes"] + released["timeout-minutes"]
     assert jobs["validate"]["timeout-minutes"] >= steps + PREPARE_MINUTES  # the steps' own limits hit first
     [shard_build] = [s for s in jobs["build-apk"]["steps"] if s.get("run") == "exec invoke build-apk"]
     assert shard_build["timeout-minutes"] == build["timeout-minutes"]
     assert jobs["build-apk"]["timeout-minutes"] >= shard_build["timeout-minutes"]
     [shard] = [s for s in jobs["validate-shard"]["steps"] if "invoke validate" in s.get("run", "")]
-    assert shard["timeout-minutes"] * 60 >= limits["boot"] + limits["flows"] + MARGIN_MINUTES * 60
-    assert jobs["validate-shard"]["timeout-minutes"] >= shard["timeout-minutes"] + PREPARE_MINUTES
+    assert shard["timeout-minutes"] * 60 >= limits["boot"] + limits["flows"] + limits["triage"] + MARGIN_MINUTES * 60
+    [shard_released] = [s for s in jobs["validate-shard"]["steps"] if s.get("id") == "released"]
+    assert jobs["validate-shard"]["timeout-minutes"] >= (shard["timeout-minutes"] + shard_released["timeout-minutes"]
+                                                         + PREPARE_MINUTES)
 
 
 @pytest.mark.parametrize(("section", "key", "value"), [("validation", "flow_timeout", 3600),

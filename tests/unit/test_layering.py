@@ -37,7 +37,7 @@ LAYERS: tuple[tuple[str, frozenset[str]], ...] = (
                          "crashes"})),
     ("lifecycle", frozenset({"install", "emulator", "results", "report", "schedule", "alerts", "apkcheck",
                              "history"})),
-    ("stages", frozenset({"validate", "apk", "notify", "merge", "stage"})),
+    ("stages", frozenset({"validate", "apk", "notify", "merge", "stage", "impact"})),
     ("entry", frozenset({"cli", "boundary", "chain", "flags"})),
 )
 

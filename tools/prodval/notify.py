@@ -28,7 +28,7 @@ import sqlite3
 import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from multiprocessing.connection import Connection
 from pathlib import Path
@@ -49,6 +49,7 @@ from .errors import DeliveryFailed, NotifyError
 from .history import History, HistoryUnusable
 from .outcomes import Kind, Verdict
 from .results import (
+    BROKEN,
     NOTIFY_STAGE,
     RECORD_NAME,
     REPORT_NAME,
@@ -63,7 +64,7 @@ from .results import (
     unwritten_record,
 )
 from .secrets import Redactor
-from .settings import NotifySettings
+from .settings import IMPACTS, NotifySettings
 from .stage import stage
 
 MESSAGE_CHANNELS = ("slack", "email")
@@ -71,14 +72,16 @@ PEOPLE_CHANNELS = (*MESSAGE_CHANNELS, "pagerduty")  # what the history remembers
 NOW_VAR = "PRODVAL_NOW"  # for tests only: the time notify takes for now (ISO 8601); unset: the real clock
 T = TypeVar("T")
 FAILED = (Verdict.FAIL, Verdict.ERROR)
+CURRENT_USERS, UNKNOWN_IMPACT = IMPACTS[0], IMPACTS[2]
 
 
 def plan(verdict: str, previous: str | None, on: str, channels: Sequence[str],
-         turn: Turn | None = None) -> list[tuple[str, str]]:
+         turn: Turn | None = None, *, pages: bool = True) -> list[tuple[str, str]]:
     """(channel, alert kind) for every channel that gets an alert; kinds: fail error recovery pass.
 
     `turn` is a scheduled run's (alerts/cadence.py: it speaks on a change of state and a reminder only);
-    None for a deployment or a manual run. `--test` plans nothing: every configured channel gets the test
+    None for a deployment or a manual run. A failure that does not page (`pages`, see `pages_for`) goes to
+    Slack, email and the gate, not PagerDuty. `--test` plans nothing: every configured channel gets the test
     alert (`_run_test`).
     """
     if turn is not None:
@@ -86,6 +89,8 @@ def plan(verdict: str, previous: str | None, on: str, channels: Sequence[str],
     planned = []
     for name in channels:
         if verdict in FAILED:
+            if name == "pagerduty" and not pages:
+                continue
             planned.append((name, verdict))
         elif name not in MESSAGE_CHANNELS:
             planned.append((name, Verdict.PASS))  # the gate turns green; PagerDuty resolves
@@ -97,9 +102,9 @@ def plan(verdict: str, previous: str | None, on: str, channels: Sequence[str],
 
 
 def _plan_scheduled(verdict: str, previous: str | None, on: str, channels: Sequence[str],
-                    turn: Turn) -> list[tuple[str, str]]:
+                    turn: Turn, pages: bool = True) -> list[tuple[str, str]]:
     """The table of alerts/cadence.py: the commit status every run (under its own context), PagerDuty on a
-    change and a recovery (and a pass after an unknown run), Slack and email on a change, a reminder and a
+    change that pages (`pages`) and a recovery (and a pass after an unknown run), Slack and email on a change, a reminder and a
     recovery, or every run with `--on always`."""
     kind = verdict if verdict in FAILED else Verdict.PASS
     planned = []
@@ -107,7 +112,7 @@ def _plan_scheduled(verdict: str, previous: str | None, on: str, channels: Seque
         if name not in MESSAGE_CHANNELS and name != "pagerduty":
             planned.append((name, kind))
         elif name == "pagerduty":
-            if turn is Turn.CHANGE:
+            if turn is Turn.CHANGE and (pages or kind == Verdict.PASS):
                 planned.append((name, kind))
             elif turn is Turn.RECOVERY or (kind == Verdict.PASS and previous is None):
                 planned.append((name, Verdict.PASS))
@@ -118,6 +123,14 @@ def _plan_scheduled(verdict: str, previous: str | None, on: str, channels: Seque
         elif on == "always":
             planned.append((name, kind))
     return planned
+
+
+def pages_for(record: RunRecord, page_on_impact: Sequence[str]) -> bool:
+    """Whether this run's alert pages people: an error always does; a failure when a broken flow's impact
+    (impact triage; none counts as `unknown`) is one of `page_on_impact` (notify.page_on_impact)."""
+    if record.verdict != Verdict.FAIL:
+        return (record.verdict or Verdict.ERROR) in FAILED  # a record without a verdict is notify's `error`
+    return any((flow.impact or UNKNOWN_IMPACT) in page_on_impact for flow in record.flows if flow.status in BROKEN)
 
 
 @dataclass(frozen=True)
@@ -367,11 +380,18 @@ def run_notify(settings: NotifySettings, environ: Mapping[str, str], console: Co
         if turn is Turn.REMINDER:
             reminder = (f"still failing; said again every {settings.remind_every:g}h while scheduled runs fail "
                         "(notify.remind_every)")
-    planned = plan(verdict, previous, settings.on, [c.name for c in channels], turn)
+    paging = pages_for(record, settings.page_on_impact)
+    planned = plan(verdict, previous, settings.on, [c.name for c in channels], turn, pages=paging)
     by_name = {c.name: c for c in channels}
-    alerts = {kind: masked(build_alert(record, kind, ctx, reminder if kind in FAILED else ""), console.redact)
+    here = paging and any(f.impact == CURRENT_USERS for f in record.flows if f.status in BROKEN)
+    alerts = {kind: masked(replace(build_alert(record, kind, ctx, reminder if kind in FAILED else ""),
+                                   here=here and kind in FAILED), console.redact)
               for kind in {kind for _, kind in planned}}
-    quiet = sorted(set(by_name) - {name for name, _ in planned})
+    unpaged = {"pagerduty"} & set(by_name) if verdict in FAILED and not paging else set()
+    if unpaged:
+        console.info("PagerDuty not paged: no failed flow's impact is one of notify.page_on_impact "
+                     f"({', '.join(settings.page_on_impact) or 'none'}); Slack, email and the deploy gate say it")
+    quiet = sorted(set(by_name) - {name for name, _ in planned} - unpaged)
     if quiet and turn is not None:
         console.info(f"nothing to say on {', '.join(quiet)}: {turn} (a scheduled run speaks on a change of state)")
     elif quiet:

@@ -35,6 +35,8 @@ from .crashes import CRASH_FILE
 from .maestro import screenshots
 from .outcomes import Status
 from .results import (
+    IMPACT_LABEL,
+    RELEASED,
     REPORT_NAME,
     RUNNING,
     STATUS_LABEL,
@@ -51,6 +53,7 @@ from .results import (
     order_flows,
     percent,
     quarantined,
+    released_text,
     runs_ago,
     simulated_mark,
 )
@@ -91,6 +94,7 @@ class Bar:
     status: str
     start: float  # seconds after the timeline's origin
     duration: float  # seconds
+    apk: str = ""  # "released": the released app's rerun (impact triage)
 
 
 @dataclass(frozen=True)
@@ -125,7 +129,7 @@ def timeline(record: RunRecord) -> Timeline:
         seconds = max(attempt.duration, 0) / 1000
         span = max(span, offset + seconds)
         bars.setdefault(attempt.device or "(unknown device)", []).append(
-            Bar(flow.flowFileName, attempt.number, bar_status(flow, attempt), offset, seconds))
+            Bar(flow.flowFileName, attempt.number, bar_status(flow, attempt), offset, seconds, attempt.apk))
     return Timeline(origin, span, tuple(Lane(device, tuple(lane)) for device, lane in bars.items()))
 
 
@@ -139,7 +143,7 @@ def inside(results_dir: Path, relative: str) -> Path | None:
 
 def attempt_debug_dir(results_dir: Path, attempt: Attempt) -> Path | None:
     """`.../attempt-<n>/debug`, found from the attempt's artifact paths (relative to the results folder)."""
-    marker = f"attempt-{attempt.number}"
+    marker = attempt.folder
     for relative in attempt.artifactPaths:
         parts = PurePosixPath(relative).parts
         for index in range(len(parts) - 1):
@@ -164,7 +168,7 @@ def attempt_images(results_dir: Path, flow: FlowResult) -> tuple[list[Shot], lis
             continue
         failed_shots, own_shots = screenshots(debug)
         if attempt.status != Status.PASSED:
-            failures += [Shot(p, f"attempt {attempt.number}: {_shot_name(p)}") for p in failed_shots]
+            failures += [Shot(p, f"{_attempt_label(attempt)}: {_shot_name(p)}") for p in failed_shots]
         if attempt is flow.attempts[-1]:
             own += [Shot(p, _shot_name(p)) for p in own_shots]
     return failures, own
@@ -306,6 +310,9 @@ def _header(record: RunRecord, esc: _Html, commit: str) -> str:
     facts.append(("App", esc(app) if app else '<span class="muted">not recorded</span>'))
     if env.apkBuildPath:
         facts.append(("APK", f"<code>{esc(env.apkBuildPath)}</code>"))
+    if env.releasedApk:  # impact triage: the app users have, or why there was none
+        released = released_text(env.releasedApk) if env.releasedApk.get("path") else env.releasedApk.get("note", "")
+        facts.append(("Released app", esc(released)))
     facts.append(("Deployed commit", f"<code>{esc(commit)}</code>" if commit else '<span class="muted">not recorded</span>'))
     # One id: the run's (the summary's and the alerts'), linked to its workflow run when there is one.
     run_id = f"<code>{esc(record.runId)}</code>"
@@ -373,7 +380,8 @@ def _timeline_section(record: RunRecord, esc: _Html) -> str:
         for bar in lane.bars:
             x = _LABEL + bar.start / span * plot
             width = max(bar.duration / span * plot, 2.0)
-            label = f"{bar.flow} · attempt {bar.attempt} · {STATUS_LABEL.get(bar.status, bar.status)} · " \
+            which = "released app" if bar.apk == RELEASED else f"attempt {bar.attempt}"
+            label = f"{bar.flow} · {which} · {STATUS_LABEL.get(bar.status, bar.status)} · " \
                     f"{duration_text(bar.duration)}"
             card = anchors.get(bar.flow)
             svg.append(f'<a href="#flow-{card}">' if card else "<a>")
@@ -428,10 +436,11 @@ def _flows_section(record: RunRecord, results_dir: Path, esc: _Html) -> str:
 def _card(flow: FlowResult, number: int, results_dir: Path, esc: _Html) -> str:
     status = STATUS_LABEL.get(flow.status, flow.status)
     passing = flow.status == Status.PASSED
-    tries = ", ".join(f"{a.number}: {STATUS_LABEL.get(a.status, a.status)}" for a in flow.attempts)
+    built = flow.build_attempts()
+    tries = ", ".join(f"{a.number}: {STATUS_LABEL.get(a.status, a.status)}" for a in built)
     facts = [
         ("Status", esc(status)),
-        ("Attempts", esc(f"{len(flow.attempts)} ({tries})" if flow.attempts else "0")),
+        ("Attempts", esc(f"{len(built)} ({tries})" if built else "0")),
         ("Duration", esc(duration_text(flow.duration / 1000))),
         ("Device", esc(flow.device or "—")),
         ("Exit code", esc("—" if flow.exitCode is None else flow.exitCode)),
@@ -443,6 +452,10 @@ def _card(flow: FlowResult, number: int, results_dir: Path, esc: _Html) -> str:
         facts.append(("Quarantined", esc(f"until {entry.get('until', '?')} · owner {entry.get('owner', '?')} · "
                                          f"{entry.get('reason', '')}")))
     held = ' <span class="chip quarantined">quarantined</span>' if flow.quarantined else ""
+    if flow.impact:
+        facts.append(("Impact", f'<span class="impact impact-{esc(flow.impact)}">{esc(flow.impact)}</span> '
+                                f"{esc(IMPACT_LABEL.get(flow.impact, ''))}"
+                                + (f" ({esc(flow.impactReason)})" if flow.impactReason else "")))
     parts = [
         f'<article class="flow st-{esc(flow.status)}{" quarantined" if flow.quarantined else ""}" id="flow-{number}">',
         f'<h3><span class="chip st-{esc(flow.status)}">{esc(status)}</span>{held} {esc(flow.name or flow.flowFileName)} '
@@ -565,7 +578,7 @@ def _history(flow: FlowResult, esc: _Html) -> str:
 
 def _attempts_table(flow: FlowResult, esc: _Html) -> str:
     rows = "".join(
-        f'<tr class="st-{esc(a.status)}"><td>{a.number}</td><td>{esc(STATUS_LABEL.get(a.status, a.status))}</td>'
+        f'<tr class="st-{esc(a.status)}"><td>{esc(_attempt_label(a))}</td><td>{esc(STATUS_LABEL.get(a.status, a.status))}</td>'
         f"<td>{esc(a.device)}</td><td>{esc(a.startTime)}</td><td>{esc(duration_text(a.duration / 1000))}</td>"
         f"<td>{esc('—' if a.exitCode is None else a.exitCode)}</td><td>{esc(a.errorSummary)}</td></tr>"
         for a in flow.attempts
@@ -584,6 +597,11 @@ def _crash_blocks(flow: FlowResult, results_dir: Path, esc: _Html) -> list[str]:
         blocks.append(f'<div class="crash"><h4>The app crashed during attempt {attempt.number}: '
                       f'{esc(attempt.errorSummary)}{link}</h4>{body}</div>')
     return blocks
+
+
+def _attempt_label(attempt: Attempt) -> str:
+    """`attempt 2`, or `released app 1` for the released app's rerun (impact triage)."""
+    return f"released app {attempt.number}" if attempt.apk == RELEASED else f"attempt {attempt.number}"
 
 
 def _relative(path: Path, results_dir: Path) -> str:
@@ -618,7 +636,8 @@ def _output(flow: FlowResult, esc: _Html, *, open_: bool) -> str:
     if not shown:
         return '<p class="muted">No output was recorded.</p>'
     body = "".join(f'<p class="stream">{name}</p><pre class="output">{esc(text)}</pre>' for name, text in shown)
-    attempt = f" of attempt {flow.attempts[-1].number}" if flow.attempts else ""
+    built = flow.build_attempts()
+    attempt = f" of attempt {built[-1].number}" if built else ""
     return (f'<details class="output"{" open" if open_ else ""}><summary>Last {OUTPUT_TAIL_LINES} lines of output'
             f"{esc(attempt)}</summary>{body}</details>")
 
@@ -680,6 +699,8 @@ code.file{color:var(--muted);font-weight:400}
 .error-summary{margin:10px 0;padding:8px 12px;border-radius:6px;background:#ffebe9;color:#82071e;
 font-family:ui-monospace,"DejaVu Sans Mono",monospace;font-size:12px;white-space:pre-wrap;overflow-wrap:anywhere}
 table.attempts{border-collapse:collapse;margin:10px 0;font-size:12px;width:100%}
+.impact{font-weight:600}.impact-current-users{color:var(--fail)}.impact-new-build-only{color:var(--timeout)}
+.impact-unknown{color:var(--skip)}
 table.attempts th,table.attempts td{border-bottom:1px solid var(--line);padding:3px 8px;text-align:left;
 vertical-align:top}
 table.attempts td:last-child{overflow-wrap:anywhere}

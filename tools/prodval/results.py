@@ -60,6 +60,15 @@ class Attempt:
     errorSummary: str = ""
     artifactPaths: list[str] = field(default_factory=list)
     crash: bool = False  # the app crashed or did not respond (ANR) during it: crash.txt holds the block
+    apk: str = ""  # which APK ran: "new" (this run's build) or "released" (impact triage); "" in older records
+
+    @property
+    def folder(self) -> str:
+        """The attempt's folder under `flows/<flow>/`: `attempt-N`, or `released-N` for the released app."""
+        return f"{'released' if self.apk == RELEASED else 'attempt'}-{self.number}"
+
+
+NEW, RELEASED = "new", "released"  # Attempt.apk
 
 
 @dataclass
@@ -79,6 +88,12 @@ class FlowResult:
     history: dict[str, Any] | None = None  # this flow in the run history (history.annotate); None: no history
     quarantined: bool = False  # validation.quarantine holds it: it ran, but does not gate (RunRecord.decide)
     quarantine: dict[str, str] | None = None  # {"reason", "owner", "until"} of the entry in force
+    impact: str = ""  # a failed flow's impact triage (impact.py): current-users | new-build-only | unknown
+    impactReason: str = ""  # what the released app's rerun showed, or why the impact is unknown
+
+    def build_attempts(self) -> list[Attempt]:
+        """The attempts with this run's build: every one but the released app's reruns (impact triage)."""
+        return [a for a in self.attempts if a.apk != RELEASED]
 
 
 @dataclass
@@ -102,6 +117,7 @@ class Environment:
     apkBuildPath: str = ""
     alertChannels: list[str] = field(default_factory=list)
     requiredTags: list[str] = field(default_factory=list)  # validation.require_tags: each flow carried one
+    releasedApk: dict[str, Any] | None = None  # validation.released_apk: which APK impact triage took, or why none
 
 
 @dataclass
@@ -369,7 +385,9 @@ def junit_xml(record: RunRecord) -> str:
         })
         props = ET.SubElement(case, "properties")
         ET.SubElement(props, "property", {"name": "device", "value": flow.device})
-        ET.SubElement(props, "property", {"name": "attempts", "value": str(len(flow.attempts))})
+        ET.SubElement(props, "property", {"name": "attempts", "value": str(len(flow.build_attempts()))})
+        if flow.impact:
+            ET.SubElement(props, "property", {"name": "impact", "value": flow.impact})
         if flow.quarantined and _junit_quarantined(case, props, flow):
             continue
         if flow.status == Status.FLAKY:
@@ -462,7 +480,27 @@ def headline(record: RunRecord, kind: str | None = None, environment: str = "pro
     """The run in one line, the one wording of the summary, the report and every alert. `kind` is the
     alert's (fail, error, recovery, pass; see notify.plan), by default the record's verdict. A SIMULATED
     run (the demo) says so first."""
-    return simulated_mark(record) + _headline(record, kind, environment)
+    return simulated_mark(record) + _headline(record, kind, environment) + impact_note(record, kind)
+
+
+IMPACT_LABEL: dict[str, str] = {"current-users": "current users affected: the released app fails too",
+                                "new-build-only": "new build only: the released app passes",
+                                "unknown": "impact unknown"}
+_IMPACT_SHORT: dict[str, str] = {"current-users": "hit{s} current users", "new-build-only": "new build only",
+                                 "unknown": "impact unknown"}
+
+
+def impact_note(record: RunRecord, kind: str | None = None) -> str:
+    """` (1 hits current users, 1 new build only)`: the failed flows' impact triage, for a failing headline."""
+    if (kind or record.verdict) != Verdict.FAIL:
+        return ""
+    counts: dict[str, int] = {}
+    for flow in record.flows:
+        if flow.status == Status.FAILED and flow.impact:
+            counts[flow.impact] = counts.get(flow.impact, 0) + 1
+    parts = [f"{counts[impact]} " + _IMPACT_SHORT[impact].format(s="s" if counts[impact] == 1 else "")
+             for impact in _IMPACT_SHORT if counts.get(impact)]
+    return f" ({', '.join(parts)})" if parts else ""
 
 
 def quarantine_note(flows: Sequence[FlowResult]) -> str:
@@ -562,7 +600,7 @@ def _summary(record: RunRecord, limit: int | None) -> str:
         for flow in order_flows(gate):
             error = "" if flow.status == Status.NOT_RUN else flow.errorSummary  # said once, below the table
             rows.append(
-                f"| {_ICONS[flow.status]} | `{_cell(flow.flowFileName)}` | {flow.status} | {len(flow.attempts)} "
+                f"| {_ICONS[flow.status]} | `{_cell(flow.flowFileName)}` | {flow.status} | {len(flow.build_attempts())} "
                 f"| {flow.duration / 1000:.1f}s{_slow(flow)} | {flow.device} | {_state(flow)}{_cell(error)} |"
             )
         lines += _rows(rows, limit)
@@ -575,6 +613,7 @@ def _summary(record: RunRecord, limit: int | None) -> str:
             lines += [""] if index == 0 else []
             lines.append(f"{_ICONS[Status.NOT_RUN]} {_cell(not_run_line(reason, flows))}" + which)
     lines += _quarantine_section(held, limit)
+    lines += impact_lines(record)
     flaky = [f for f in gate if f.status == Status.FLAKY]
     if flaky:
         lines += ["", "**Flaky** (passed on a retry; fix before they turn into failures):"]
@@ -683,6 +722,27 @@ def _quarantine_section(flows: Sequence[FlowResult], limit: int | None) -> list[
                     f"| {_cell(str(entry.get('until', '')))} | {_cell(str(entry.get('owner', '')))} "
                     f"| {_cell(str(entry.get('reason', '')))} | {_state(flow)}{_cell(error)} |")
     return lines + _rows(rows, limit)
+
+
+def impact_lines(record: RunRecord) -> list[str]:
+    """summary.md's impact section: each failed flow's impact triage, and which released APK it used."""
+    triaged = [f for f in order_flows(record.flows) if f.impact]
+    if not triaged:
+        return []
+    released = record.environment.releasedApk or {}
+    which = f" (released app: {_cell(released_text(released))})" if released.get("path") else ""
+    lines = ["", f"**Impact**{which}:"]
+    for flow in triaged:
+        reason = f": {_cell(flow.impactReason)}" if flow.impactReason else ""
+        lines.append(f"- `{_cell(flow.flowFileName)}`: **{flow.impact}**, {IMPACT_LABEL.get(flow.impact, '')}{reason}")
+    return lines
+
+
+def released_text(released: Mapping[str, Any]) -> str:
+    """`2.0.0 (41), app-release.apk`: the released APK impact triage ran, as people read it."""
+    name, code = released.get("versionName"), released.get("versionCode")
+    version = f"{name} ({code})" if name and code is not None else str(name or code or "")
+    return ", ".join(p for p in (version, str(released.get("path", ""))) if p)
 
 
 class RecordUnreadable(ConfigError):

@@ -607,6 +607,10 @@ class Settings(Section):
                                   "(Maestro's stale session window is 21 s)")
     device_wait: float = setting(600, number(minimum=0), "seconds to wait for a device another run (in another "
                                  "results folder) is driving, before giving up with exit 2")
+    released_apk: str = setting("", text(), "the released app (the APK in users' hands): a path or a glob (several "
+                                "match: the highest versionCode); each failed flow runs again with it to tell "
+                                "`current-users` from `new-build-only` (impact triage)", path=True,
+                                shown="(none: impact triage is off)")
 
     @property
     def flow_env(self) -> dict[str, str]:
@@ -719,6 +723,20 @@ def _alert_on(value: Any, s: Setting, origin: str = "") -> str:
     return on
 
 
+IMPACTS = ("current-users", "new-build-only", "unknown")  # a failed flow's impact (impact.py)
+
+
+def _impacts(value: Any, s: Setting, origin: str = "") -> tuple[str, ...]:
+    chosen = comma_list(value, s, origin)
+    for impact in chosen:
+        if impact not in IMPACTS:
+            close = difflib.get_close_matches(impact, IMPACTS, n=1)
+            hint = f" (did you mean '{close[0]}'?)" if close else ""
+            raise ConfigError(f"{s.name} names an unknown impact {impact!r}{hint}",
+                              fix=f"list some of {', '.join(IMPACTS)}, comma-separated (empty: never page on a failure)")
+    return chosen
+
+
 @dataclass(frozen=True)
 class NotifySettings(Section):
     SECTION: ClassVar[str] = "notify"
@@ -749,6 +767,11 @@ class NotifySettings(Section):
                               "within two minutes")
     remind_every: float = setting(24, number(minimum=0), "hours between reminders while scheduled runs keep "
                                   "failing (they alert on a change of state only); `0`: every failing scheduled run")
+    page_on_impact: tuple[str, ...] = setting("current-users,unknown", _impacts, "a failing run pages (PagerDuty "
+                                              "trigger; `<!here>` in Slack when a flow hits current users) when a "
+                                              "failed flow has one of these impacts (comma-separated: current-users, "
+                                              "new-build-only, unknown); otherwise Slack and email only, and the "
+                                              "deploy gate still fails")
     results_dir: Path = Path(DEFAULTS["results_dir"])  # validation.results_dir, or --results-dir
     previous: Path | None = None
     test: bool = False

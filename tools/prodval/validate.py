@@ -28,6 +28,7 @@ from .doctor import BOOT_NEEDS, VALIDATE_NEEDS, check, maestro_version, require
 from .emulator import StartedEmulator, capture_logcat, start_emulators, stop_emulators, stop_orphans
 from .errors import BuildFailed, DeviceError, Interrupted, RequirementsMissing, ValidationError, signals_ignored
 from .flows import Flow, discover, required_text, shell_variables
+from .impact import Rerun, mark_build_attempts, released_for, triage
 from .maestro import (
     DRIVER_PACKAGES,
     ERROR,
@@ -471,6 +472,7 @@ def run_validation(settings: Settings, environ: Mapping[str, str], console: Cons
                 info = check_flows_match_apk(apk, selected)  # every flow's appId is the APK's package
                 if settings.apk:  # not what build-apk recorded: the record (and alerts) name this one
                     record.apk = {**info.to_record(), "sourcePath": relative_display(apk)}
+            released = released_for(settings.released_apk, apk, record, console)  # impact triage, after the run
             if not selected:  # a shard with nothing to do (more shards than flows) passes trivially
                 return record
 
@@ -526,7 +528,11 @@ def run_validation(settings: Settings, environ: Mapping[str, str], console: Cons
                              sequence=selection.sequence, continue_on_failure=selection.continue_on_failure)
             env = process_env(environ, settings.driver_startup_timeout)
             console.step(f"Running {len(plan.flows)} flow(s) on {', '.join(serials)} (run id {plan.run_id})")
-            _Runner(plan, record, writer, console, env, logcats.enter_context(Marks(adb, serials))).run()
+            runner = _Runner(plan, record, writer, console, env, logcats.enter_context(Marks(adb, serials)))
+            runner.run()
+            triage(record, writer, console, adb, plan.flows, apk, released,
+                   Rerun(maestro, plan.flow_env, plan.timeout, plan.results_dir, env, settings.install_timeout,
+                         keep_driver, plan.session_wait), runner.rest_until)
     return record
 
 
@@ -546,6 +552,7 @@ def note_quarantine(record: RunRecord, settings: Settings, console: Console, tod
 
 def _decide(record: RunRecord, stage: Stage) -> str:
     """The verdict of the flows, `error` when the stage stopped; the job's artifacts listed."""
+    mark_build_attempts(record)
     verdict = record.decide()
     if stage.error and verdict == Verdict.PASS:
         verdict = Verdict.ERROR

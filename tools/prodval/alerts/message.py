@@ -21,7 +21,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 
 from ..outcomes import Kind, Status
-from ..results import BROKEN, FlowResult, RunRecord, duration_text, headline, simulated_mark, stage_error
+from ..results import BROKEN, FlowResult, RunRecord, duration_text, headline, released_text, simulated_mark, stage_error
 
 KINDS: tuple[str, ...] = tuple(Kind)
 TITLE_PREFIX: dict[str, str] = {kind: "RECOVERED" if kind == Kind.RECOVERY else kind.upper() for kind in Kind}
@@ -51,15 +51,18 @@ class FlowLine:
     streak: int = 0  # still failing: the runs of the streak, this one included
     slow: bool = False  # its time was over the window's p95 x history.slow_factor
     quarantine: str = ""  # quarantined: "until 2026-12-31 (owner: reason)"
+    impact: str = ""  # impact triage (impact.py): current-users, new-build-only, unknown
 
     def detail(self) -> str:
-        """What happened, without the file name: `failed (2 attempts), new, slow: Element not found`."""
+        """What happened, without the file name: `failed (2 attempts; impact: current-users), new, slow: Element
+        not found`."""
         tries = f"{self.attempts} attempt{'s' if self.attempts != 1 else ''}"
         what = _WHAT.get(self.status, self.status)
         notes = [self.history_note()] if self.state else []
         notes += ["slow"] if self.slow else []
         notes += [f"quarantined {self.quarantine}".rstrip()] if self.quarantine else []
-        return f"{what} ({tries})" + "".join(f", {n}" for n in notes) + (f": {self.summary}" if self.summary else "")
+        impact = f"; impact: {self.impact}" if self.impact else ""
+        return f"{what} ({tries}{impact})" + "".join(f", {n}" for n in notes) + (f": {self.summary}" if self.summary else "")
 
     def history_note(self) -> str:
         if self.state != "still failing":
@@ -114,6 +117,8 @@ class Alert:
     trigger: str = ""  # deploy | schedule | manual (job.trigger), "" when the record does not say
     reminder: str = ""  # a scheduled run's reminder: why it speaks again (see alerts/cadence.py)
     history: str = ""  # the history's own note (e.g. it was unreadable and started fresh)
+    released: str = ""  # the released app impact triage ran (`2.0.0 (41), released.apk`)
+    here: bool = False  # it pages (notify.page_on_impact) and a flow hits current users: `<!here>` in Slack
 
     @property
     def title(self) -> str:
@@ -126,6 +131,7 @@ class Alert:
         facts = [
             Fact("Environment", self.environment),
             Fact("App version", self.app_version),
+            Fact("Released app", self.released),
             Fact("Deployed commit", self.commit[:12], self.commit_url),
             Fact("Duration", self.duration),
             Fact("Run", self.run_id),
@@ -188,11 +194,12 @@ def build_alert(record: RunRecord, kind: str, ctx: AlertContext, reminder: str =
         trigger=record.job.trigger,
         reminder=reminder,
         history=str((record.history or {}).get("note") or ""),
+        released=released_text(record.environment.releasedApk or {}) if any(f.impact for f in broken) else "",
     )
 
 
 def is_quarantined(flow: FlowResult) -> bool:
-    return bool(getattr(flow, "quarantined", False))
+    return flow.quarantined
 
 
 def flow_line(flow: FlowResult, status: str, known: bool = True) -> FlowLine:
@@ -205,14 +212,14 @@ def flow_line(flow: FlowResult, status: str, known: bool = True) -> FlowLine:
     runs_ago = since.get("runsAgo")
     quarantine = ""
     if is_quarantined(flow):
-        entry = getattr(flow, "quarantine", None) or {}
+        entry = flow.quarantine or {}
         who = ": ".join(str(entry[k]) for k in ("owner", "reason") if entry.get(k))
         quarantine = " ".join(part for part in (f"until {entry['until']}" if entry.get("until") else "",
                                                 f"({who})" if who else "") if part)
-    return FlowLine(flow.flowFileName, status, len(flow.attempts), _one_line(flow.errorSummary), state=state,
+    return FlowLine(flow.flowFileName, status, len(flow.build_attempts()), _one_line(flow.errorSummary), state=state,
                     since=begun if state == "still failing" else "",
                     streak=runs_ago + 1 if state == "still failing" and isinstance(runs_ago, int) else 0,
-                    slow=bool(facts.get("slow")), quarantine=quarantine)
+                    slow=bool(facts.get("slow")), quarantine=quarantine, impact=flow.impact)
 
 
 def history_note(failed: Sequence[FlowLine]) -> str:
@@ -266,6 +273,7 @@ def masked(alert: Alert, redact: Callable[[str], str]) -> Alert:
         alert,
         headline=redact(alert.headline),
         app_version=redact(alert.app_version),
+        released=redact(alert.released),
         stage_error=redact(alert.stage_error),
         failed=tuple(replace(f, file=redact(f.file), summary=redact(f.summary)) for f in alert.failed),
         flaky=tuple(replace(f, file=redact(f.file), summary=redact(f.summary)) for f in alert.flaky),

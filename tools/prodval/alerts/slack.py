@@ -28,6 +28,7 @@ MAX_HEADER_TEXT = 150
 BUDGETS = ((20, 10, 250, 1500), (10, 5, 160, 800), (5, 3, 100, 400))
 MAX_TOTAL = 10000
 MAX_FILE_NAME = 80
+HERE = "<!here> "  # users are hurt now (a flow hits current users) and the run pages: the channel is told
 
 
 def escape(text: str) -> str:
@@ -76,7 +77,7 @@ def _payload(alert: Alert, failed_lines: int, flaky_lines: int, line_length: int
     icon = icons[alert.kind]
     blocks: list[dict[str, Any]] = [
         {"type": "header", "text": {"type": "plain_text", "text": clip(alert.title, MAX_HEADER_TEXT), "emoji": True}},
-        _section(f"{icon} *{escape(alert.headline)}*"),
+        _section(f"{HERE if alert.here else ''}{icon} *{escape(alert.headline)}*"),
     ]
     fields = [_field(fact) for fact in alert.facts]
     if fields:
@@ -96,7 +97,8 @@ def _payload(alert: Alert, failed_lines: int, flaky_lines: int, line_length: int
             {"type": "mrkdwn", "text": " · ".join(f"<{link.url}|{escape(link.text)}>" for link in alert.links)}]})
     if len(blocks) > MAX_BLOCKS:  # cannot happen with the budgets above; kept so a change cannot break delivery
         blocks = [*blocks[: MAX_BLOCKS - 1], _section(f"...and {len(blocks) - MAX_BLOCKS + 1} more blocks")]
-    fallback = alert.title + (f" ({alert.environment})" if alert.environment not in alert.title else "")
+    fallback = (HERE if alert.here else "") + alert.title + (
+        f" ({alert.environment})" if alert.environment not in alert.title else "")
     return {"text": clip(fallback, 3000), "blocks": blocks}
 
 
