@@ -34,7 +34,8 @@ LAYERS: tuple[tuple[str, frozenset[str]], ...] = (
     ("foundation", frozenset({"__init__", "errors", "secrets", "console", "commands", "settings", "jsexpr",
                               "runlock", "outcomes"})),
     ("tools", frozenset({"host", "sdk", "devices", "maestro", "apkfile", "flows", "flowlint", "doctor"})),
-    ("lifecycle", frozenset({"install", "emulator", "results", "report", "schedule", "alerts", "apkcheck"})),
+    ("lifecycle", frozenset({"install", "emulator", "results", "report", "schedule", "alerts", "apkcheck",
+                             "recording"})),
     ("stages", frozenset({"validate", "apk", "notify", "merge", "stage"})),
     ("entry", frozenset({"cli", "boundary", "chain", "flags"})),
 )

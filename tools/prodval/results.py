@@ -58,6 +58,8 @@ class Attempt:
     startTime: str
     errorSummary: str = ""
     artifactPaths: list[str] = field(default_factory=list)
+    video: str = ""  # the kept screen recording (relative path; more segments follow as video-2.mp4, ...)
+    noVideo: str = ""  # why there is no video (or not all of it)
 
 
 @dataclass

@@ -495,6 +495,10 @@ class Settings(Section):
                                   "(Maestro's stale session window is 21 s)")
     device_wait: float = setting(600, number(minimum=0), "seconds to wait for a device another run (in another "
                                  "results folder) is driving, before giving up with exit 2")
+    video: bool = setting(True, boolean, "record each flow attempt's screen (`adb shell screenrecord`, 3-minute "
+                          "segments chained); the video is kept only for attempts that did not pass")
+    video_budget_mb: float = setting(200, number(minimum=0), "megabytes (10^6 bytes) of screen recordings one "
+                                     "run keeps at most; after that, attempts keep none and say so")
 
     @property
     def flow_env(self) -> dict[str, str]:
