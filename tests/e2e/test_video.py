@@ -7,12 +7,14 @@ plays proves the stop sequence, not just that a file was copied.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
 import pytest
 from conftest import World
 from prodval.recording import is_complete_mp4
+from test_report import DevTools, chromium  # noqa: F401 - the browser fixture
 
 FAILURE = "fail:Element not found: Text matching regex: Save"
 SERIAL = "emulator-5554"
@@ -147,3 +149,56 @@ def test_recording_can_be_turned_off(project: World) -> None:
 def _fakevideo() -> Any:
     from conftest import _fake_module
     return _fake_module("_fakevideo")
+
+
+def test_the_report_card_plays_the_failed_attempts_video_in_chromium(project: World, chromium: DevTools) -> None:
+    run = project.scenario({"add-exercise.yaml": [FAILURE, FAILURE]}).invoke("validate", "--retries", "1")
+    assert run.returncode == 1, run.stderr
+    first, second = attempts(project, "add-exercise.yaml")
+    page = (project.results / "report.html").read_text()
+    for attempt in (first, second):
+        assert f'<video controls preload="metadata" src="{attempt["video"]}"></video>' in page
+    assert page.count("<video") == 2 and "<script" not in page  # the passed flow's card shows none
+
+    page_url = (project.results / "report.html").resolve().as_uri()
+    target = chromium.call("Target.createTarget", url="about:blank")["targetId"]
+    session = chromium.call("Target.attachToTarget", targetId=target, flatten=True)["sessionId"]
+    for domain in ("Page", "Runtime", "Log", "Network"):
+        chromium.call(f"{domain}.enable", session)
+    chromium.call("Page.navigate", session, url=page_url)
+    chromium.wait_for("Page.loadEventFired")
+    # each video's metadata, then a seek: the browser decodes a frame (a file without moov fails here)
+    state = chromium.call("Runtime.evaluate", session, returnByValue=True, awaitPromise=True, expression="""
+        Promise.all([...document.querySelectorAll('video')].map(v => new Promise(done => {
+            const said = () => done({src: v.getAttribute('src'), error: v.error && v.error.message,
+                                     width: v.videoWidth, height: v.videoHeight, duration: v.duration,
+                                     ready: v.readyState, controls: v.controls});
+            v.addEventListener('error', said);
+            v.addEventListener('seeked', said);
+            const seek = () => { v.currentTime = Math.min(0.1, v.duration / 2); };
+            if (v.readyState >= 1) seek(); else v.addEventListener('loadedmetadata', seek);
+            if (v.error) said();
+        }))).then(JSON.stringify)""", timeout=60)
+    videos = json.loads(state["result"]["value"])
+    chromium.call("Browser.close")
+    assert [v["src"] for v in videos] == [first["video"], second["video"]]
+    for video in videos:
+        assert video["error"] is None, video
+        assert (video["width"], video["height"]) == (32, 64) and video["duration"] > 0 and video["controls"]
+        assert video["ready"] >= 2, video  # HAVE_CURRENT_DATA: a frame was decoded
+    requests = [p["request"]["url"] for p in chromium.of("Network.requestWillBeSent")]
+    expected = {page_url} | {(project.results / v["src"]).resolve().as_uri() for v in videos}
+    assert {url for url in requests if not url.startswith("data:")} == expected
+    assert chromium.of("Network.loadingFailed") == []
+    errors = [p["entry"] for p in chromium.of("Log.entryAdded") if p["entry"]["level"] == "error"]
+    assert errors == []
+
+
+def test_the_report_says_why_a_failed_attempt_has_no_video(project: World) -> None:
+    project.device(screenrecord_missing=True)
+    run = project.scenario({"add-exercise.yaml": [FAILURE]}).invoke("validate", "--retries", "0")
+    assert run.returncode == 1, run.stderr
+    page = (project.results / "report.html").read_text()
+    assert "<video" not in page
+    assert ("attempt 1: no screen recording: screenrecord is not available on this device "
+            "(/system/bin/sh: screenrecord: inaccessible or not found)") in page
