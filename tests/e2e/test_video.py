@@ -151,7 +151,8 @@ def _fakevideo() -> Any:
     return _fake_module("_fakevideo")
 
 
-def test_the_report_card_plays_the_failed_attempts_video_in_chromium(project: World, chromium: DevTools) -> None:
+def test_the_report_card_plays_the_failed_attempts_video_in_chromium(project: World,
+                                                                   chromium: DevTools) -> None:  # noqa: F811
     run = project.scenario({"add-exercise.yaml": [FAILURE, FAILURE]}).invoke("validate", "--retries", "1")
     assert run.returncode == 1, run.stderr
     first, second = attempts(project, "add-exercise.yaml")
@@ -202,3 +203,14 @@ def test_the_report_says_why_a_failed_attempt_has_no_video(project: World) -> No
     assert "<video" not in page
     assert ("attempt 1: no screen recording: screenrecord is not available on this device "
             "(/system/bin/sh: screenrecord: inaccessible or not found)") in page
+
+
+def test_the_alerts_name_the_failed_attempts_video(project: World) -> None:
+    run = project.scenario({"add-exercise.yaml": [FAILURE]}).invoke("validate", "--retries", "0")
+    assert run.returncode == 1, run.stderr
+    failed, = attempts(project, "add-exercise.yaml")
+    alert = project.invoke("notify", "--dry-run", SLACK_WEBHOOK_URL="https://hooks.slack.com/services/T0/B0/x",
+                           PAGERDUTY_ROUTING_KEY="r" * 32)
+    assert alert.returncode == 0, alert.stderr
+    said = f"failed (1 attempt; video: {failed['video']}): Element not found"
+    assert alert.stdout.count(said) == 2  # Slack's and PagerDuty's payloads

@@ -2,8 +2,9 @@
 
 The headline tells a regression ("2 of 9 flows failed against production") from a run that could not
 validate ("Validation could not run: emulator did not boot") from a recovery. Then the environment, the
-app version and the deployed commit, each failed flow with its `errorSummary` and attempt count, flaky
-flows apart, the duration, and links to the run, its artifacts and the HTML report where those exist.
+app version and the deployed commit, each failed flow with its `errorSummary`, attempt count and screen
+recordings (named among the artifacts), flaky flows apart, the duration, and links to the run, its
+artifacts and the HTML report where those exist.
 Building is pure: no I/O, so tests and --dry-run see exactly what would be sent.
 """
 
@@ -15,7 +16,8 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 
 from ..outcomes import Kind, Status
-from ..results import BROKEN, RunRecord, duration_text, headline, stage_error
+from ..recording import videos_of
+from ..results import BROKEN, FlowResult, RunRecord, duration_text, headline, stage_error
 
 KINDS: tuple[str, ...] = tuple(Kind)
 TITLE_PREFIX: dict[str, str] = {kind: "RECOVERED" if kind == Kind.RECOVERY else kind.upper() for kind in Kind}
@@ -37,10 +39,11 @@ class FlowLine:
     status: str
     attempts: int
     summary: str
+    videos: tuple[str, ...] = ()  # the attempts' kept screen recordings (paths in the results folder)
 
     def detail(self) -> str:
         """What happened, without the file name: `failed (2 attempts): Element not found`."""
-        tries = f"{self.attempts} attempt{'s' if self.attempts != 1 else ''}"
+        tries = f"{self.attempts} attempt{'s' if self.attempts != 1 else ''}" + _video_note(self.videos)
         what = _WHAT.get(self.status, self.status)
         return f"{what} ({tries})" + (f": {self.summary}" if self.summary else "")
 
@@ -139,8 +142,9 @@ def build_alert(record: RunRecord, kind: str, ctx: AlertContext) -> Alert:
         commit=ctx.sha,
         commit_url=_commit_url(ctx),
         duration=_duration(record.job.startTime, end) if record.job.startTime and end else "",
-        failed=tuple(FlowLine(f.flowFileName, f.status, len(f.attempts), _one_line(f.errorSummary)) for f in broken),
-        flaky=tuple(FlowLine(f.flowFileName, Status.FLAKY, len(f.attempts), _one_line(f.errorSummary))
+        failed=tuple(FlowLine(f.flowFileName, f.status, len(f.attempts), _one_line(f.errorSummary), _videos(f))
+                     for f in broken),
+        flaky=tuple(FlowLine(f.flowFileName, Status.FLAKY, len(f.attempts), _one_line(f.errorSummary), _videos(f))
                     for f in record.flows if f.status == Status.FLAKY),
         not_run=record.counts()[Status.NOT_RUN],
         stage_error=stage_error(record).strip() if kind == Kind.ERROR else "",
@@ -185,6 +189,18 @@ def _commit_url(ctx: AlertContext) -> str:
     if ctx.repository and ctx.sha:
         return f"{ctx.server_url.rstrip('/')}/{ctx.repository}/commit/{ctx.sha}"
     return ""
+
+
+def _video_note(videos: Sequence[str], most: int = 3) -> str:
+    """`; video: a.mp4, b.mp4 and 2 more` (the recordings named among the run's artifacts)."""
+    if not videos:
+        return ""
+    more = f" and {len(videos) - most} more" if len(videos) > most else ""
+    return f"; video{'s' if len(videos) > 1 else ''}: {', '.join(videos[:most])}{more}"
+
+
+def _videos(flow: FlowResult) -> tuple[str, ...]:
+    return tuple(path for attempt in flow.attempts for path in videos_of(attempt.artifactPaths))
 
 
 def _one_line(text: str) -> str:
