@@ -345,9 +345,8 @@ def screenrecord(state: str, serial: str, dev: dict, args: list[str]) -> int:
         return 1
     with open(target, "wb") as fh:
         fh.write(unfinished())
-    events: list[int] = []
-    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGUSR1):
-        signal.signal(sig, lambda signum, _frame: events.append(signum))
+    stops = {signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGUSR1}
+    signal.pthread_sigmask(signal.SIG_BLOCK, stops)  # taken by sigtimedwait below: no polling
     marker = os.path.join(_recorders(state, serial), str(os.getpid()))
     open(marker, "w").close()
     try:
@@ -355,15 +354,18 @@ def screenrecord(state: str, serial: str, dev: dict, args: list[str]) -> int:
         dies_after = dev.get("screenrecord_dies_after")
         started = time.monotonic()
         end = started + limit * scale
-        while not events:
-            now = time.monotonic()
-            if dies_after is not None and now - started >= float(dies_after):
-                return 137  # killed on the device: the file stays unfinished
-            if now >= end:
+        dies_at = started + float(dies_after) if dies_after is not None else float("inf")
+        while True:
+            left = min(end, dies_at) - time.monotonic()
+            if left <= 0:
+                if dies_at <= end:
+                    return 137  # killed on the device: the file stays unfinished
+                break  # the time limit
+            got = signal.sigtimedwait(stops, left)
+            if got is not None:
+                if got.si_signo != signal.SIGUSR1:  # the host adb client was stopped: nothing finishes the file
+                    return 128 + got.si_signo
                 break
-            time.sleep(0.02)
-        if events and events[0] != signal.SIGUSR1:  # the host adb client was stopped: nothing finishes the file
-            return 128 + events[0]
         elapsed_ms = int((time.monotonic() - started) / scale * 1000)
         with open(target, "wb") as fh:
             fh.write(mp4(min(elapsed_ms, limit * 1000)))

@@ -168,7 +168,7 @@ class Recording:
             while not self._stop.is_set():
                 segment = rec.start_segment(self.serial)
                 self.segments.append(segment)
-                while segment.proc.poll() is None and not self._stop.wait(0.1):
+                while segment.proc.poll() is None and not self._stop.wait(0.2):
                     pass
                 stopping = segment.proc.poll() is None  # the attempt ended first: stop it on the device
                 if stopping:
