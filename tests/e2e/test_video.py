@@ -212,5 +212,5 @@ def test_the_alerts_name_the_failed_attempts_video(project: World) -> None:
     alert = project.invoke("notify", "--dry-run", SLACK_WEBHOOK_URL="https://hooks.slack.com/services/T0/B0/x",
                            PAGERDUTY_ROUTING_KEY="r" * 32)
     assert alert.returncode == 0, alert.stderr
-    said = f"failed (1 attempt; video: {failed['video']}): Element not found"
+    said = f"failed (1 attempt): Element not found: Text matching regex: Save [video: {failed['video']}]"
     assert alert.stdout.count(said) == 2  # Slack's and PagerDuty's payloads

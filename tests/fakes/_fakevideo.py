@@ -24,6 +24,7 @@ import signal
 import struct
 import sys
 import time
+from collections.abc import Callable
 
 MAX_TIME_LIMIT = 180
 MIN_BIT_RATE, MAX_BIT_RATE = 100_000, 200 * 1_000_000
@@ -293,7 +294,8 @@ Recording continues until Ctrl-C is hit or the time limit is reached.
 """
 
 
-def screenrecord(state: str, serial: str, dev: dict, args: list[str]) -> int:
+def screenrecord(state: str, serial: str, dev: dict, args: list[str],
+                 reachable: Callable[[], bool] = lambda: True) -> int:
     """`adb shell screenrecord ...` on the fake device. Device keys: `screenrecord_missing` (no such
     binary), `screenrecord_dies_after` (seconds: killed, exit 137, file unfinished), `screenrecord_time_scale`
     (a real second per recorded second: 0.01 makes the 180 s limit 1.8 s)."""
@@ -361,7 +363,10 @@ def screenrecord(state: str, serial: str, dev: dict, args: list[str]) -> int:
                 if dies_at <= end:
                     return 137  # killed on the device: the file stays unfinished
                 break  # the time limit
-            got = signal.sigtimedwait(stops, left)
+            if not reachable():  # adb drops the shell connection of a device that went offline or away
+                sys.stderr.write("adb: device offline\n")
+                return 1
+            got = signal.sigtimedwait(stops, min(left, 0.5))
             if got is not None:
                 if got.si_signo != signal.SIGUSR1:  # the host adb client was stopped: nothing finishes the file
                     return 128 + got.si_signo

@@ -32,6 +32,7 @@ SEGMENT_SECONDS = 180  # screenrecord's --time-limit maximum (kMaxTimeLimitSec)
 BIT_RATE = "4M"  # 4 Mbps (screenrecord's default is 20): about 90 MB for a full 3-minute segment
 REMOTE_DIR = "/sdcard"
 MISSING_EXIT = 127  # the device's shell: command not found
+UNREACHABLE_WAIT = 2.0  # seconds for the client to notice a device adb cannot reach any more
 VIDEO_NAME = re.compile(r"(^|/)video-\d+\.mp4$")
 OFF = "screen recording is off (validation.video: false)"
 PASSED_NOTE = "not kept: the attempt passed"
@@ -324,8 +325,11 @@ class Recorder:
         matched = False
         while segment.proc.poll() is None:
             if not matched:
-                code, _ = self._adb(serial, "shell", "pkill", "-INT", "screenrecord", timeout=self.policy.adb_timeout)
+                code, out = self._adb(serial, "shell", "pkill", "-INT", "screenrecord", timeout=self.policy.adb_timeout)
                 matched = code == 0
+                if code != 0 and out:  # adb itself failed (device offline, gone): no use asking again
+                    deadline = min(deadline, time.monotonic() + UNREACHABLE_WAIT)
+                    matched = True
             left = deadline - time.monotonic()
             if left <= 0:
                 return

@@ -43,9 +43,9 @@ class FlowLine:
 
     def detail(self) -> str:
         """What happened, without the file name: `failed (2 attempts): Element not found`."""
-        tries = f"{self.attempts} attempt{'s' if self.attempts != 1 else ''}" + _video_note(self.videos)
+        tries = f"{self.attempts} attempt{'s' if self.attempts != 1 else ''}"
         what = _WHAT.get(self.status, self.status)
-        return f"{what} ({tries})" + (f": {self.summary}" if self.summary else "")
+        return f"{what} ({tries})" + (f": {self.summary}" if self.summary else "") + _video_note(self.videos)
 
     def describe(self) -> str:
         return f"{self.file}: {self.detail()}"
@@ -192,11 +192,11 @@ def _commit_url(ctx: AlertContext) -> str:
 
 
 def _video_note(videos: Sequence[str], most: int = 3) -> str:
-    """`; video: a.mp4, b.mp4 and 2 more` (the recordings named among the run's artifacts)."""
+    """` [videos: a.mp4, b.mp4 and 2 more]` (the recordings, named among the run's artifacts)."""
     if not videos:
         return ""
     more = f" and {len(videos) - most} more" if len(videos) > most else ""
-    return f"; video{'s' if len(videos) > 1 else ''}: {', '.join(videos[:most])}{more}"
+    return f" [video{'s' if len(videos) > 1 else ''}: {', '.join(videos[:most])}{more}]"
 
 
 def _videos(flow: FlowResult) -> tuple[str, ...]:
