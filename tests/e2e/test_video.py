@@ -214,3 +214,14 @@ def test_the_alerts_name_the_failed_attempts_video(project: World) -> None:
     assert alert.returncode == 0, alert.stderr
     said = f"failed (1 attempt): Element not found: Text matching regex: Save [video: {failed['video']}]"
     assert alert.stdout.count(said) == 2  # Slack's and PagerDuty's payloads
+
+
+def test_a_device_that_goes_offline_mid_attempt_costs_no_waiting_and_says_why(world: World) -> None:
+    world.device(offline_after_runs=0).flow("a.yaml")  # offline as soon as maestro starts on it
+    run = world.scenario(default="sleep:1").invoke("validate", "--retries", "0")
+    assert run.returncode == 2, run.stderr  # maestro's infrastructure error, not the recording's
+    attempt, = attempts(world, "a.yaml")
+    assert attempt["status"] == "error" and attempt["video"] == ""
+    assert "adb: device offline" in attempt["noVideo"], attempt["noVideo"]
+    # adb cannot reach the device: the stop is not retried over and over
+    assert len([c for c in world.adb_calls() if "pkill" in c]) <= 1
