@@ -38,6 +38,8 @@ def test_a_missing_screenrecord_ends_the_chain_with_the_shells_words() -> None:
     assert segment_end(MISSING_EXIT, 0.1, False, NOT_FOUND) == (
         "screenrecord is not available on this device (/system/bin/sh: screenrecord: inaccessible or not found)")
     assert segment_end(MISSING_EXIT, 0.1, False, "") == "screenrecord is not available on this device (exit 127)"
+    # the attempt may end (and stop the recording) before the device's shell has answered
+    assert segment_end(MISSING_EXIT, 0.4, True, NOT_FOUND).startswith("screenrecord is not available")
 
 
 def test_a_screenrecord_that_dies_ends_the_chain_with_its_exit_and_last_line() -> None:

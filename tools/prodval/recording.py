@@ -78,11 +78,11 @@ class Budget:
 def segment_end(returncode: int, lasted: float, stopping: bool, stderr: str) -> str:
     """What a segment's end means for the chain: "" to start the next segment (it reached its time limit),
     "stopped" when the attempt ended (we stopped it), else why recording ends for this attempt."""
+    detail = stderr.strip().splitlines()[-1] if stderr.strip() else ""
+    if returncode == MISSING_EXIT:  # even when the attempt ended before the shell's answer came
+        return f"screenrecord is not available on this device ({detail or f'exit {MISSING_EXIT}'})"
     if stopping:
         return "stopped"
-    detail = stderr.strip().splitlines()[-1] if stderr.strip() else ""
-    if returncode == MISSING_EXIT:
-        return f"screenrecord is not available on this device ({detail or f'exit {MISSING_EXIT}'})"
     if returncode != 0:
         return f"screenrecord exited with code {returncode} after {lasted:.0f}s" + (f": {detail}" if detail else "")
     if lasted < 1:  # a screenrecord that ends at once would otherwise be restarted in a tight loop
