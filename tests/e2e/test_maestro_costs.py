@@ -73,13 +73,16 @@ def test_doctor_checks_the_maestro_version(world: World, version: str, status: s
 def test_after_a_killed_flow_the_device_waits_out_the_stale_session(three: World) -> None:
     three.scenario({"a.yaml": ["hang:ignore-term"]}, costs=COSTS)
     # without the wait, the fake reproduces Maestro: the next process on that device cannot start its driver
-    bare = three.invoke("validate", "--retries", "0", "--flow-timeout", "1.5", INVOKE_VALIDATION_SESSION_WAIT="0")
+    # (no screen recording: stopping and pulling the killed flow's video would outlast the 1 s session window)
+    bare = three.invoke("validate", "--retries", "0", "--flow-timeout", "1.5", INVOKE_VALIDATION_SESSION_WAIT="0",
+                        INVOKE_VALIDATION_VIDEO="false")
     assert three.flow_result("a.yaml")["status"] == "timed_out"
     assert three.flow_result("b.yaml")["status"] == "error", bare.stdout
     assert "did not start up in time" in three.flow_result("b.yaml")["errorSummary"]
     (three.state_dir / "attempts.json").unlink()
     (three.results / "timings.json").unlink()  # same order as the first run
-    run = three.invoke("validate", "--retries", "0", "--flow-timeout", "1.5", INVOKE_VALIDATION_SESSION_WAIT="1.2")
+    run = three.invoke("validate", "--retries", "0", "--flow-timeout", "1.5", INVOKE_VALIDATION_SESSION_WAIT="1.2",
+                       INVOKE_VALIDATION_VIDEO="false")
     assert run.returncode == 2, run.stderr
     assert three.flow_result("a.yaml")["status"] == "timed_out", run.stdout
     assert [three.flow_result(n)["status"] for n in ("b.yaml", "c.yaml")] == ["passed", "passed"], run.stdout

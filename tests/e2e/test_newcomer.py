@@ -67,6 +67,9 @@ def test_the_demo_shows_a_real_failure_a_flaky_flow_and_an_infrastructure_error(
     assert "Element not found: Text matching regex: Save" in failed["errorSummary"]
     page = (results / "report.html").read_text()
     assert "data:image/png;base64," in page or any(Path(p).name in page for p in shots)
+    # and the screen recording of each of its attempts, which the report card plays (the README says so)
+    assert all(a["video"] and (results / a["video"]).is_file() for a in failed["attempts"]), failed["attempts"]
+    assert f'<video controls preload="metadata" src="{failed["attempts"][0]["video"]}">' in page
     # the console tells the three apart
     out = run.stdout
     assert "Verdict: FAIL: SIMULATED: 1 of 4 flows failed against production" in out

@@ -170,7 +170,7 @@ def test_report_of_a_failing_run(world: World, layout: str) -> None:
     assert page.find_all("script") == []
     assert page.find("style").text().strip()
     for node in page.walk():
-        if "src" in node.attrs:
+        if "src" in node.attrs and node.tag != "video":  # a screen recording is a file beside the page
             assert node.attrs["src"].startswith("data:image/"), node.attrs["src"][:80]
     csp = next(m for m in page.find_all("meta") if m.attrs.get("http-equiv") == "Content-Security-Policy")
     assert "default-src 'none'" in csp.attrs["content"]
@@ -501,7 +501,10 @@ def test_browser_renders_a_failing_run_without_requests_or_errors(world: World, 
         shutil.copy(png, os.environ["REPORT_PNG"])
 
     requests = [p["request"]["url"] for p in chromium.of("Network.requestWillBeSent")]
-    assert [url for url in requests if not url.startswith("data:")] == [page_url]
+    videos = {(world.results / a["video"]).resolve().as_uri()  # the failed attempts' screen recordings
+              for f in world.record()["flows"] for a in f["attempts"] if a["video"]}
+    assert videos  # (tests/e2e/test_video.py checks that they play)
+    assert [url for url in requests if not url.startswith("data:") and url not in videos] == [page_url]
     assert chromium.of("Network.loadingFailed") == []
     errors = [p["entry"] for p in chromium.of("Log.entryAdded") if p["entry"]["level"] == "error"]
     errors += [p for p in chromium.of("Runtime.consoleAPICalled") if p["type"] in ("error", "assert")]

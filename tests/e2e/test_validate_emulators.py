@@ -64,7 +64,7 @@ def test_boots_only_what_is_missing_and_leaves_other_devices_alone(bare: World) 
     assert {f["device"] for f in record["flows"]} == {"R58M123ABC", "emulator-5554"}
     devices = json.loads(bare.adb_state.read_text())["devices"]
     assert "R58M123ABC" in devices and "emulator-5554" not in devices
-    assert not any("R58M123ABC" in c and "kill" in c for c in map(" ".join, bare.adb_calls()))
+    assert not any("R58M123ABC" in c and "emu kill" in c for c in map(" ".join, bare.adb_calls()))
 
 
 def test_an_assertion_failure_still_stops_the_emulator(bare: World) -> None:

@@ -36,7 +36,7 @@ LAYERS: tuple[tuple[str, frozenset[str]], ...] = (
     ("tools", frozenset({"host", "sdk", "devices", "maestro", "apkfile", "flows", "flowlint", "doctor",
                          "crashes"})),
     ("lifecycle", frozenset({"install", "emulator", "results", "report", "schedule", "alerts", "apkcheck",
-                             "history"})),
+                             "history", "recording"})),
     ("stages", frozenset({"validate", "apk", "notify", "merge", "stage", "impact"})),
     ("entry", frozenset({"cli", "boundary", "chain", "flags"})),
 )

@@ -1,7 +1,8 @@
 """`report.html`: the page a person opens first when a run fails, rendered from the run record.
 
 One self-contained file, so that it opens straight from a downloaded artifact: inline CSS, images as
-data URIs, no script and no external request (a Content-Security-Policy says so to the browser too).
+data URIs, no script and no external request (a Content-Security-Policy says so to the browser too); the
+screen recordings, too large to embed, are `<video>` elements pointing at the files beside it.
 It shows the verdict and where it ran, a timeline with one lane per device and one bar per attempt,
 and a card per flow (failed and flaky first) with the app's crash block of each attempt it crashed in
 (`crash.txt`, see crashes.py), its failure screenshots (both Maestro debug
@@ -34,6 +35,7 @@ from PIL import Image, UnidentifiedImageError
 from .crashes import CRASH_FILE
 from .maestro import screenshots
 from .outcomes import Status
+from .recording import videos_of
 from .results import (
     IMPACT_LABEL,
     RELEASED,
@@ -268,7 +270,7 @@ def render_report(record: RunRecord, results_dir: Path, redact: Callable[[str], 
         '<meta charset="utf-8">',
         # Belt and braces: even a text that escaped escaping could neither run nor fetch anything.
         '<meta http-equiv="Content-Security-Policy" content="default-src \'none\'; img-src data:; '
-        "style-src 'unsafe-inline'\">",
+        "style-src 'unsafe-inline'; media-src 'self' file:\">",  # media: the screen recordings beside it
         '<meta name="viewport" content="width=device-width, initial-scale=1">',
         '<link rel="icon" href="data:,">',
         f"<title>{esc(simulated_mark(record))}{esc(record.job.workflow)}: {esc(verdict)} · {esc(record.runId)}</title>",
@@ -478,6 +480,7 @@ def _card(flow: FlowResult, number: int, results_dir: Path, esc: _Html) -> str:
     if own:
         gallery, budget = _gallery(own, results_dir, esc, budget)
         parts.append(f"<h4>Screenshots taken by the flow</h4>{gallery}")
+    parts.append(_videos(flow, esc))
     parts.append(_output(flow, esc, open_=not passing))
     parts.append(_artifacts(flow, esc))
     parts.append("</article>")
@@ -630,6 +633,25 @@ def _gallery(shots: Iterable[Shot], results_dir: Path, esc: _Html, budget: int) 
     return f'<div class="gallery">{"".join(figures)}</div>', budget
 
 
+def _videos(flow: FlowResult, esc: _Html) -> str:
+    """The screen recordings of the attempts that did not pass (a <video> per kept file), or why there is none."""
+    items = []
+    for attempt in flow.attempts:
+        if attempt.status == Status.PASSED:
+            continue
+        kept = [p for p in videos_of(attempt.artifactPaths) or [attempt.video] if p and inside(Path("."), p)]
+        for path in kept:
+            items.append(f'<figure class="video"><video controls preload="metadata" src="{esc.href(path)}"></video>'
+                         f'<figcaption>attempt {attempt.number}: <a href="{esc.href(path)}">{esc(path)}</a>'
+                         "</figcaption></figure>")
+        if attempt.noVideo:
+            items.append(f'<p class="muted no-video">attempt {attempt.number}: '
+                         f'{esc("no screen recording: " if not kept else "")}{esc(attempt.noVideo)}</p>')
+    if not items:
+        return ""
+    return f'<h4>Screen recordings</h4><div class="gallery videos">{"".join(items)}</div>'
+
+
 def _output(flow: FlowResult, esc: _Html, *, open_: bool) -> str:
     streams = [(name, output_tail(text)) for name, text in (("stdout", flow.stdout), ("stderr", flow.stderr))]
     shown = [(name, text) for name, text in streams if text.strip()]
@@ -709,6 +731,9 @@ figure{margin:0;max-width:240px}figure img{display:block;max-width:240px;max-hei
 border:1px solid var(--line);border-radius:6px;background:var(--soft)}
 figcaption{font-size:11px;color:var(--muted);overflow-wrap:anywhere;margin-top:2px}
 figure.missing{max-width:none}
+figure.video video{display:block;max-width:240px;max-height:480px;border:1px solid var(--line);border-radius:6px;
+background:#000}
+.videos p.no-video{flex-basis:100%;margin:0}
 details{margin:10px 0}summary{cursor:pointer;font-weight:600}
 p.stream{margin:6px 0 2px;color:var(--muted);font-size:12px}
 pre.output{margin:0;padding:8px 10px;background:#161b22;color:#e6edf3;border-radius:6px;white-space:pre-wrap;

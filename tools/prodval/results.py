@@ -61,6 +61,8 @@ class Attempt:
     artifactPaths: list[str] = field(default_factory=list)
     crash: bool = False  # the app crashed or did not respond (ANR) during it: crash.txt holds the block
     apk: str = ""  # which APK ran: "new" (this run's build) or "released" (impact triage); "" in older records
+    video: str = ""  # the kept screen recording (relative path; more segments follow as video-2.mp4, ...)
+    noVideo: str = ""  # why there is no video (or not all of it)
 
     @property
     def folder(self) -> str:

@@ -611,6 +611,10 @@ class Settings(Section):
                                 "match: the highest versionCode); each failed flow runs again with it to tell "
                                 "`current-users` from `new-build-only` (impact triage)", path=True,
                                 shown="(none: impact triage is off)")
+    video: bool = setting(True, boolean, "record each flow attempt's screen (`adb shell screenrecord`, 3-minute "
+                          "segments chained); the video is kept only for attempts that did not pass")
+    video_budget_mb: float = setting(200, number(minimum=0), "megabytes (10^6 bytes) of screen recordings one "
+                                     "run keeps at most; after that, attempts keep none and say so")
 
     @property
     def flow_env(self) -> dict[str, str]:

@@ -45,6 +45,7 @@ from .maestro import (
     version_tuple,
 )
 from .outcomes import Status, Verdict
+from .recording import Recorder, Recording, VideoPolicy
 from .results import (
     BUILD_STAGE,
     RECORD_NAME,
@@ -85,6 +86,8 @@ class Plan:
     session_wait: float = 22.0  # seconds a device rests after a killed flow (Maestro's stale session)
     sequence: tuple[str, ...] = ()  # executionOrder flows (file names), run first in this order
     continue_on_failure: bool = True  # executionOrder.continueOnFailure
+    adb: Path | None = None  # for the screen recordings (none without it)
+    video: VideoPolicy = field(default_factory=VideoPolicy)
 
     def flow_dir(self, flow: Flow) -> Path:
         return self.results_dir / "flows" / flow.key
@@ -100,12 +103,13 @@ class Plan:
 
 def make_plan(settings: Settings, flows: list[Flow], maestro: Path, serials: list[str], run_id: str,
               timings: Mapping[str, int], *, keep_driver: bool = False, sequence: tuple[str, ...] = (),
-              continue_on_failure: bool = True) -> Plan:
+              continue_on_failure: bool = True, adb: Path | None = None) -> Plan:
     flow_env = (("SKIP_DATA_CLEANUP", "true"), ("VALIDATION_RUN_ID", run_id), *settings.env)
     return Plan(run_id=run_id, serials=tuple(serials), maestro=maestro, flows=tuple(order_flows(flows, sequence, timings)),
                 flow_env=flow_env, attempts=settings.retries + 1, timeout=settings.flow_timeout,
                 results_dir=settings.results_dir, keep_driver=keep_driver, session_wait=settings.session_wait,
-                sequence=sequence, continue_on_failure=continue_on_failure)
+                sequence=sequence, continue_on_failure=continue_on_failure, adb=adb,
+                video=VideoPolicy(enabled=settings.video, budget_bytes=int(settings.video_budget_mb * 1_000_000)))
 
 
 def select_flows(settings: Settings, flows: list[Flow], timings: Mapping[str, int]) -> list[Flow]:
@@ -208,6 +212,8 @@ class _Runner:
         self.errors: list[BaseException] = []
         self.stopped = ""  # why the run stopped early on purpose (executionOrder, continueOnFailure: false)
         self.rest_until: dict[str, float] = {}  # device -> monotonic time its killed maestro's session expires
+        self.videos = Recorder(plan.adb or Path("adb"), env, plan.run_id, plan.video if plan.adb else VideoPolicy(),
+                               console, plan.results_dir)
 
     def run(self) -> None:
         for flow in self.plan.flows:
@@ -324,9 +330,9 @@ class _Runner:
         if self.live:
             with self.console.group(title):
                 self.console.command(display(argv))
-                streamed = self._stream(argv, folder, self.console.line)
+                streamed, recording = self._stream(argv, folder, self.console.line, serial)
         else:
-            streamed = self._stream(argv, folder, None)
+            streamed, recording = self._stream(argv, folder, None, serial)
             lines = [f"+ {self.console.redact(display(argv))}"]
             lines += streamed.stdout.text.splitlines() + streamed.stderr.text.splitlines()
             self.console.block(title, lines, streamed.duration_ms / 1000)
@@ -338,10 +344,11 @@ class _Runner:
         if crash is not None:  # the app itself died: the flow's failure, whatever maestro made of it
             outcome = Outcome(FAILED, crash.summary)
         self.console.redact.scrub_files(folder, skip=(folder / "stdout.log", folder / "stderr.log"))
+        video = self.videos.settle(recording, folder, passed=outcome.status == PASSED)  # pulled or deleted
         attempt = Attempt(number=number, status=outcome.status, exitCode=_exit_status(streamed.returncode),
                           duration=streamed.duration_ms, device=serial, startTime=started,
                           errorSummary=outcome.summary, artifactPaths=_relative_files(folder, plan.results_dir),
-                          crash=crash is not None)
+                          crash=crash is not None, video=video.video, noVideo=video.no_video)
         with self.lock:
             result = job.result
             result.attempts.append(attempt)
@@ -379,10 +386,12 @@ class _Runner:
                                  "captured, without waiting, for the rest of the run")
         return crash
 
-    def _stream(self, argv: list[str], folder: Path, on_line: Callable[[str], None] | None) -> Streamed:
-        return stream(argv, env=self.env, timeout=self.plan.timeout, stdout_path=folder / "stdout.log",
-                      stderr_path=folder / "stderr.log", on_line=on_line, redact=self.console.redact,
-                      cancel=self.queue.cancelled)
+    def _stream(self, argv: list[str], folder: Path, on_line: Callable[[str], None] | None,
+                serial: str) -> tuple[Streamed, Recording | str]:
+        with self.videos.recording(serial) as recording:  # the screen, while maestro runs (recording.py)
+            return stream(argv, env=self.env, timeout=self.plan.timeout, stdout_path=folder / "stdout.log",
+                          stderr_path=folder / "stderr.log", on_line=on_line, redact=self.console.redact,
+                          cancel=self.queue.cancelled), recording
 
 
 def _report_flow(result: FlowResult, console: Console) -> None:
@@ -525,7 +534,8 @@ def run_validation(settings: Settings, environ: Mapping[str, str], console: Cons
             writer.save(record)
 
             plan = make_plan(settings, selected, maestro, serials, record.runId, timings, keep_driver=keep_driver,
-                             sequence=selection.sequence, continue_on_failure=selection.continue_on_failure)
+                             sequence=selection.sequence, continue_on_failure=selection.continue_on_failure,
+                             adb=tools["adb"])
             env = process_env(environ, settings.driver_startup_timeout)
             console.step(f"Running {len(plan.flows)} flow(s) on {', '.join(serials)} (run id {plan.run_id})")
             runner = _Runner(plan, record, writer, console, env, logcats.enter_context(Marks(adb, serials)))

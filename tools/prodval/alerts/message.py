@@ -3,7 +3,8 @@
 The headline tells a regression ("2 of 9 flows failed against production") from a run that could not
 validate ("Validation could not run: emulator did not boot") from a recovery. Then the environment, the
 app version and the deployed commit, each failed flow with its `errorSummary` and attempt count, flaky
-flows apart, the duration, and links to the run, its artifacts and the HTML report where those exist.
+flows apart, the screen recordings (named among the artifacts), the duration, and links to the run, its
+artifacts and the HTML report where those exist.
 
 With the run's history (`flow.history`, filled by history.annotate) the headline also tells new failures
 from old ones ("2 new failures: ..." vs "2 still failing since abc1234 (3 runs): ..."), each failed flow
@@ -21,6 +22,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 
 from ..outcomes import Kind, Status
+from ..recording import videos_of
 from ..results import BROKEN, FlowResult, RunRecord, duration_text, headline, released_text, simulated_mark, stage_error
 
 KINDS: tuple[str, ...] = tuple(Kind)
@@ -52,6 +54,7 @@ class FlowLine:
     slow: bool = False  # its time was over the window's p95 x history.slow_factor
     quarantine: str = ""  # quarantined: "until 2026-12-31 (owner: reason)"
     impact: str = ""  # impact triage (impact.py): current-users, new-build-only, unknown
+    videos: tuple[str, ...] = ()  # the attempts' kept screen recordings (paths in the results folder)
 
     def detail(self) -> str:
         """What happened, without the file name: `failed (2 attempts; impact: current-users), new, slow: Element
@@ -62,7 +65,8 @@ class FlowLine:
         notes += ["slow"] if self.slow else []
         notes += [f"quarantined {self.quarantine}".rstrip()] if self.quarantine else []
         impact = f"; impact: {self.impact}" if self.impact else ""
-        return f"{what} ({tries}{impact})" + "".join(f", {n}" for n in notes) + (f": {self.summary}" if self.summary else "")
+        return (f"{what} ({tries}{impact})" + "".join(f", {n}" for n in notes)
+                + (f": {self.summary}" if self.summary else "") + _video_note(self.videos))
 
     def history_note(self) -> str:
         if self.state != "still failing":
@@ -219,7 +223,8 @@ def flow_line(flow: FlowResult, status: str, known: bool = True) -> FlowLine:
     return FlowLine(flow.flowFileName, status, len(flow.build_attempts()), _one_line(flow.errorSummary), state=state,
                     since=begun if state == "still failing" else "",
                     streak=runs_ago + 1 if state == "still failing" and isinstance(runs_ago, int) else 0,
-                    slow=bool(facts.get("slow")), quarantine=quarantine, impact=flow.impact)
+                    slow=bool(facts.get("slow")), quarantine=quarantine, impact=flow.impact,
+                    videos=_videos(flow))
 
 
 def history_note(failed: Sequence[FlowLine]) -> str:
@@ -293,6 +298,18 @@ def _commit_url(ctx: AlertContext) -> str:
     if ctx.repository and ctx.sha:
         return f"{ctx.server_url.rstrip('/')}/{ctx.repository}/commit/{ctx.sha}"
     return ""
+
+
+def _video_note(videos: Sequence[str], most: int = 3) -> str:
+    """` [videos: a.mp4, b.mp4 and 2 more]` (the recordings, named among the run's artifacts)."""
+    if not videos:
+        return ""
+    more = f" and {len(videos) - most} more" if len(videos) > most else ""
+    return f" [video{'s' if len(videos) > 1 else ''}: {', '.join(videos[:most])}{more}]"
+
+
+def _videos(flow: FlowResult) -> tuple[str, ...]:
+    return tuple(path for attempt in flow.attempts for path in videos_of(attempt.artifactPaths))
 
 
 def _one_line(text: str) -> str:
