@@ -11,8 +11,7 @@ import pytest
 from prodval.alerts import cadence
 from prodval.alerts.cadence import Turn
 from prodval.history import History
-from prodval.notify import pages_for, plan
-def hits_here(r, p, t): return p and any(f.impact == "current-users" for f in r.flows if f.status in ("failed","error","timed_out"))
+from prodval.notify import hits_here, pages_for, plan
 from prodval.outcomes import Verdict
 from prodval.results import Attempt, FlowResult, Job, RunRecord, headline, impact_note
 from prodval.settings import IMPACTS
