@@ -287,12 +287,18 @@ class History:
         row = db.execute("SELECT flow FROM flows WHERE name = ? ORDER BY seq DESC LIMIT 1", (wanted,)).fetchone()
         return None if row is None else str(row[0])
 
-    def last_alert(self, kinds: Sequence[str]) -> dict[str, Any] | None:
-        """The newest alert of one of `kinds` (any kind when empty): {"runId", "kind", "channel", "at"}."""
-        query = "SELECT run_id, kind, channel, at FROM alerts"
+    def last_alert(self, kinds: Sequence[str], channel: str = "") -> dict[str, Any] | None:
+        """The newest alert of one of `kinds` (any kind when empty), sent on `channel` (any when empty):
+        {"runId", "kind", "channel", "at"}."""
+        query, where, args = "SELECT run_id, kind, channel, at FROM alerts", [], list(kinds)
         if kinds:
-            query += f" WHERE kind IN ({', '.join('?' for _ in kinds)})"
-        row = self.connection.execute(query + " ORDER BY id DESC LIMIT 1", tuple(kinds)).fetchone()
+            where.append(f"kind IN ({', '.join('?' for _ in kinds)})")
+        if channel:
+            where.append("channel = ?")
+            args.append(channel)
+        if where:
+            query += " WHERE " + " AND ".join(where)
+        row = self.connection.execute(query + " ORDER BY id DESC LIMIT 1", tuple(args)).fetchone()
         return None if row is None else dict(zip(("runId", "kind", "channel", "at"), row, strict=True))
 
     def window(self, size: int, exclude: str | None = None) -> list[tuple[int, str, str, str]]:

@@ -58,6 +58,7 @@ from .results import (
     RunRecord,
     alert_channels,
     deployed_commit,
+    gating,
     load_record,
     run_url,
     simulated_mark,
@@ -85,7 +86,7 @@ def plan(verdict: str, previous: str | None, on: str, channels: Sequence[str],
     alert (`_run_test`).
     """
     if turn is not None:
-        return _plan_scheduled(verdict, previous, on, channels, turn)
+        return _plan_scheduled(verdict, previous, on, channels, turn, pages)
     planned = []
     for name in channels:
         if verdict in FAILED:
@@ -127,10 +128,20 @@ def _plan_scheduled(verdict: str, previous: str | None, on: str, channels: Seque
 
 def pages_for(record: RunRecord, page_on_impact: Sequence[str]) -> bool:
     """Whether this run's alert pages people: an error always does; a failure when a broken flow's impact
-    (impact triage; none counts as `unknown`) is one of `page_on_impact` (notify.page_on_impact)."""
+    (impact triage; none counts as `unknown`) is one of `page_on_impact` (notify.page_on_impact). Quarantined
+    flows never decide it (they do not gate)."""
     if record.verdict != Verdict.FAIL:
         return (record.verdict or Verdict.ERROR) in FAILED  # a record without a verdict is notify's `error`
-    return any((flow.impact or UNKNOWN_IMPACT) in page_on_impact for flow in record.flows if flow.status in BROKEN)
+    return any((flow.impact or UNKNOWN_IMPACT) in page_on_impact
+               for flow in gating(record.flows) if flow.status in BROKEN)
+
+
+def hits_here(record: RunRecord, paging: bool, turn: Turn | None) -> bool:
+    """Whether the failure alert carries `<!here>` in Slack: only when this run pages people (`paging`, and a
+    deployment or manual run, or a scheduled run's change; never a reminder) and a gating broken flow hits
+    current users (quarantined flows never do)."""
+    return paging and turn in (None, Turn.CHANGE) and any(
+        flow.impact == CURRENT_USERS for flow in gating(record.flows) if flow.status in BROKEN)
 
 
 @dataclass(frozen=True)
@@ -372,18 +383,20 @@ def run_notify(settings: NotifySettings, environ: Mapping[str, str], console: Co
         scheduled and any(c.name in PEOPLE_CHANNELS for c in channels))
     previous = find_previous(settings, environ, policy, console, record) if needs_previous else None
     turn, reminder = None, ""
+    paging = pages_for(record, settings.page_on_impact)
     if scheduled:
         every = timedelta(hours=settings.remind_every)
-        last = _streak_alert(_history_path(record, history), console)
-        turn = cadence.turn(verdict, previous, last, now, every)
+        last, paged = _streak_alert(_history_path(record, history), console)
+        # a streak that began without paging (new-build-only) and now pages: PagerDuty has not heard of it yet
+        page_due = paging and not paged and any(c.name == "pagerduty" for c in channels)
+        turn = cadence.turn(verdict, previous, last, now, every, unpaged=page_due)
         console.info(cadence.explain(turn, previous, last, every))
         if turn is Turn.REMINDER:
             reminder = (f"still failing; said again every {settings.remind_every:g}h while scheduled runs fail "
                         "(notify.remind_every)")
-    paging = pages_for(record, settings.page_on_impact)
     planned = plan(verdict, previous, settings.on, [c.name for c in channels], turn, pages=paging)
     by_name = {c.name: c for c in channels}
-    here = paging and any(f.impact == CURRENT_USERS for f in record.flows if f.status in BROKEN)
+    here = hits_here(record, paging, turn)
     alerts = {kind: masked(replace(build_alert(record, kind, ctx, reminder if kind in FAILED else ""),
                                    here=here and kind in FAILED), console.redact)
               for kind in {kind for _, kind in planned}}
@@ -421,18 +434,20 @@ def _history_path(record: RunRecord, configured: Path | None) -> Path | None:
     return Path(path) if path else None
 
 
-def _streak_alert(path: Path | None, console: Console) -> datetime | None:
-    """When the current failing streak last alerted (from the run history); None when it has not, or when
-    there is no history to ask (then a failing scheduled run reminds: better once too often than never)."""
+def _streak_alert(path: Path | None, console: Console) -> tuple[datetime | None, bool]:
+    """When the current failing streak last alerted (None when it has not), and whether it triggered PagerDuty
+    (from the run history). With no history to ask: (None, False), so a failing scheduled run reminds, and
+    pages if it pages at all: better once too often than never."""
     if path is None:
-        return None
+        return None, False
     try:
         with History.open(path, console.warning, repair=False) as history:
-            return cadence.streak_alert(history.last_alert(cadence.RECORDED_KINDS))
+            return (cadence.streak_alert(history.last_alert(cadence.RECORDED_KINDS)),
+                    cadence.streak_paged(history.last_alert(cadence.RECORDED_KINDS, channel="pagerduty")))
     except (HistoryUnusable, sqlite3.Error, OSError) as exc:
         console.warning(f"could not read the last alert from the history {path}: {_why(exc)}; a failing "
-                        "scheduled run reminds now", title="notify")
-        return None
+                        "scheduled run reminds (and pages, if it pages) now", title="notify")
+        return None, False
 
 
 def _remember_alerts(record: RunRecord, path: Path | None, deliveries: Sequence[Delivery], reminder: bool,

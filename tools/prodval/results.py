@@ -497,7 +497,7 @@ def impact_note(record: RunRecord, kind: str | None = None) -> str:
     if (kind or record.verdict) != Verdict.FAIL:
         return ""
     counts: dict[str, int] = {}
-    for flow in record.flows:
+    for flow in gating(record.flows):  # quarantined flows are said apart (quarantine_note)
         if flow.status == Status.FAILED and flow.impact:
             counts[flow.impact] = counts.get(flow.impact, 0) + 1
     parts = [f"{counts[impact]} " + _IMPACT_SHORT[impact].format(s="s" if counts[impact] == 1 else "")

@@ -7,6 +7,8 @@ scheduled run speaks only when the state changes against the run before it (what
 
     previous          this run      turn            Slack, email          PagerDuty          commit status
     pass or unknown   fail/error    change          the alert             trigger            its own context
+    fail/error        fail/error    change          the alert             trigger            its own context
+                                    (this run pages and PagerDuty was not triggered in this streak)
     fail/error        fail/error    reminder        the alert, marked     nothing            its own context
                                     (last failure alert `remind_every` ago, or none in this streak)
     fail/error        fail/error    still failing   nothing               nothing            its own context
@@ -18,7 +20,11 @@ An unknown previous run (no history, the cache evicted, the API not answering) c
 too many beats a failure nobody hears of; a pass then resolves PagerDuty (a resolve of no open incident
 does nothing), so a lost history never leaves an incident open. A reminder does not touch PagerDuty: the
 incident the change opened is still open under the same dedup key (its own escalation re-notifies), and a
-trigger after someone resolved it by hand would open a second incident. `--on always` still sends Slack
+trigger after someone resolved it by hand would open a second incident. But a failure that worsens is a
+change: a streak that began without paging (a new-build-only failure, notify.page_on_impact) and now pages
+(the released app fails too: current users are hit) triggers PagerDuty, and Slack says it with `@here`, once:
+the history then holds the streak's PagerDuty trigger (`streak_paged`). Without PagerDuty configured there is
+no such change. `--on always` still sends Slack
 and email every run. The commit status goes under `<check name>/scheduled`, never the gate's context
 (see notify.configure_channels).
 
@@ -54,11 +60,12 @@ class Turn(StrEnum):
 
 
 def turn(verdict: str, previous: str | None, last_alert: datetime | None, now: datetime,
-         remind_every: timedelta) -> Turn:
+         remind_every: timedelta, *, unpaged: bool = False) -> Turn:
     """The turn of a scheduled run whose verdict is `verdict` after a run whose verdict was `previous` (None:
-    unknown); `last_alert` is when the current failing streak last alerted (None: never, or not known)."""
+    unknown); `last_alert` is when the current failing streak last alerted (None: never, or not known);
+    `unpaged`: this run pages and the current failing streak has not triggered PagerDuty (a change)."""
     if verdict in FAILING:
-        if previous not in FAILING:
+        if previous not in FAILING or unpaged:
             return Turn.CHANGE
         if last_alert is None or now - last_alert >= remind_every:
             return Turn.REMINDER
@@ -71,6 +78,9 @@ def turn(verdict: str, previous: str | None, last_alert: datetime | None, now: d
 def explain(which: Turn, previous: str | None, last_alert: datetime | None, remind_every: timedelta) -> str:
     """One line for the console: why a scheduled run speaks, or why it keeps quiet."""
     hours = f"{remind_every.total_seconds() / 3600:g}h"
+    if which is Turn.CHANGE and previous in FAILING:
+        return ("scheduled run: still failing, and now it pages (notify.page_on_impact) while PagerDuty was not "
+                "triggered in this failing streak: a change, alerting")
     if which is Turn.CHANGE:
         return ("scheduled run: the previous run is unknown (no history), so this failure counts as a change"
                 if previous is None else f"scheduled run: {previous} -> failing, a change: alerting")
@@ -93,6 +103,12 @@ def streak_alert(last: Mapping[str, Any] | None) -> datetime | None:
     if not last or str(last.get("kind")) not in FAILURE_ALERTS:
         return None
     return parse_time(str(last.get("at", "")))
+
+
+def streak_paged(last: Mapping[str, Any] | None) -> bool:
+    """Whether the current failing streak has triggered PagerDuty, from
+    `History.last_alert(RECORDED_KINDS, channel="pagerduty")`: its newest alert there is a failure's."""
+    return bool(last) and str((last or {}).get("kind")) in FAILURE_ALERTS
 
 
 def parse_time(text: str) -> datetime | None:
