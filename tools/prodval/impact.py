@@ -189,7 +189,7 @@ def triage(record: RunRecord, writer: RecordWriter, console: Console, adb: Adb, 
     Quarantined flows are left alone (they never page: not worth two installs); a flow whose device left the
     rotation (`record.retiredDevices`) gets `unknown` without a rerun."""
     held = [r.flowFileName for r in record.flows if r.status == Status.FAILED and r.quarantined]
-    if held:
+    if held and released.pattern:
         console.info(f"{len(held)} quarantined failed flow(s) not run again with the released app: {', '.join(held)}")
     failed = [result for result in record.flows if result.status == Status.FAILED and not result.quarantined]
     if not failed:
