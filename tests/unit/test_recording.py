@@ -143,8 +143,8 @@ def test_an_attempts_videos_are_found_among_its_artifacts_in_segment_order() -> 
 
 
 def test_an_alert_line_names_the_videos_and_says_how_many_more() -> None:
-    line = FlowLine("a.yaml", "failed", 2, "Element not found", ("v/video-1.mp4",))
+    line = FlowLine("a.yaml", "failed", 2, "Element not found", videos=("v/video-1.mp4",))
     assert line.detail() == "failed (2 attempts): Element not found [video: v/video-1.mp4]"
-    many = FlowLine("a.yaml", "failed", 3, "", tuple(f"video-{n}.mp4" for n in range(1, 6)))
+    many = FlowLine("a.yaml", "failed", 3, "", videos=tuple(f"video-{n}.mp4" for n in range(1, 6)))
     assert many.detail() == "failed (3 attempts) [videos: video-1.mp4, video-2.mp4, video-3.mp4 and 2 more]"
     assert FlowLine("a.yaml", "failed", 1, "x").detail() == "failed (1 attempt): x"

@@ -6,12 +6,14 @@
     decide            a failed flow's impact from its rerun with the released app (pure: the decision table)
     triage            after the run: per device, install the released APK over the new build (`adb install
                       -r -d`; a different signer is refused, so uninstall first), run each failed flow once
-                      more (same device, flow and variables, its own folder `released-1`), then put the new
-                      build back, whatever happened (Ctrl-C included)
+                      more (same device, flow and variables, its own folder `released-1`, with validate's
+                      crash detection and screen recording), then put the new build back, whatever happened
+                      (Ctrl-C included). Quarantined flows are not run again; a retired device's get `unknown`
 
 The flow gets `impact`: `current-users` (the released app fails too: production is broken for users),
 `new-build-only` (only the new build fails: block the frontend deploy, nobody is hurt yet) or `unknown`
-(no released APK, or its rerun hit an infrastructure error or timed out). Without `validation.released_apk`
+(no released APK, or it is this build, the device left the run, or the rerun hit an infrastructure error or
+timed out). Without `validation.released_apk`
 triage is off and failed flows keep an empty `impact`. The rerun never changes a flow's status, the verdict
 or the exit code; `notify` routes on the impact (`notify.page_on_impact`).
 Each attempt records which APK ran (`apk`: `new` or `released`).
