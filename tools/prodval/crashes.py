@@ -329,3 +329,20 @@ def attempt_crash(marks: MarkWriter, serial: str, capture: Path, start: int, pac
     folder.mkdir(parents=True, exist_ok=True)
     (folder / CRASH_FILE).write_text("\n".join(crash.text for crash in crashes), encoding="utf-8")
     return crashes[0], log
+
+
+def watch_attempt(marks: MarkWriter | None, lost: set[str], results_dir: Path, serial: str, start: int,
+                  package: str, label: str, what: str, folder: Path, warn: Callable[[str], None]) -> Crash | None:
+    """An attempt's crash check, the same for validate's attempts and the released app's rerun: None
+    without `marks` (no capture). A device whose capture stopped delivering joins `lost` (said once through
+    `warn`), and its later attempts read what was captured without waiting."""
+    if marks is None:
+        return None
+    was_lost = serial in lost
+    crash, log = attempt_crash(marks, serial, capture_path(results_dir, serial), start, package, label, folder,
+                               catch_up=0.0 if was_lost else CATCH_UP)
+    if log.lost and not was_lost:
+        lost.add(serial)
+        warn(f"{serial}: the logcat capture did not deliver the end of {what} within {CATCH_UP:g}s; the app's "
+             "crashes are read from what it captured, without waiting, for the rest of the run")
+    return crash

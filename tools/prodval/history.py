@@ -230,7 +230,7 @@ class History:
             db.executemany(
                 "INSERT OR REPLACE INTO flows (seq, flow, name, status, attempts, duration, device, error_summary, "
                 "quarantined) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                [(seq, f.flowFileName, f.name, f.status, len(f.attempts), f.duration, f.device, mask(f.errorSummary),
+                [(seq, f.flowFileName, f.name, f.status, len(f.build_attempts()), f.duration, f.device, mask(f.errorSummary),
                   int(bool(getattr(f, "quarantined", False)))) for f in record.flows])
             row = db.execute("SELECT seq FROM runs ORDER BY seq DESC LIMIT 1 OFFSET ?", (self.keep - 1,)).fetchone()
             if row is not None:

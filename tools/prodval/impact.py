@@ -6,12 +6,14 @@
     decide            a failed flow's impact from its rerun with the released app (pure: the decision table)
     triage            after the run: per device, install the released APK over the new build (`adb install
                       -r -d`; a different signer is refused, so uninstall first), run each failed flow once
-                      more (same device, flow and variables, its own folder `released-1`), then put the new
-                      build back, whatever happened (Ctrl-C included)
+                      more (same device, flow and variables, its own folder `released-1`, with validate's
+                      crash detection and screen recording), then put the new build back, whatever happened
+                      (Ctrl-C included). Quarantined flows are not run again; a retired device's get `unknown`
 
 The flow gets `impact`: `current-users` (the released app fails too: production is broken for users),
 `new-build-only` (only the new build fails: block the frontend deploy, nobody is hurt yet) or `unknown`
-(no released APK, or its rerun hit an infrastructure error or timed out). Without `validation.released_apk`
+(no released APK, or it is this build, the device left the run, or the rerun hit an infrastructure error or
+timed out). Without `validation.released_apk`
 triage is off and failed flows keep an empty `impact`. The rerun never changes a flow's status, the verdict
 or the exit code; `notify` routes on the impact (`notify.page_on_impact`).
 Each attempt records which APK ran (`apk`: `new` or `released`).
@@ -24,23 +26,26 @@ import shutil
 import signal
 import time
 from collections.abc import Callable, Mapping, MutableMapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from .apkfile import ApkInfo, inspect_apk
 from .commands import display, run, stream
 from .console import Console, relative_display
+from .crashes import Marks, capture_path, watch_attempt, window_start
 from .devices import Adb
 from .errors import ApkError, CommandFailed, ConfigError, Interrupted, ValidationError, signals_ignored
 from .flows import Flow
-from .maestro import classify, test_command
+from .maestro import Outcome, classify, test_command
 from .outcomes import Status
+from .recording import Recorder, VideoPolicy
 from .results import NEW, RELEASED, Attempt, FlowResult, RecordWriter, RunRecord, now_iso, released_text
 from .settings import IMPACTS
 
 CURRENT_USERS, NEW_BUILD_ONLY, UNKNOWN = IMPACTS
 RERUN_NUMBER = 1  # one rerun with the released app: `released-1`
+_NO_VIDEO = VideoPolicy()  # a rerun given no recorder records nothing (says: screen recording is off)
 # What the package manager says when the released APK cannot simply replace the new build even with -d:
 # another signer (always), or a downgrade a non-debuggable app refuses on a user build (Android 14+).
 REPLACE_REFUSED = ("INSTALL_FAILED_UPDATE_INCOMPATIBLE", "INSTALL_FAILED_VERSION_DOWNGRADE")
@@ -65,10 +70,11 @@ def _has_magic(pattern: str) -> bool:
     return any(char in pattern for char in "*?[")
 
 
-def choose_released(pattern: str, package: str | None) -> Released:
+def choose_released(pattern: str, package: str | None, new_sha256: str = "") -> Released:
     """The released APK `pattern` names: a file, or among a glob's files the highest versionCode (the newest
-    file among equal ones). Files that are not APKs or are another app (`package`, the new build's) are
-    skipped and named; nothing usable gives a `Released` without an APK whose note says why."""
+    file among equal ones). Files that are not APKs, are another app (`package`, the new build's) or are the
+    new build itself (`new_sha256`: rerunning it proves nothing) are skipped and named; nothing usable gives
+    a `Released` without an APK whose note says why."""
     if not pattern:
         return Released(None, "validation.released_apk is not set (impact triage is off; set it to the APK users "
                               "have, a path or a glob)")
@@ -79,6 +85,7 @@ def choose_released(pattern: str, package: str | None) -> Released:
                               "unknown (check the path, or that the released APK was downloaded)", pattern)
     usable: list[ApkInfo] = []
     skipped: list[str] = []
+    this_build: list[str] = []
     for path in files:
         try:
             info = inspect_apk(path)
@@ -88,8 +95,17 @@ def choose_released(pattern: str, package: str | None) -> Released:
         if package and info.package != package:
             skipped.append(f"{relative_display(path)} is {info.package}, not the new build's {package}")
             continue
+        if new_sha256 and info.sha256 == new_sha256:
+            this_build.append(relative_display(path))
+            skipped.append(f"{relative_display(path)} is this run's build (the same sha256)")
+            continue
         usable.append(info)
     why_skipped = "; ".join(skipped)
+    if not usable and this_build and len(this_build) == len(skipped):
+        return Released(None, f"the released app is this build: validation.released_apk '{pattern}' matches only "
+                              f"the APK this run validates ({', '.join(this_build)}, the same sha256), so a rerun "
+                              "would prove nothing and failed flows' impact is unknown (point it at the APK users "
+                              "have)", pattern)
     if not usable:
         return Released(None, f"validation.released_apk '{pattern}': no usable APK ({why_skipped}); failed flows' "
                               "impact is unknown", pattern)
@@ -135,6 +151,11 @@ class Rerun:
     install_timeout: float = 300
     keep_driver: bool = False
     session_wait: float = 22.0
+    # The evidence validate's attempts gather, gathered the same way for the rerun: the devices' end-of-attempt
+    # marks (crash detection; None: none), the devices whose capture stopped delivering, the run's recorder.
+    marks: Marks | None = None
+    capture_lost: set[str] = field(default_factory=set)
+    videos: Recorder | None = None
 
 
 def install_over(adb: Adb, console: Console, serial: str, apk: Path, package: str, timeout: float) -> str:
@@ -166,8 +187,13 @@ def _install(adb: Adb, console: Console, serial: str, apk: Path, timeout: float)
 def triage(record: RunRecord, writer: RecordWriter, console: Console, adb: Adb, flows: Sequence[Flow],
            new_apk: Path | None, released: Released, rerun: Rerun,
            rest_until: MutableMapping[str, float] | None = None) -> None:
-    """Give every failed flow its impact, running it again with the released app where there is one."""
-    failed = [result for result in record.flows if result.status == Status.FAILED]
+    """Give every failed flow its impact, running it again with the released app where there is one.
+    Quarantined flows are left alone (they never page: not worth two installs); a flow whose device left the
+    rotation (`record.retiredDevices`) gets `unknown` without a rerun."""
+    held = [r.flowFileName for r in record.flows if r.status == Status.FAILED and r.quarantined]
+    if held and released.pattern:
+        console.info(f"{len(held)} quarantined failed flow(s) not run again with the released app: {', '.join(held)}")
+    failed = [result for result in record.flows if result.status == Status.FAILED and not result.quarantined]
     if not failed:
         return
     if not released.pattern:  # triage is off: the flows keep no impact (notify counts that as `unknown`)
@@ -183,11 +209,20 @@ def triage(record: RunRecord, writer: RecordWriter, console: Console, adb: Adb, 
         console.info(f"impact of {len(failed)} failed flow(s): unknown ({why})")
         return
     by_file = {flow.file_name: flow for flow in flows}
+    retired = {entry.get("serial", ""): entry.get("reason", "") for entry in record.retiredDevices}
     devices: dict[str, list[FlowResult]] = {}
     for result in failed:
+        if result.device in retired:
+            result.impact, result.impactReason = decide(None, f"the device left the run: {result.device} left the "
+                                                              f"rotation ({retired[result.device]})")
+            continue
         devices.setdefault(result.device, []).append(result)
-    console.step(f"Impact triage: {len(failed)} failed flow(s) run again with the released app "
-                 f"({released_text(released.to_record())})")
+    rerun_count = sum(len(results) for results in devices.values())
+    if rerun_count < len(failed):
+        writer.save(record)
+    if rerun_count:
+        console.step(f"Impact triage: {rerun_count} failed flow(s) run again with the released app "
+                     f"({released_text(released.to_record())})")
     for serial, results in devices.items():
         _triage_device(serial, results, record, writer, console, adb, by_file, new_apk, released.apk, rerun,
                        rest_until if rest_until is not None else {})
@@ -215,7 +250,7 @@ def _triage_device(serial: str, results: list[FlowResult], record: RunRecord, wr
                 if flow is None:  # not this run's to run (a record continued from elsewhere)
                     raise ValidationError(f"{result.flowFileName} is not among the flows this run selected")
                 _wait_for_session(serial, rest_until, console)
-                attempt = run_released(flow, serial, rerun, console, rest_until)
+                attempt = run_released(flow, serial, rerun, console, rest_until, package)
             except Interrupted:
                 raise
             except (ValidationError, OSError) as exc:  # never the run's problem: this flow's impact is unknown
@@ -249,41 +284,56 @@ def _wait_for_session(serial: str, rest_until: MutableMapping[str, float], conso
 
 
 def run_released(flow: Flow, serial: str, rerun: Rerun, console: Console,
-                 rest_until: MutableMapping[str, float]) -> Attempt:
-    """One run of `flow` on `serial` with the released app installed, into `flows/<flow>/released-1`."""
+                 rest_until: MutableMapping[str, float], package: str = "") -> Attempt:
+    """One run of `flow` on `serial` with the released app installed, into `flows/<flow>/released-1`, with
+    the evidence of validate's attempts: the app's crash (`package`'s, in the device's logcat) is a failure
+    whose errorSummary is the exception line (crash.txt kept), and the screen is recorded (kept when the
+    rerun did not pass)."""
     folder = rerun.results_dir / "flows" / flow.key / f"{RELEASED}-{RERUN_NUMBER}"
     shutil.rmtree(folder, ignore_errors=True)
     folder.mkdir(parents=True)
     argv = test_command(rerun.maestro, serial, flow.path, junit=folder / "report.xml", debug_dir=folder / "debug",
                         flow_env=rerun.flow_env, keep_driver=rerun.keep_driver)
     started = now_iso()
+    log_start = window_start(capture_path(rerun.results_dir, serial))
     line: Callable[[str], None] = console.line
+    videos = rerun.videos or Recorder(Path("adb"), rerun.env, "", _NO_VIDEO, console, rerun.results_dir)
     with console.group(f"{flow.file_name} · released app · {serial}"):
         console.command(display(argv))
-        streamed = stream(argv, env=rerun.env, timeout=rerun.timeout, stdout_path=folder / "stdout.log",
-                          stderr_path=folder / "stderr.log", on_line=line, redact=console.redact)
+        with videos.recording(serial) as recording:  # the screen, while maestro runs (recording.py)
+            streamed = stream(argv, env=rerun.env, timeout=rerun.timeout, stdout_path=folder / "stdout.log",
+                              stderr_path=folder / "stderr.log", on_line=line, redact=console.redact)
     if streamed.returncode == -signal.SIGKILL:
         rest_until[serial] = time.monotonic() + rerun.session_wait
     outcome = classify(streamed.returncode, streamed.timed_out, streamed.stdout.text, streamed.stderr.text,
                        folder / "report.xml", rerun.timeout)
+    label = f"{flow.file_name}.{RELEASED}-{RERUN_NUMBER}"
+    crash = None if outcome.usage else watch_attempt(
+        rerun.marks, rerun.capture_lost, rerun.results_dir, serial, log_start, package or flow.app_id, label,
+        f"the released app's rerun of {flow.file_name}", folder, console.warning)
+    if crash is not None:  # the released app itself died: it fails this flow too, whatever maestro made of it
+        outcome = Outcome(Status.FAILED, crash.summary)
     console.redact.scrub_files(folder, skip=(folder / "stdout.log", folder / "stderr.log"))
+    video = videos.settle(recording, folder, passed=outcome.status == Status.PASSED)  # pulled or deleted
     code = streamed.returncode
     return Attempt(number=RERUN_NUMBER, status=outcome.status, exitCode=128 - code if code < 0 else code,
                    duration=streamed.duration_ms, device=serial, startTime=started, errorSummary=outcome.summary,
                    artifactPaths=[p.relative_to(rerun.results_dir).as_posix() for p in sorted(folder.rglob("*"))
-                                  if p.is_file()], apk=RELEASED)
+                                  if p.is_file()], apk=RELEASED, crash=crash is not None, video=video.video,
+                   noVideo=video.no_video)
 
 
 def released_for(pattern: str, new_apk: Path | None, record: RunRecord, console: Console) -> Released:
     """The released APK for this run, checked before any flow runs; recorded, and a warning when the setting
     names something unusable (never a stop: the run goes on, failed flows get `unknown`)."""
-    package = None
+    package, sha256 = None, ""
     if new_apk is not None:
         try:
-            package = inspect_apk(new_apk).package
+            new = inspect_apk(new_apk)
+            package, sha256 = new.package, new.sha256
         except (ApkError, ConfigError):
             package = None  # the new build's own check reports it
-    released = choose_released(pattern, package)
+    released = choose_released(pattern, package, sha256)
     if pattern:
         record.environment.releasedApk = released.to_record()
         if released.apk is None:

@@ -104,6 +104,7 @@ def merge(paths: list[Path], out_dir: Path, environ: Mapping[str, str] | None = 
             flow.artifactPaths = [f"{prefix}/{p}" for p in flow.artifactPaths]
             for attempt in flow.attempts:
                 attempt.artifactPaths = [f"{prefix}/{p}" for p in attempt.artifactPaths]
+                attempt.video = f"{prefix}/{attempt.video}" if attempt.video else ""
             merged.flows.append(flow)
         merged.devices += [d for d in record.devices if d not in merged.devices]
         merged.retiredDevices += record.retiredDevices

@@ -161,9 +161,10 @@ class Shot:
 
 
 def attempt_images(results_dir: Path, flow: FlowResult) -> tuple[list[Shot], list[Shot]]:
-    """(failure screenshots of every attempt that did not pass, the final attempt's own screenshots)."""
+    """(failure screenshots of every attempt that did not pass, the build's final attempt's own screenshots)."""
     failures: list[Shot] = []
     own: list[Shot] = []
+    built = flow.build_attempts()
     for attempt in flow.attempts:
         debug = attempt_debug_dir(results_dir, attempt)
         if debug is None:
@@ -171,7 +172,7 @@ def attempt_images(results_dir: Path, flow: FlowResult) -> tuple[list[Shot], lis
         failed_shots, own_shots = screenshots(debug)
         if attempt.status != Status.PASSED:
             failures += [Shot(p, f"{_attempt_label(attempt)}: {_shot_name(p)}") for p in failed_shots]
-        if attempt is flow.attempts[-1]:
+        if built and attempt is built[-1]:  # the build's last attempt, not the released app's rerun
             own += [Shot(p, _shot_name(p)) for p in own_shots]
     return failures, own
 

@@ -14,7 +14,7 @@ from typing import Any
 from .errors import ConfigError
 from .flows import Flow
 from .outcomes import Status
-from .results import PASSING, atomic_write
+from .results import PASSING, RELEASED, atomic_write
 
 TIMINGS_NAME = "timings.json"
 
@@ -38,10 +38,11 @@ def load_timings(path: Path) -> dict[str, int]:
 
 
 def timings_from_record(record: Mapping[str, Any]) -> dict[str, int]:
-    """The duration of the last attempt of each flow that ran (an attempt, not the sum of retries)."""
+    """The duration of the last attempt of each flow that ran (an attempt, not the sum of retries), with this
+    run's build (not the released app's rerun of impact triage)."""
     timings: dict[str, int] = {}
     for flow in record.get("flows", []):
-        attempts = flow.get("attempts") or []
+        attempts = [a for a in flow.get("attempts") or [] if a.get("apk") != RELEASED]
         if attempts and flow.get("status") not in (Status.TIMED_OUT, Status.NOT_RUN):
             timings[flow["flowFileName"]] = int(attempts[-1]["duration"])
     return timings

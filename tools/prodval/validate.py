@@ -22,7 +22,7 @@ from pathlib import Path
 from .apkcheck import check_flows_match_apk, recorded_apk
 from .commands import Cancelled, CancelScope, Streamed, display, stream
 from .console import Console, relative_display
-from .crashes import CATCH_UP, Crash, Marks, attempt_crash, capture_path, window_start
+from .crashes import Crash, Marks, capture_path, watch_attempt, window_start
 from .devices import Adb
 from .doctor import BOOT_NEEDS, VALIDATE_NEEDS, check, maestro_version, require
 from .emulator import StartedEmulator, capture_logcat, start_emulators, stop_emulators, stop_orphans
@@ -373,18 +373,10 @@ class _Runner:
 
     def _crash(self, flow: Flow, number: int, serial: str, log_start: int, folder: Path) -> Crash | None:
         """The app's crash or ANR in the device's logcat during this attempt (crashes.py); crash.txt written."""
-        if self.marks is None:
-            return None
         package = str((self.record.apk or {}).get("packageName") or flow.app_id)
-        lost = serial in self.capture_lost
-        crash, log = attempt_crash(self.marks, serial, capture_path(self.plan.results_dir, serial), log_start,
-                                   package, f"{flow.file_name}.{number}", folder, catch_up=0.0 if lost else CATCH_UP)
-        if log.lost and not lost:
-            self.capture_lost.add(serial)
-            self.console.warning(f"{serial}: the logcat capture did not deliver the end of attempt {number} of "
-                                 f"{flow.file_name} within {CATCH_UP:g}s; the app's crashes are read from what it "
-                                 "captured, without waiting, for the rest of the run")
-        return crash
+        return watch_attempt(self.marks, self.capture_lost, self.plan.results_dir, serial, log_start, package,
+                             f"{flow.file_name}.{number}", f"attempt {number} of {flow.file_name}", folder,
+                             self.console.warning)
 
     def _stream(self, argv: list[str], folder: Path, on_line: Callable[[str], None] | None,
                 serial: str) -> tuple[Streamed, Recording | str]:
@@ -542,7 +534,8 @@ def run_validation(settings: Settings, environ: Mapping[str, str], console: Cons
             runner.run()
             triage(record, writer, console, adb, plan.flows, apk, released,
                    Rerun(maestro, plan.flow_env, plan.timeout, plan.results_dir, env, settings.install_timeout,
-                         keep_driver, plan.session_wait), runner.rest_until)
+                         keep_driver, plan.session_wait, runner.marks, runner.capture_lost, runner.videos),
+                   runner.rest_until)
     return record
 
 
