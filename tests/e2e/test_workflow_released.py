@@ -291,7 +291,8 @@ def artifact_of(run: dict[str, Any], *, expired: bool = False, name: str = ARTIF
 POISONED = {
     # a fork's pull request edits this very workflow to upload its own APK, from the fork's `main`
     "fork-pull-request": lambda: run_entry(90, event="pull_request", head=FORK),
-    # a fork whose run reaches this repository as a workflow_run (a fork's branch named main)
+    # a run whose head repository is a fork (its branch named main too): a second lock, as GitHub runs
+    # workflow_run and push runs of this workflow on this repository
     "fork-workflow-run": lambda: run_entry(90, head=FORK),
     # a pull request from a branch of this repository
     "pull-request": lambda: run_entry(90, event="pull_request", branch="bump-deps"),
