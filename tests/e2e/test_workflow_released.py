@@ -198,7 +198,7 @@ def test_the_released_app_is_uploaded_exactly_when_the_gate_opens(jobs: dict[str
         for step in steps:
             uploads = bool(evaluate(step["if"], context, status))
             assert uploads == opens, (step["name"], event, tags, verdict, cancelled)
-    # the reviewer's cases, spelled out: a pass that the gate never deploys uploads nothing
+    # spelled out: a pass the gate never deploys (schedule, manual, include-tags, a push caller) uploads nothing
     for event, tags in (("schedule", ""), ("workflow_dispatch", ""), ("workflow_run", "smoke"), ("push", "")):
         context, status = _context(path, event, tags, "pass", False)
         assert not evaluate(named(jobs[path], UPLOAD)["if"], context, status), (event, tags)
