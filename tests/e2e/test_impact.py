@@ -317,7 +317,7 @@ def test_the_workflow_triages_with_the_last_passing_runs_apk(tmp_path: Path) -> 
     assert [job for job, _ in uploads] == ["validate", "merge-and-notify"]
     for _, upload in uploads:
         assert upload["with"]["name"] == "production-validation-released-apk"
-        assert "verdict == 'pass'" in upload["if"] and "refs/heads/main" in upload["if"]
+        assert "verdict == 'pass'" in upload["if"] and "github.event_name == 'workflow_run'" in upload["if"]
     assert uploads[0][1]["with"]["path"] == "build/validation/*.apk"
 
     script = jobs["validate"]["steps"][[s.get("name") for s in jobs["validate"]["steps"]].index(
@@ -332,7 +332,9 @@ def test_the_workflow_triages_with_the_last_passing_runs_apk(tmp_path: Path) -> 
         f"open({str(log)!r}, 'a').write(' '.join(sys.argv[1:]) + '\\n')\n"
         "if sys.argv[1] == 'api':\n"
         "    data = {'artifacts': [{'expired': True, 'workflow_run': {'id': 40}}, "
-        "{'expired': False, 'workflow_run': {'id': 41}}, {'expired': False, 'workflow_run': {'id': 39}}]}\n"
+        "{'expired': False, 'workflow_run': {'id': 41}}, {'expired': False, 'workflow_run': {'id': 39}}], "
+        "'workflow_runs': [{'id': 41, 'event': 'workflow_run', 'head_repository': {'full_name': 'o/a'}, "
+        "'repository': {'full_name': 'o/a'}}]}\n"
         "    jq = sys.argv[sys.argv.index('--jq') + 1]\n"
         "    sys.stdout.write(subprocess.run(['jq', '-r', jq], input=json.dumps(data), capture_output=True, "
         "text=True).stdout)\n")
