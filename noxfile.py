@@ -78,7 +78,8 @@ def workflows(session: nox.Session) -> None:
                 external=True)
     actions = sorted((ROOT / ".github" / "actions").glob("*/action.y*ml"))  # our composite actions
     session.run("zizmor", "--offline", *[str(f.relative_to(ROOT)) for f in files + actions])
-    session.run("pytest", "tests/e2e/test_workflows.py", "tests/e2e/test_workflow_history.py", *session.posargs)
+    session.run("pytest", "tests/e2e/test_workflows.py", "tests/e2e/test_workflow_history.py",
+                "tests/e2e/test_workflow_released.py", *session.posargs)
 
 
 @nox.session(default=False)
