@@ -175,12 +175,7 @@ def test_a_crash_record_without_its_file_still_renders(shop: World) -> None:
 def test_the_browser_shows_the_crash_on_the_card(shop: World, chromium: DevTools) -> None:  # noqa: F811
     shop.scenario(logcat={"cart.yaml": {"crash": CRASH, "caused_by": CAUSE}}).invoke("validate", "--retries", "0")
     report(shop)
-    target = chromium.call("Target.createTarget", url="about:blank")["targetId"]
-    session = chromium.call("Target.attachToTarget", targetId=target, flatten=True)["sessionId"]
-    for domain in ("Page", "Runtime", "Log"):
-        chromium.call(f"{domain}.enable", session)
-    chromium.call("Page.navigate", session, url=(shop.results / "report.html").resolve().as_uri())
-    chromium.wait_for("Page.loadEventFired")
+    session = chromium.open((shop.results / "report.html").resolve().as_uri())
     state = chromium.call("Runtime.evaluate", session, returnByValue=True, expression="""JSON.stringify({
         cards: [...document.querySelectorAll('article.flow')].map(a => [a.querySelector('code.file').textContent,
             [...a.querySelectorAll('pre.crash')].map(p => p.innerText)]),

@@ -413,6 +413,20 @@ class DevTools:
     def of(self, method: str) -> list[dict[str, Any]]:
         return [e["params"] for e in self.events if e.get("method") == method]
 
+    def open(self, url: str, *, width: int = 0, height: int = 0) -> str:
+        """A new tab with Page, Runtime, Log and Network events on (a `width` x `height` viewport when given),
+        `url` loaded in it; its session id."""
+        target = self.call("Target.createTarget", url="about:blank")["targetId"]
+        session: str = self.call("Target.attachToTarget", targetId=target, flatten=True)["sessionId"]
+        for domain in ("Page", "Runtime", "Log", "Network"):
+            self.call(f"{domain}.enable", session)
+        if width and height:
+            self.call("Emulation.setDeviceMetricsOverride", session, width=width, height=height, deviceScaleFactor=1,
+                      mobile=False)
+        self.call("Page.navigate", session, url=url)
+        self.wait_for("Page.loadEventFired")
+        return session
+
 
 # Chromium's pipe is fixed at fds 3 and 4; a tiny exec wrapper puts our pipe ends there (no preexec_fn).
 _ON_FDS_3_AND_4 = """import os, sys
@@ -469,14 +483,7 @@ def test_browser_renders_a_failing_run_without_requests_or_errors(world: World, 
     report(world)
     page_url = (world.results / "report.html").resolve().as_uri()
 
-    target = chromium.call("Target.createTarget", url="about:blank")["targetId"]
-    session = chromium.call("Target.attachToTarget", targetId=target, flatten=True)["sessionId"]
-    for domain in ("Page", "Runtime", "Log", "Network"):
-        chromium.call(f"{domain}.enable", session)
-    chromium.call("Emulation.setDeviceMetricsOverride", session, width=1200, height=900, deviceScaleFactor=1,
-                  mobile=False)
-    chromium.call("Page.navigate", session, url=page_url)
-    chromium.wait_for("Page.loadEventFired")
+    session = chromium.open(page_url, width=1200, height=900)
     state = chromium.call("Runtime.evaluate", session, returnByValue=True, expression="""JSON.stringify({
         title: document.title,
         images: [...document.images].map(i => [i.complete, i.naturalWidth, i.naturalHeight]),
@@ -536,11 +543,7 @@ def test_browser_colours_every_bar_as_its_legend_says(world: World, chromium: De
         flow["attempts"].append({**flow["attempts"][-1], "number": len(flow["attempts"]) + 1, "status": status})
     (world.results / "results.json").write_text(json.dumps(data))
     report(world)
-    target = chromium.call("Target.createTarget", url="about:blank")["targetId"]
-    session = chromium.call("Target.attachToTarget", targetId=target, flatten=True)["sessionId"]
-    chromium.call("Page.enable", session)
-    chromium.call("Page.navigate", session, url=(world.results / "report.html").resolve().as_uri())
-    chromium.wait_for("Page.loadEventFired")
+    session = chromium.open((world.results / "report.html").resolve().as_uri())
     state = chromium.call("Runtime.evaluate", session, returnByValue=True, expression="""JSON.stringify({
         legend: [...document.querySelectorAll('.legend .chip')].map(c =>
             [c.className.match(/st-(\\w+)/)[1], getComputedStyle(c).backgroundColor]),

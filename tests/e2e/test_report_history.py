@@ -40,15 +40,8 @@ def with_history(world: World) -> dict[str, dict[str, object]]:
 def test_browser_paints_each_strip_in_its_legends_colours_and_draws_the_trend(
         world: World, chromium: DevTools) -> None:  # noqa: F811 (the fixture imported above)
     with_history(world)
-    target = chromium.call("Target.createTarget", url="about:blank")["targetId"]
-    session = chromium.call("Target.attachToTarget", targetId=target, flatten=True)["sessionId"]
-    for domain in ("Page", "Runtime", "Log", "Network"):
-        chromium.call(f"{domain}.enable", session)
-    chromium.call("Emulation.setDeviceMetricsOverride", session, width=1200, height=900, deviceScaleFactor=1,
-                  mobile=False)
     page_url = (world.results / "report.html").resolve().as_uri()
-    chromium.call("Page.navigate", session, url=page_url)
-    chromium.wait_for("Page.loadEventFired")
+    session = chromium.open(page_url, width=1200, height=900)
     state = chromium.call("Runtime.evaluate", session, returnByValue=True, expression="""JSON.stringify({
         legend: [...document.querySelectorAll('.strip-legend .chip')].map(c =>
             [c.className.match(/st-(\\w+)/)[1], getComputedStyle(c).backgroundColor]),

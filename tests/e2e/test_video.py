@@ -162,12 +162,7 @@ def test_the_report_card_plays_the_failed_attempts_video_in_chromium(project: Wo
     assert page.count("<video") == 2 and "<script" not in page  # the passed flow's card shows none
 
     page_url = (project.results / "report.html").resolve().as_uri()
-    target = chromium.call("Target.createTarget", url="about:blank")["targetId"]
-    session = chromium.call("Target.attachToTarget", targetId=target, flatten=True)["sessionId"]
-    for domain in ("Page", "Runtime", "Log", "Network"):
-        chromium.call(f"{domain}.enable", session)
-    chromium.call("Page.navigate", session, url=page_url)
-    chromium.wait_for("Page.loadEventFired")
+    session = chromium.open(page_url)
     # each video's metadata, then a seek: the browser decodes a frame (a file without moov fails here)
     state = chromium.call("Runtime.evaluate", session, returnByValue=True, awaitPromise=True, expression="""
         Promise.all([...document.querySelectorAll('video')].map(v => new Promise(done => {
