@@ -9,7 +9,6 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 from typing import Any
 
-from prodval.outcomes import Status
 from prodval.report import render_report, strip_svg, trend_svg
 from prodval.results import (
     SUMMARY_BUDGET,
@@ -195,7 +194,3 @@ def _esc() -> Any:
     from prodval.report import _Html
 
     return _Html(str)
-
-
-def test_statuses_in_the_strip_are_the_records() -> None:
-    assert set(history(list(Status))["strip"]) == set(Status)  # the strip speaks the record's statuses

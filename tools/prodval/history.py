@@ -33,7 +33,7 @@ from typing import Any
 
 from .errors import ConfigError
 from .outcomes import Status
-from .results import RunRecord
+from .results import BROKEN, PASSING, RunRecord, duration_text, percent, runs_ago, short_commit
 from .secrets import Redactor
 from .settings import HistorySettings
 
@@ -42,9 +42,7 @@ DEFAULT_KEEP = 1000
 BUSY_TIMEOUT = 30.0  # seconds a writer waits for another one's transaction before giving up
 BUSY_RETRY = 0.02  # seconds between tries to open a file another process is checkpointing
 MIN_SAMPLES = 5  # passing durations needed before a run can be called slow
-FAILING: tuple[str, ...] = (Status.FAILED, Status.ERROR, Status.TIMED_OUT)
-PASSING: tuple[str, ...] = (Status.PASSED, Status.FLAKY)
-assert set(FAILING) == {"failed", "error", "timed_out"} and set(PASSING) == {"passed", "flaky"}  # streak_start's SQL
+assert set(BROKEN) == {"failed", "error", "timed_out"} and set(PASSING) == {"passed", "flaky"}  # streak_start's SQL
 
 # Version 1: the runs and their flows.
 _SCHEMA_1 = """
@@ -337,10 +335,8 @@ class History:
         {"runId", "commit", "startTime", "runsAgo"}, runsAgo counting the stored runs after it (0: it is the
         newest); None when the flow's newest ran status is not failing. A `not_run` neither breaks nor
         extends a streak; runId `exclude` is left out."""
-        if self.last_status(flow, exclude) not in FAILING:
-            return None
-        db = self.connection
-        # (the statuses are PASSING and FAILING, written out: the query is one constant text)
+        db = self.connection  # (the newest ran status not failing: no failure after the last pass, None)
+        # (the statuses are PASSING and BROKEN, written out: the query is one constant text)
         row = db.execute(
             "SELECT MAX(f.seq) FROM flows f JOIN runs r ON r.seq = f.seq WHERE f.flow = ? "
             "AND f.status IN ('passed', 'flaky') AND r.run_id != ?", (flow, exclude or "")).fetchone()
@@ -472,7 +468,7 @@ def rates(statuses: Sequence[str]) -> dict[str, float]:
     share = len(ran)
     return {"passRate": round(sum(s == Status.PASSED for s in ran) / share, 4),
             "flakyRate": round(sum(s == Status.FLAKY for s in ran) / share, 4),
-            "failRate": round(sum(s in FAILING for s in ran) / share, 4)}
+            "failRate": round(sum(s in BROKEN for s in ran) / share, 4)}
 
 
 def _passing_duration(flow: Any) -> int:
@@ -494,12 +490,12 @@ def annotate(record: RunRecord, history: History, settings: HistorySettings) -> 
         strip = [status for status, _ in stored] + [str(flow.status)]
         samples = [duration for status, duration in stored if status == Status.PASSED]
         p50, p95 = percentile(samples, 0.5), percentile(samples, 0.95)
-        failing = flow.status in FAILING
+        failing = flow.status in BROKEN
         before = history.last_status(flow.flowFileName, exclude=record.runId)
         since: dict[str, Any] | None = None
         state = ""
         if failing:
-            if before in FAILING:
+            if before in BROKEN:
                 state = "still failing"
                 since = history.streak_start(flow.flowFileName, exclude=record.runId)
                 if since is not None:
@@ -597,24 +593,20 @@ def flow_summaries(history: History, last: int) -> list[FlowSummary]:
         newest = ran[-1][0] if ran else Status.NOT_RUN
         found.append(FlowSummary(flow, names.get(flow, ""), len(ran), rates([s for s, _ in ran]),
                                  percentile(samples, 0.5), percentile(samples, 0.95),
-                                 history.streak_start(flow) if newest in FAILING else None, newest))
+                                 history.streak_start(flow) if newest in BROKEN else None, newest))
     return found
 
 
-def _percent(rate: float) -> str:
-    return f"{rate * 100:.0f}%"
-
-
 def _ms(value: int | None) -> str:
-    return "-" if value is None else f"{value / 1000:.1f}s"
+    return "-" if value is None else duration_text(value / 1000)
 
 
 def _since(since: dict[str, Any] | None) -> str:
+    """`abc1234 (3 runs ago)`: runsAgo counts back from the newest stored run."""
     if not since:
         return ""
     ago = since["runsAgo"]
-    when = "the latest run" if ago == 0 else f"{ago} run{'s' if ago != 1 else ''} ago"
-    return f"{since['commit'][:7] or since['runId']} ({when})"
+    return f"{short_commit(since['commit']) or since['runId']} ({'the latest run' if ago == 0 else runs_ago(ago)})"
 
 
 def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
@@ -631,18 +623,18 @@ def candidates(summaries: Sequence[FlowSummary], threshold: float) -> list[FlowS
 
 
 def render_summary(path: Path, total: int, last: int, summaries: Sequence[FlowSummary], threshold: float) -> str:
-    rows = [(s.flow, str(s.runs), _percent(s.rates["passRate"]), _percent(s.rates["flakyRate"]),
-             _percent(s.rates["failRate"]), _ms(s.p50), _ms(s.p95), _since(s.failing_since)) for s in summaries]
+    rows = [(s.flow, str(s.runs), percent(s.rates["passRate"]), percent(s.rates["flakyRate"]),
+             percent(s.rates["failRate"]), _ms(s.p50), _ms(s.p95), _since(s.failing_since)) for s in summaries]
     lines = [f"History {path}: {total} run(s) stored; the table covers the last {min(last, total)}.", "",
              _table(("flow", "runs", "pass", "flaky", "fail", "p50", "p95", "failing since"), rows), ""]
     chosen = candidates(summaries, threshold)
-    lines.append(f"Quarantine candidates (flaky rate above {_percent(threshold)} over the window):")
-    lines += [f"  {s.flow}: flaky {_percent(s.rates['flakyRate'])} of {s.runs} run(s)" for s in chosen] or ["  none"]
+    lines.append(f"Quarantine candidates (flaky rate above {percent(threshold)} over the window):")
+    lines += [f"  {s.flow}: flaky {percent(s.rates['flakyRate'])} of {s.runs} run(s)" for s in chosen] or ["  none"]
     return "\n".join(lines)
 
 
 def render_flow_runs(flow: str, runs: Sequence[dict[str, Any]]) -> str:
-    rows = [(r["startTime"], r["runId"], r["commit"][:7], r["trigger"], r["status"] + (" (quarantined)" if
+    rows = [(r["startTime"], r["runId"], short_commit(r["commit"]), r["trigger"], r["status"] + (" (quarantined)" if
              r["quarantined"] else ""), str(r["attempts"]), _ms(r["duration"]), r["device"],
              r["errorSummary"].splitlines()[0][:80] if r["errorSummary"] else "") for r in runs]
     return f"{flow}: its last {len(runs)} run(s), newest first\n\n" + _table(

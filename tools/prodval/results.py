@@ -169,10 +169,7 @@ class RunRecord:
         )
 
     def counts(self) -> dict[str, int]:
-        counts = dict.fromkeys(FLOW_STATUSES, 0)
-        for flow in self.flows:
-            counts[flow.status] += 1
-        return counts
+        return count_statuses(self.flows)
 
     def decide(self) -> str:
         """pass when every flow passed (or was flaky); fail on any assertion failure; error otherwise.
@@ -214,6 +211,14 @@ def apply_quarantine(flows: Sequence[FlowResult], entries: Sequence[QuarantineEn
         else:
             flow.quarantined, flow.quarantine = True, entry.to_record()
     return expired
+
+
+def count_statuses(flows: Sequence[FlowResult]) -> dict[str, int]:
+    """Flows per status, every status present (the record's `counts`)."""
+    counts = dict.fromkeys(FLOW_STATUSES, 0)
+    for flow in flows:
+        counts[flow.status] += 1
+    return counts
 
 
 def _plain(value: Any) -> Any:
@@ -519,7 +524,7 @@ def _headline(record: RunRecord, kind: str | None, environment: str) -> str:
     kind = kind or record.verdict or Verdict.ERROR
     flows = gating(record.flows)  # quarantined flows are said apart (quarantine_note)
     total = len(flows)
-    counts = {status: sum(flow.status == status for flow in flows) for status in FLOW_STATUSES}
+    counts = count_statuses(flows)
     flaky = f" ({counts[Status.FLAKY]} flaky)" if counts[Status.FLAKY] else ""
     note = quarantine_note(record.flows)
     if record.flows and not flows and kind in (Verdict.PASS, Kind.RECOVERY):
@@ -589,7 +594,7 @@ def _rows(rows: list[str], limit: int | None, what: str = "flows") -> list[str]:
 def _summary(record: RunRecord, limit: int | None) -> str:
     lines = [f"## {simulated_mark(record)}{WORKFLOW_NAME}: {record.verdict or RUNNING}", "", f"**{_cell(headline(record))}**", ""]
     gate, held = gating(record.flows), quarantined(record.flows)
-    counts = {status: sum(flow.status == status for flow in gate) for status in FLOW_STATUSES}
+    counts = count_statuses(gate)
     lines.append(" · ".join([f"{_ICONS[s]} {n} {STATUS_LABEL[s]}" for s, n in counts.items() if n]
                             + ([f"🔕 {len(held)} quarantined"] if held else [])))
     lines += ["", f"Run `{record.runId}`" + (f" · [workflow run]({record.job.url})" if record.job.url else "")

@@ -23,7 +23,19 @@ from datetime import datetime
 
 from ..outcomes import Kind, Status
 from ..recording import videos_of
-from ..results import BROKEN, FlowResult, RunRecord, duration_text, headline, released_text, simulated_mark, stage_error
+from ..results import (
+    BROKEN,
+    FlowResult,
+    RunRecord,
+    duration_text,
+    gating,
+    headline,
+    quarantined,
+    released_text,
+    short_commit,
+    simulated_mark,
+    stage_error,
+)
 
 KINDS: tuple[str, ...] = tuple(Kind)
 TITLE_PREFIX: dict[str, str] = {kind: "RECOVERED" if kind == Kind.RECOVERY else kind.upper() for kind in Kind}
@@ -39,7 +51,6 @@ _WHAT: dict[str, str] = {Status.FAILED: "failed", Status.ERROR: "infrastructure 
                          Status.TIMED_OUT: "timed out", Status.FLAKY: "flaky"}
 
 
-SHORT_SHA = 7  # how a commit is named in a sentence ("still failing since abc1234"), as git abbreviates it
 
 
 @dataclass(frozen=True)
@@ -171,7 +182,8 @@ def build_alert(record: RunRecord, kind: str, ctx: AlertContext, reminder: str =
     says why a scheduled run that is still failing speaks again (alerts/cadence.py)."""
     if kind not in KINDS or kind == Kind.TEST:
         raise ValueError(f"unknown alert kind {kind!r}")
-    broken = [f for f in record.flows if f.status in BROKEN and not is_quarantined(f)]
+    gate = gating(record.flows)  # quarantined flows are listed apart and never page
+    broken = [f for f in gate if f.status in BROKEN]
     broken.sort(key=lambda f: (BROKEN.index(f.status), f.flowFileName))
     end = record.job.endTime or max((s.endTime for s in record.stages.values() if s.endTime), default="")
     # a history with no run before this one (new, or the cache evicted) cannot tell new from old
@@ -188,22 +200,18 @@ def build_alert(record: RunRecord, kind: str, ctx: AlertContext, reminder: str =
         commit_url=_commit_url(ctx),
         duration=_duration(record.job.startTime, end) if record.job.startTime and end else "",
         failed=failed,
-        flaky=tuple(flow_line(f, Status.FLAKY) for f in record.flows if f.status == Status.FLAKY
-                    and not is_quarantined(f)),
+        flaky=tuple(flow_line(f, Status.FLAKY) for f in gate if f.status == Status.FLAKY),
         not_run=record.counts()[Status.NOT_RUN],
         stage_error=stage_error(record).strip() if kind == Kind.ERROR else "",
         links=links(ctx),
-        quarantined=tuple(flow_line(f, f.status, known) for f in sorted(record.flows, key=lambda f: f.flowFileName)
-                          if is_quarantined(f) and f.status in (*BROKEN, Status.FLAKY)),
+        quarantined=tuple(flow_line(f, f.status, known) for f in sorted(quarantined(record.flows),
+                                                                        key=lambda f: f.flowFileName)
+                          if f.status in (*BROKEN, Status.FLAKY)),
         trigger=record.job.trigger,
         reminder=reminder,
         history=str((record.history or {}).get("note") or ""),
         released=released_text(record.environment.releasedApk or {}) if any(f.impact for f in broken) else "",
     )
-
-
-def is_quarantined(flow: FlowResult) -> bool:
-    return flow.quarantined
 
 
 def flow_line(flow: FlowResult, status: str, known: bool = True) -> FlowLine:
@@ -212,10 +220,10 @@ def flow_line(flow: FlowResult, status: str, known: bool = True) -> FlowLine:
     facts = flow.history or {}
     since = facts.get("failingSince") or {}
     state = str(facts.get("state") or "") if status in BROKEN and known else ""
-    begun = str(since.get("commit") or "")[:SHORT_SHA] or (f"run {since['runId']}" if since.get("runId") else "")
+    begun = short_commit(str(since.get("commit") or "")) or (f"run {since['runId']}" if since.get("runId") else "")
     runs_ago = since.get("runsAgo")
     quarantine = ""
-    if is_quarantined(flow):
+    if flow.quarantined:
         entry = flow.quarantine or {}
         who = ": ".join(str(entry[k]) for k in ("owner", "reason") if entry.get(k))
         quarantine = " ".join(part for part in (f"until {entry['until']}" if entry.get("until") else "",
