@@ -56,6 +56,9 @@ def test_the_released_apps_crash_is_its_failure_with_the_exception_and_a_video(w
     assert built["crash"] and built["video"].startswith("flows/sign-out.yaml/attempt-1/video-")
     html = (world.results / "report.html").read_text()
     assert f'src="{video}"' in html
+    assert "The app crashed during released app 1: " in html  # the card names the released app's rerun
+    assert "The app crashed during attempt 1: " in html
+    assert f"<figcaption>released app 1: <a href=\"{video}\"" in html
 
 
 def test_a_passing_released_rerun_keeps_no_video_and_says_so(world: World, apks: Apks) -> None:

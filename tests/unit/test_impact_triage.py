@@ -12,7 +12,7 @@ from conftest import real_apk
 from prodval.alerts.message import AlertContext, build_alert
 from prodval.alerts.slack import payload
 from prodval.errors import ConfigError
-from prodval.impact import CURRENT_USERS, NEW_BUILD_ONLY, UNKNOWN, choose_released, decide, mark_build_attempts
+from prodval.impact import CURRENT_USERS, NEW_BUILD_ONLY, UNKNOWN, choose_released, decide
 from prodval.notify import pages_for, plan
 from prodval.outcomes import Status, Verdict
 from prodval.results import Attempt, FlowResult, Job, RunRecord, headline, summary_markdown
@@ -150,8 +150,6 @@ def test_the_impact_reads_in_the_headline_the_alert_and_the_summary() -> None:
 
 def test_every_attempt_says_which_apk_ran() -> None:
     record = failing_record(CURRENT_USERS)
-    record.flows[0].attempts[0].apk = ""
-    mark_build_attempts(record)
     assert [a.apk for a in record.flows[0].attempts] == ["new", "new", "released"]
     assert [a.folder for a in record.flows[0].attempts] == ["attempt-1", "attempt-1", "released-1"]
     loaded = RunRecord.from_json(record.to_json())

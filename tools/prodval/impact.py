@@ -40,7 +40,7 @@ from .flows import Flow
 from .maestro import Outcome, classify, test_command
 from .outcomes import Status
 from .recording import Recorder, VideoPolicy
-from .results import NEW, RELEASED, Attempt, FlowResult, RecordWriter, RunRecord, now_iso, released_text
+from .results import RELEASED, Attempt, FlowResult, RecordWriter, RunRecord, now_iso, released_text
 from .settings import IMPACTS
 
 CURRENT_USERS, NEW_BUILD_ONLY, UNKNOWN = IMPACTS
@@ -130,13 +130,6 @@ def decide(rerun: Attempt | None, problem: str = "") -> tuple[str, str]:
         return CURRENT_USERS, "the released app fails too" + (f": {rerun.errorSummary}" if rerun.errorSummary else "")
     said = rerun.status.replace("_", " ")
     return UNKNOWN, f"the released app's rerun {said}" + (f": {rerun.errorSummary}" if rerun.errorSummary else "")
-
-
-def mark_build_attempts(record: RunRecord) -> None:
-    """Every attempt that does not say which APK ran ran this run's build."""
-    for flow in record.flows:
-        for attempt in flow.attempts:
-            attempt.apk = attempt.apk or NEW
 
 
 @dataclass(frozen=True)
@@ -326,6 +319,8 @@ def run_released(flow: Flow, serial: str, rerun: Rerun, console: Console,
 def released_for(pattern: str, new_apk: Path | None, record: RunRecord, console: Console) -> Released:
     """The released APK for this run, checked before any flow runs; recorded, and a warning when the setting
     names something unusable (never a stop: the run goes on, failed flows get `unknown`)."""
+    if not pattern:  # triage off: the new build need not be read again
+        return choose_released(pattern, None)
     package, sha256 = None, ""
     if new_apk is not None:
         try:
@@ -334,11 +329,10 @@ def released_for(pattern: str, new_apk: Path | None, record: RunRecord, console:
         except (ApkError, ConfigError):
             package = None  # the new build's own check reports it
     released = choose_released(pattern, package, sha256)
-    if pattern:
-        record.environment.releasedApk = released.to_record()
-        if released.apk is None:
-            console.warning(released.note, title="released app")
-        else:
-            console.info(f"released app for impact triage: {released_text(released.to_record())}"
-                         + (f" ({released.note})" if released.note else ""))
+    record.environment.releasedApk = released.to_record()
+    if released.apk is None:
+        console.warning(released.note, title="released app")
+    else:
+        console.info(f"released app for impact triage: {released_text(released.to_record())}"
+                     + (f" ({released.note})" if released.note else ""))
     return released

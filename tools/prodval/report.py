@@ -598,7 +598,7 @@ def _crash_blocks(flow: FlowResult, results_dir: Path, esc: _Html) -> list[str]:
         link = f' (<a href="{esc.href(relative)}">{esc(relative)}</a>)' if relative else ""
         body = f'<pre class="crash">{esc(text)}</pre>' if text.strip() else \
             '<p class="muted">The crash block could not be read.</p>'
-        blocks.append(f'<div class="crash"><h4>The app crashed during attempt {attempt.number}: '
+        blocks.append(f'<div class="crash"><h4>The app crashed during {_attempt_label(attempt)}: '
                       f'{esc(attempt.errorSummary)}{link}</h4>{body}</div>')
     return blocks
 
@@ -643,10 +643,10 @@ def _videos(flow: FlowResult, esc: _Html) -> str:
         kept = [p for p in videos_of(attempt.artifactPaths) or [attempt.video] if p and inside(Path("."), p)]
         for path in kept:
             items.append(f'<figure class="video"><video controls preload="metadata" src="{esc.href(path)}"></video>'
-                         f'<figcaption>attempt {attempt.number}: <a href="{esc.href(path)}">{esc(path)}</a>'
+                         f'<figcaption>{_attempt_label(attempt)}: <a href="{esc.href(path)}">{esc(path)}</a>'
                          "</figcaption></figure>")
         if attempt.noVideo:
-            items.append(f'<p class="muted no-video">attempt {attempt.number}: '
+            items.append(f'<p class="muted no-video">{_attempt_label(attempt)}: '
                          f'{esc("no screen recording: " if not kept else "")}{esc(attempt.noVideo)}</p>')
     if not items:
         return ""

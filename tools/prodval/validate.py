@@ -28,7 +28,7 @@ from .doctor import BOOT_NEEDS, VALIDATE_NEEDS, check, maestro_version, require
 from .emulator import StartedEmulator, capture_logcat, start_emulators, stop_emulators, stop_orphans
 from .errors import BuildFailed, DeviceError, Interrupted, RequirementsMissing, ValidationError, signals_ignored
 from .flows import Flow, discover, required_text, shell_variables
-from .impact import Rerun, mark_build_attempts, released_for, triage
+from .impact import Rerun, released_for, triage
 from .maestro import (
     DRIVER_PACKAGES,
     ERROR,
@@ -48,6 +48,7 @@ from .outcomes import Status, Verdict
 from .recording import Recorder, Recording, VideoPolicy
 from .results import (
     BUILD_STAGE,
+    NEW,
     RECORD_NAME,
     VALIDATE_STAGE,
     Attempt,
@@ -348,7 +349,7 @@ class _Runner:
         attempt = Attempt(number=number, status=outcome.status, exitCode=_exit_status(streamed.returncode),
                           duration=streamed.duration_ms, device=serial, startTime=started,
                           errorSummary=outcome.summary, artifactPaths=_relative_files(folder, plan.results_dir),
-                          crash=crash is not None, video=video.video, noVideo=video.no_video)
+                          apk=NEW, crash=crash is not None, video=video.video, noVideo=video.no_video)
         with self.lock:
             result = job.result
             result.attempts.append(attempt)
@@ -555,7 +556,6 @@ def note_quarantine(record: RunRecord, settings: Settings, console: Console, tod
 
 def _decide(record: RunRecord, stage: Stage) -> str:
     """The verdict of the flows, `error` when the stage stopped; the job's artifacts listed."""
-    mark_build_attempts(record)
     verdict = record.decide()
     if stage.error and verdict == Verdict.PASS:
         verdict = Verdict.ERROR
